@@ -1,0 +1,38 @@
+"""ilsvrc: the classic ImageNet (ILSVRC) CNNs as data, analysed exactly and built as torch modules.
+
+`import ilsvrc` does not import torch: the analyzer and the zoo are pure Python. `create_model` and
+`from_torchvision` load the torch builder on first use.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .analysis import analyze
+from .errors import IlsvrcError, ShapeError, SpecError, SpecFileError, UnknownModelError
+from .zoo import get_spec, list_models
+
+__version__ = "0.1.0"
+__all__ = [
+    "IlsvrcError",
+    "ShapeError",
+    "SpecError",
+    "SpecFileError",
+    "UnknownModelError",
+    "analyze",
+    "create_model",
+    "from_torchvision",
+    "get_spec",
+    "list_models",
+    "to_torchvision",
+]
+
+_TORCH_NAMES = {"create_model", "from_torchvision", "to_torchvision", "build"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _TORCH_NAMES:
+        from . import nn
+
+        return getattr(nn, name)
+    raise AttributeError(f"module 'ilsvrc' has no attribute {name!r}")

@@ -1,0 +1,767 @@
+"""Analysis of a network spec without running it: pure Python arithmetic, no torch.
+
+For every layer: the volume it receives and gives (W2 = (W1 - F + 2P)/S + 1 on each axis, D2 = filters),
+its parameters (weights and biases apart), multiply-adds, activation memory and receptive field, with
+the formula behind each number. Suspicious layers (an output size that is not a whole number) become
+`Finding`s; impossible ones raise `ShapeError` naming the layer, the formula and a fix.
+
+Conventions, stated once and printed beside every table:
+- A multiply-add (MAC) is one multiplication and one addition. FLOPs = 2 x MACs.
+- `macs` counts the weights of convolutions and fully connected layers only; bias additions are
+  counted apart (`bias_adds`: torchinfo adds them in, fvcore leaves them out). Pooling, ReLU, LRN,
+  batch norm and residual additions are not multiply-adds and are not counted.
+- Parameters include biases (`weights + biases`); the lecture's view is `weights`.
+- "Layers" are counted as the lecture and the papers count them: layers with weights, that is
+  convolutions and fully connected layers (batch norm's scale and shift are not counted as layers).
+- Volumes print as W x H x D, the lecture's order; JSON names the axes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from .errors import ShapeError, SpecError
+from .spec import (
+    LRN,
+    AdaptiveAvgPool,
+    AvgPool,
+    BatchNorm,
+    Block,
+    Concat,
+    Conv,
+    Dropout,
+    Flatten,
+    Layer,
+    Linear,
+    MaxPool,
+    Network,
+    ReLU,
+    Residual,
+)
+
+DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8}
+
+CONVENTIONS = (
+    "MACs: one multiply-add = 1 (FLOPs = 2 x MACs), conv and FC weights only, bias adds apart; "
+    "params include biases (weights-only = the lecture's view); layers = conv + FC (with weights); "
+    "volumes W x H x D."
+)
+
+
+@dataclass(frozen=True)
+class Volume:
+    """A C x H x W volume, or a flat vector of `channels` values (`flat`)."""
+
+    channels: int
+    height: int
+    width: int
+    flat: bool = False
+
+    @property
+    def elements(self) -> int:
+        return self.channels * self.height * self.width
+
+    def __str__(self) -> str:
+        if self.flat:
+            return f"{self.channels}"
+        return f"{self.width}x{self.height}x{self.channels}"
+
+    def to_dict(self) -> dict:
+        return {"channels": self.channels, "height": self.height, "width": self.width,
+                "flat": self.flat}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ReceptiveField:
+    """Receptive field of one output unit, per axis (height, width), in input pixels.
+
+    size: how many input pixels one unit depends on; jump: the distance in input pixels between
+    neighbouring units; start: the centre of the first unit's field (pixel index; negative means it
+    is centred in the padding).
+    """
+
+    size: tuple[float, float]
+    jump: tuple[float, float]
+    start: tuple[float, float]
+
+    def __str__(self) -> str:
+        return _hw(self.size)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """Something suspicious but computable (severity 'warning') or worth knowing ('note')."""
+
+    severity: str
+    layer: str
+    message: str
+
+
+@dataclass
+class LayerStats:
+    """Everything the analyzer knows about one layer (containers carry their children's sums)."""
+
+    name: str
+    kind: str
+    depth: int
+    layer: Layer
+    input: Volume
+    output: Volume
+    weights: int = 0
+    biases: int = 0
+    macs: int = 0
+    bias_adds: int = 0
+    saved_elements: float = 0.0  # values kept for the backward pass, in units of the dtype
+    receptive_field: ReceptiveField | None = None
+    formulas: list[str] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    container: bool = False
+
+    @property
+    def params(self) -> int:
+        return self.weights + self.biases
+
+    @property
+    def hyper(self) -> str:
+        return describe(self.layer)
+
+
+@dataclass
+class Report:
+    """The analysis of one network at one input size, batch and dtype."""
+
+    network: Network
+    input: Volume
+    batch: int
+    dtype: str
+    rows: list[LayerStats]
+    findings: list[Finding]
+
+    @property
+    def leaves(self) -> list[LayerStats]:
+        return [r for r in self.rows if not r.container]
+
+    def _sum(self, attr: str, kinds: Iterable[type] | None = None) -> int:
+        kinds = tuple(kinds) if kinds else None
+        return sum(
+            getattr(r, attr) for r in self.leaves if kinds is None or isinstance(r.layer, kinds)
+        )
+
+    @property
+    def params(self) -> int:
+        return self._sum("weights") + self._sum("biases")
+
+    @property
+    def weights(self) -> int:
+        return self._sum("weights")
+
+    @property
+    def biases(self) -> int:
+        return self._sum("biases")
+
+    @property
+    def macs(self) -> int:
+        return self._sum("macs")
+
+    @property
+    def bias_adds(self) -> int:
+        return self._sum("bias_adds")
+
+    @property
+    def weight_layers(self) -> int:
+        """Layers counted the lecture's way: convolutions and fully connected layers."""
+        return sum(1 for r in self.leaves if isinstance(r.layer, (Conv, Linear)))
+
+    def split(self) -> dict[str, dict[str, float]]:
+        """Parameters and MACs of convolutions, fully connected layers and the rest (batch norm)."""
+        groups = {"conv": (Conv,), "fc": (Linear,), "other": (BatchNorm,)}
+        total_p, total_m = self.params or 1, self.macs or 1
+        out: dict[str, dict[str, float]] = {}
+        for key, kinds in groups.items():
+            p = self._sum("weights", kinds) + self._sum("biases", kinds)
+            m = self._sum("macs", kinds)
+            out[key] = {"params": p, "params_pct": 100.0 * p / total_p,
+                        "macs": m, "macs_pct": 100.0 * m / total_m}  # fmt: skip
+        return out
+
+    def memory(self) -> dict[str, int]:
+        """Bytes for this batch and dtype; the model behind the numbers is in docs/conventions.md.
+
+        inference: weights + the largest (input + output) pair of consecutive activations.
+        training: weights, gradients and one optimizer buffer (SGD momentum), the input batch, and
+        every activation kept for the backward pass (in-place ReLU and flatten keep nothing new;
+        max pooling keeps int64 indices, dropout a byte mask, LRN its intermediate sums).
+        """
+        item = DTYPE_BYTES[self.dtype]
+        weights = self.params * item
+        input_bytes = self.input.elements * self.batch * item
+        peak = max(
+            (r.input.elements + r.output.elements) * self.batch * item for r in self.leaves
+        )
+        saved = sum(r.saved_elements for r in self.leaves) * self.batch * item
+        activations = sum(r.output.elements for r in self.leaves) * self.batch * item
+        return {
+            "weights": weights,
+            "activations_forward": activations,
+            "inference_peak": weights + peak,
+            "training_activations": int(saved) + input_bytes,
+            "training_total": 3 * weights + int(saved) + input_bytes,
+        }
+
+    def first_linear(self) -> LayerStats | None:
+        return next((r for r in self.leaves if isinstance(r.layer, Linear)), None)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Geometry of one axis
+
+
+def window_out(n: int, kernel: int, stride: int, padding: int, dilation: int = 1,
+               ceil_mode: bool = False) -> tuple[int, int, int]:  # fmt: skip
+    """Output length of a sliding window along one axis, as PyTorch computes it.
+
+    Returns (out, span, remainder): span = n + 2P - (dilation*(F-1) + 1) is what the window can move
+    over, remainder = span % stride is what is left at the end when the division is not exact.
+    Raises ValueError when the window does not fit (span < 0).
+    """
+    eff = dilation * (kernel - 1) + 1
+    span = n + 2 * padding - eff
+    if span < 0:
+        raise ValueError
+    out = span // stride + 1
+    rem = span % stride
+    if ceil_mode and rem:
+        out += 1
+        if (out - 1) * stride >= n + padding:  # PyTorch: the last window must start inside
+            out -= 1
+    return out, span, rem
+
+
+def _adaptive_bins(n: int, out: int) -> int:
+    """Largest bin of adaptive pooling from n to out (PyTorch: floor(i*n/out) .. ceil((i+1)*n/out))."""
+    return max(-(-((i + 1) * n) // out) - (i * n) // out for i in range(out))
+
+
+# ---------------------------------------------------------------------------------------------------
+# The analyzer
+
+
+def describe(layer: Layer) -> str:
+    """A short label of a layer's hyper-parameters: '96 11x11/4 p2 g2'."""
+    if isinstance(layer, Conv):
+        s = f"{layer.out_channels} {_hw(layer.kernel)}/{_one(layer.stride)}"
+        if any(layer.padding):
+            s += f" p{_one(layer.padding)}"
+        if layer.groups > 1:
+            s += f" g{layer.groups}"
+        if layer.dilation != (1, 1):
+            s += f" d{_one(layer.dilation)}"
+        return s
+    if isinstance(layer, MaxPool):  # and AvgPool
+        s = f"{_hw(layer.kernel)}/{_one(layer.stride)}"
+        if any(layer.padding):
+            s += f" p{_one(layer.padding)}"
+        return s + (" ceil" if layer.ceil_mode else "")
+    if isinstance(layer, AdaptiveAvgPool):
+        return f"to {_hw(layer.output_size)}"
+    if isinstance(layer, LRN):
+        return f"n={layer.size} a={layer.alpha:g} b={layer.beta:g} k={layer.k:g}"
+    if isinstance(layer, Linear):
+        return f"{layer.out_features}"
+    if isinstance(layer, Dropout):
+        return f"p={layer.p:g}"
+    if isinstance(layer, Concat):
+        return f"{len(layer.branches)} branches"
+    if isinstance(layer, Residual):
+        return "body + " + ("projection" if layer.shortcut else "identity")
+    return ""
+
+
+def _hw(v: tuple) -> str:
+    a, b = (_num(x) for x in v)
+    return f"{a}x{b}"
+
+
+def _one(v: tuple) -> str:
+    return _num(v[0]) if v[0] == v[1] else f"{_num(v[0])},{_num(v[1])}"
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:.2f}".rstrip("0")
+
+
+def _c(n: int) -> str:
+    return f"{n:,}"
+
+
+def analyze(
+    network: Network,
+    input_shape: tuple[int, int, int] | None = None,
+    batch: int = 1,
+    dtype: str = "float32",
+    suggest: bool = True,
+) -> Report:
+    """Analyse `network` at `input_shape` (default: the network's own) for a batch and dtype.
+
+    Raises ShapeError for an impossible configuration; non-integer output sizes become findings.
+    """
+    if dtype not in DTYPE_BYTES:
+        raise SpecError(f"Unknown dtype {dtype!r}; use one of {', '.join(DTYPE_BYTES)}.")
+    if not isinstance(batch, int) or batch <= 0:
+        raise SpecError(f"Batch size must be a positive whole number, got {batch!r}.")
+    shape = tuple(input_shape) if input_shape is not None else network.input_shape
+    if len(shape) != 3 or any(not isinstance(v, int) or v <= 0 for v in shape):
+        raise SpecError(
+            f"Input must be channels x height x width, three positive numbers, e.g. 3x224x224; "
+            f"got {'x'.join(map(str, shape))}."
+        )
+    c, h, w = shape
+    vol = Volume(c, h, w)
+    rf = ReceptiveField((1.0, 1.0), (1.0, 1.0), (0.0, 0.0))
+    rows: list[LayerStats] = []
+    _Walker(rows).run(network.layers, vol, rf, prefix="", depth=0)
+    findings = [f for r in rows for f in r.findings]
+    report = Report(network, vol, batch, dtype, rows, findings)
+    if suggest:
+        _add_fixes(report)
+        _note_first_linear(report)
+    return report
+
+
+class _Walker:
+    """Walks a layer tree, appending one LayerStats per node to `rows`."""
+
+    def __init__(self, rows: list[LayerStats]) -> None:
+        self.rows = rows
+
+    def run(
+        self, layers: tuple[Layer, ...], vol: Volume, rf: ReceptiveField, prefix: str, depth: int
+    ) -> tuple[Volume, ReceptiveField]:
+        for layer in layers:
+            vol, rf = self.one(layer, vol, rf, prefix, depth)
+        return vol, rf
+
+    def one(
+        self, layer: Layer, vol: Volume, rf: ReceptiveField, prefix: str, depth: int
+    ) -> tuple[Volume, ReceptiveField]:
+        name = prefix + layer.name
+        if isinstance(layer, (Block, Concat, Residual)):
+            return self.container(layer, name, vol, rf, depth)
+        handler = _HANDLERS.get(type(layer))
+        if handler is None:
+            raise SpecError(f"Layer {name}: the analyzer does not know layer type {layer.kind!r}.")
+        stats = LayerStats(name, layer.kind, depth, layer, vol, vol)
+        handler(stats, layer, vol)
+        stats.receptive_field = _receptive_field(layer, vol, stats.output, rf)
+        self.rows.append(stats)
+        return stats.output, stats.receptive_field
+
+    def container(
+        self, layer: Layer, name: str, vol: Volume, rf: ReceptiveField, depth: int
+    ) -> tuple[Volume, ReceptiveField]:
+        head = LayerStats(name, layer.kind, depth, layer, vol, vol, container=True)
+        self.rows.append(head)
+        start = len(self.rows)
+        if isinstance(layer, Block):
+            out, out_rf = self.run(layer.layers, vol, rf, name + ".", depth + 1)
+        else:
+            parts = layer.branches if isinstance(layer, Concat) else (layer.body, layer.shortcut)
+            results = []
+            for part in parts:
+                if part is None:  # identity shortcut
+                    results.append(("identity", vol, rf))
+                    continue
+                self.rows.append(
+                    LayerStats(f"{name}.{part.name}", part.kind, depth + 1, part, vol, vol,
+                               container=True)  # fmt: skip
+                )
+                first = len(self.rows)
+                o, r = self.run(part.layers, vol, rf, f"{name}.{part.name}.", depth + 2)
+                _sum_children(self.rows[first - 1], self.rows[first:], o, r)
+                results.append((part.name, o, r))
+            out, out_rf = _join(layer, name, vol, results, head)
+        _sum_children(head, self.rows[start:], out, out_rf)
+        return out, out_rf
+
+
+def _sum_children(head: LayerStats, children: list[LayerStats], out: Volume,
+                  rf: ReceptiveField) -> None:  # fmt: skip
+    leaves = [r for r in children if not r.container]
+    head.weights = sum(r.weights for r in leaves)
+    head.biases = sum(r.biases for r in leaves)
+    head.macs = sum(r.macs for r in leaves)
+    head.bias_adds = sum(r.bias_adds for r in leaves)
+    head.output = out
+    head.receptive_field = rf
+
+
+def _join(layer: Layer, name: str, vol: Volume, results: list, head: LayerStats
+          ) -> tuple[Volume, ReceptiveField]:  # fmt: skip
+    shapes = ", ".join(f"{n} gives {o}" for n, o, _ in results)
+    if isinstance(layer, Concat):
+        if any(o.flat for _, o, _ in results) or len({(o.height, o.width) for _, o, _ in results}) > 1:
+            raise ShapeError(
+                f"Layer {name} (concat): its branches must give the same width and height to be "
+                f"joined along the channels, but {shapes}. Change the branches' padding or stride "
+                "so that they agree."
+            )
+        first = results[0][1]
+        out = Volume(sum(o.channels for _, o, _ in results), first.height, first.width)
+        head.formulas.append(
+            f"D2 = {' + '.join(str(o.channels) for _, o, _ in results)} = {out.channels} "
+            "(channels of the branches, concatenated)"
+        )
+        # the kept branch outputs are what backward reads; cat itself keeps nothing more
+        head_saved = out.elements
+    else:
+        if len({o for _, o, _ in results}) > 1:
+            raise ShapeError(
+                f"Layer {name} (residual): body and shortcut must give the same volume to be added, "
+                f"but {shapes}. Give the shortcut a 1x1 convolution with the body's stride and "
+                "filters (ResNet's projection)."
+            )
+        out = results[0][1]
+        head.formulas.append(f"out = body(x) + shortcut(x): {out} (element by element)")
+        head_saved = out.elements
+    head.saved_elements = head_saved
+    return out, _union([r for _, _, r in results])
+
+
+def _union(fields: list[ReceptiveField]) -> ReceptiveField:
+    """The field covering all of `fields` (branches read from the same input)."""
+    size, jump, start = [], [], []
+    for axis in (0, 1):
+        lo = min(f.start[axis] - (f.size[axis] - 1) / 2 for f in fields)
+        hi = max(f.start[axis] + (f.size[axis] - 1) / 2 for f in fields)
+        size.append(hi - lo + 1)
+        start.append((lo + hi) / 2)
+        jump.append(max(f.jump[axis] for f in fields))
+    return ReceptiveField(tuple(size), tuple(jump), tuple(start))
+
+
+def _receptive_field(layer: Layer, vin: Volume, vout: Volume, rf: ReceptiveField) -> ReceptiveField:
+    if isinstance(layer, (Conv, MaxPool)):
+        dil = layer.dilation if isinstance(layer, Conv) else (1, 1)
+        geometry = zip(layer.kernel, layer.stride, layer.padding, dil)
+        size, jump, start = [], [], []
+        for axis, (k, s, p, d) in enumerate(geometry):
+            eff = d * (k - 1) + 1
+            size.append(rf.size[axis] + (eff - 1) * rf.jump[axis])
+            start.append(rf.start[axis] + ((eff - 1) / 2 - p) * rf.jump[axis])
+            jump.append(rf.jump[axis] * s)
+        return ReceptiveField(tuple(size), tuple(jump), tuple(start))
+    if isinstance(layer, AdaptiveAvgPool):
+        size, jump, start = [], [], []
+        for axis, (n, o) in enumerate(zip((vin.height, vin.width), layer.output_size)):
+            k = _adaptive_bins(n, o)
+            first = -(-n // o)  # the first bin's size
+            size.append(rf.size[axis] + (k - 1) * rf.jump[axis])
+            start.append(rf.start[axis] + (first - 1) / 2 * rf.jump[axis])
+            jump.append(rf.jump[axis] * n / o)
+        return ReceptiveField(tuple(size), tuple(jump), tuple(start))
+    if isinstance(layer, (Flatten, Linear)) and not vin.flat:
+        # every output value sees every position of the input volume
+        size, start = [], []
+        for axis, n in enumerate((vin.height, vin.width)):
+            lo = rf.start[axis] - (rf.size[axis] - 1) / 2
+            hi = rf.start[axis] + (n - 1) * rf.jump[axis] + (rf.size[axis] - 1) / 2
+            size.append(hi - lo + 1)
+            start.append((lo + hi) / 2)
+        return ReceptiveField(tuple(size), tuple(size), tuple(start))
+    return rf
+
+
+# ---------------------------------------------------------------------------------------------------
+# One handler per leaf type: fills output, counts and formulas of `stats`
+
+
+def _spatial(stats: LayerStats, layer: Conv | MaxPool, vin: Volume) -> tuple[int, int]:
+    if vin.flat:
+        raise ShapeError(
+            f"Layer {stats.name} ({layer.kind}) receives a flat vector of {vin.channels} values, "
+            "but it slides a window over a W x H x D volume. Move it before the flatten layer."
+        )
+    dil = layer.dilation if isinstance(layer, Conv) else (1, 1)
+    ceil = isinstance(layer, MaxPool) and layer.ceil_mode
+    outs, texts, found = [], [], []
+    for axis, n in ((1, vin.width), (0, vin.height)):
+        k, s, p, d = layer.kernel[axis], layer.stride[axis], layer.padding[axis], dil[axis]
+        label = "W" if axis == 1 else "H"
+        f_text = f"{k}" if d == 1 else f"({d}*({k} - 1) + 1)"
+        expr = f"({n} - {f_text} + 2*{p})/{s} + 1"
+        eff = d * (k - 1) + 1
+        exact = (n + 2 * p - eff) / s + 1
+        try:
+            out, span, rem = window_out(n, k, s, p, d, ceil)
+        except ValueError:
+            raise ShapeError(
+                f"Layer {stats.name} ({layer.kind} {describe(layer)}): the {eff}-wide window does not "
+                f"fit in the {n + 2 * p}-wide padded input ({vin} arrives): {label}2 = {expr} = "
+                f"{exact:g}, less than 1. Use a larger input (`ilsvrc summary` names the smallest "
+                "this network takes), more padding, or a smaller kernel."
+            ) from None
+        if rem == 0:
+            texts.append(f"{expr} = {out}")
+        else:
+            texts.append(f"{expr} = {exact:g} -> {out} ({'ceil_mode' if ceil else 'floor'})")
+            found.append((label + "2", n, expr, exact, out, rem))
+        outs.append(out)
+    if texts[0] == texts[1]:
+        stats.formulas.append(f"W2 = H2 = {texts[0]}")
+        found = [("W2 = H2", *found[0][1:])] if found else []
+    else:
+        stats.formulas += [f"W2 = {texts[0]}", f"H2 = {texts[1]}"]
+    for label, n, expr, exact, out, rem in found:
+        stats.findings.append(_non_integer(stats, label, n, expr, exact, out, rem, ceil))
+    return outs[1], outs[0]
+
+
+def _non_integer(stats: LayerStats, label: str, n: int, expr: str, exact: float, out: int,
+                 rem: int, ceil: bool) -> Finding:  # fmt: skip
+    axis = {"W": "columns", "H": "rows"}.get(label, "columns and rows")
+    if ceil:
+        return Finding(
+            "note",
+            stats.name,
+            f"{stats.name}: {label} = {expr} = {exact:g} is not a whole number; with ceil_mode "
+            f"it is rounded up to {out} (Caffe's convention), so the last window hangs over the "
+            f"edge and covers only part of its {stats.layer.kernel[0]} {axis}.",
+        )
+    return Finding(
+        "warning",
+        stats.name,
+        f"{stats.name} ({stats.kind} {describe(stats.layer)}): {label} = {expr} = {exact:g} is "
+        f"not a whole number. PyTorch floors it to {out}, so the last {rem} input {axis} "
+        f"(of {n}) are never seen by any window.",
+    )
+
+
+def _conv(stats: LayerStats, layer: Conv, vin: Volume) -> None:
+    h, w = _spatial(stats, layer, vin)
+    g, cin = layer.groups, vin.channels
+    if cin % g:
+        raise ShapeError(
+            f"Layer {stats.name} (conv {describe(layer)}): its {cin} input channels cannot be split "
+            f"into {g} groups. Make the previous layer's channels a multiple of {g}, or change groups."
+        )
+    out = Volume(layer.out_channels, h, w)
+    kh, kw = layer.kernel
+    per_filter = kh * kw * (cin // g)
+    stats.output = out
+    stats.weights = per_filter * layer.out_channels
+    stats.biases = layer.out_channels if layer.bias else 0
+    stats.macs = out.elements * per_filter
+    stats.bias_adds = out.elements if layer.bias else 0
+    stats.saved_elements = out.elements
+    depth_in = f"{cin}" if g == 1 else f"({cin}/{g})"
+    stats.formulas.append(f"D2 = {layer.out_channels} (the number of filters)")
+    bias = f" + {layer.out_channels}" if layer.bias else ""
+    stats.formulas.append(
+        f"params = {kh}*{kw}*{depth_in}*{layer.out_channels}{bias} = {_c(stats.params)}"
+        + (f"  (groups={g}: each filter sees {cin // g} of {cin} channels)" if g > 1 else "")
+    )
+    stats.formulas.append(
+        f"MACs = {w}*{h}*{layer.out_channels} outputs * {kh}*{kw}*{cin // g} = {_c(stats.macs)}"
+    )
+
+
+def _pool(stats: LayerStats, layer: MaxPool, vin: Volume) -> None:
+    h, w = _spatial(stats, layer, vin)
+    stats.output = Volume(vin.channels, h, w)
+    stats.formulas.append(f"D2 = D1 = {vin.channels} (pooling works on each channel alone)")
+    stats.formulas.append("params = 0")
+    # max pooling keeps its output and the int64 index of each maximum (8 bytes = 2 float32 slots)
+    stats.saved_elements = stats.output.elements * (1 if isinstance(layer, AvgPool) else 3)
+
+
+def _adaptive(stats: LayerStats, layer: AdaptiveAvgPool, vin: Volume) -> None:
+    if vin.flat:
+        raise ShapeError(
+            f"Layer {stats.name} (adaptiveavgpool) receives a flat vector; move it before flatten."
+        )
+    oh, ow = layer.output_size
+    stats.output = Volume(vin.channels, oh, ow)
+    same = (vin.height, vin.width) == (oh, ow)
+    stats.formulas.append(
+        f"{vin.width}x{vin.height} -> {ow}x{oh} whatever the input"
+        + (" (here it changes nothing)" if same else "")
+    )
+    stats.formulas.append("params = 0")
+    stats.saved_elements = stats.output.elements
+
+
+def _same(stats: LayerStats, layer: Layer, vin: Volume) -> None:
+    stats.output = vin
+    if isinstance(layer, LRN):
+        stats.formulas.append(f"same volume; b = a / ({layer.k:g} + {layer.alpha:g} * sum over "
+                              f"{layer.size} channels of a^2)^{layer.beta:g}; params = 0")  # fmt: skip
+        stats.saved_elements = 4 * vin.elements  # torch's LRN keeps squares, sums and the scale
+    elif isinstance(layer, BatchNorm):
+        if vin.flat:
+            raise ShapeError(f"Layer {stats.name} (batchnorm) expects a volume, not a flat vector.")
+        stats.weights, stats.biases = vin.channels, vin.channels
+        stats.formulas.append(
+            f"params = 2*{vin.channels} = {_c(2 * vin.channels)} (a scale and a shift per channel; "
+            "running mean and variance are buffers, not parameters)"
+        )
+        stats.saved_elements = vin.elements
+    elif isinstance(layer, Dropout):
+        stats.formulas.append(f"same volume; params = 0; drops each value with p = {layer.p:g}")
+        stats.saved_elements = vin.elements * 1.25  # output and a one-byte mask
+    else:  # ReLU, in place: its output is its input's storage
+        stats.formulas.append("same volume, max(0, x); params = 0")
+
+
+def _flatten(stats: LayerStats, layer: Flatten, vin: Volume) -> None:
+    stats.output = Volume(vin.elements, 1, 1, flat=True)
+    if not vin.flat:
+        stats.formulas.append(f"{vin.channels}*{vin.height}*{vin.width} = {_c(vin.elements)} values")
+
+
+def _linear(stats: LayerStats, layer: Linear, vin: Volume) -> None:
+    if not vin.flat:
+        raise ShapeError(
+            f"Layer {stats.name} (linear) receives a {vin} volume; a fully connected layer takes a "
+            "flat vector. Put a flatten layer before it."
+        )
+    n_in, n_out = vin.channels, layer.out_features
+    stats.output = Volume(n_out, 1, 1, flat=True)
+    stats.weights = n_in * n_out
+    stats.biases = n_out if layer.bias else 0
+    stats.macs = n_in * n_out
+    stats.bias_adds = stats.biases
+    stats.saved_elements = n_out
+    bias = f" + {n_out}" if layer.bias else ""
+    stats.formulas.append(f"params = {n_in}*{n_out}{bias} = {_c(stats.params)}")
+    stats.formulas.append(f"MACs = {n_in}*{n_out} = {_c(stats.macs)}")
+
+
+_HANDLERS = {
+    Conv: _conv,
+    MaxPool: _pool,
+    AvgPool: _pool,
+    AdaptiveAvgPool: _adaptive,
+    LRN: _same,
+    ReLU: _same,
+    BatchNorm: _same,
+    Dropout: _same,
+    Flatten: _flatten,
+    Linear: _linear,
+}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Suggestions: exact input sizes, and what the first fully connected layer takes
+
+
+def is_exact(network: Network, shape: tuple[int, int, int]) -> bool | None:
+    """True if every layer's output size is a whole number at `shape`; None if impossible there."""
+    try:
+        report = analyze(network, shape, suggest=False)
+    except ShapeError:
+        return None
+    return not any(f.severity == "warning" for f in report.findings)
+
+
+def nearest_exact_sizes(network: Network, shape: tuple[int, int, int], reach: int = 64
+                        ) -> list[int]:  # fmt: skip
+    """Square input sizes near shape's height at which no output size is floored (closest first)."""
+    c, h, _ = shape
+    sizes = sorted(range(max(1, h - reach), h + reach + 1), key=lambda s: (abs(s - h), -s))
+    found = []
+    for s in sizes:
+        if s != h and is_exact(network, (c, s, s)):
+            found.append(s)
+            if len(found) == 2:
+                break
+    return found
+
+
+def smallest_input(network: Network, channels: int, limit: int = 4096) -> int | None:
+    """The smallest square input size the network can take (None if none up to `limit`)."""
+    lo, hi = 1, limit
+    if is_exact(network, (channels, hi, hi)) is None:
+        return None
+    while lo < hi:  # valid sizes form a range [smallest, ...) for these layer types
+        mid = (lo + hi) // 2
+        if is_exact(network, (channels, mid, mid)) is None:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+def _add_fixes(report: Report) -> None:
+    warnings = [f for f in report.findings if f.severity == "warning"]
+    if not warnings or report.input.height != report.input.width:
+        return
+    shape = (report.input.channels, report.input.height, report.input.width)
+    sizes = nearest_exact_sizes(report.network, shape)
+    first = warnings[0]
+    layer = next(r for r in report.rows if r.name == first.layer).layer
+    fix = []
+    if sizes:
+        fix.append(f"an input of {' or '.join(f'{s}x{s}' for s in sizes)} makes every layer exact")
+    if isinstance(layer, (Conv, MaxPool)):
+        pad = _exact_padding(report, first.layer, layer)
+        fix.append(pad)
+    if fix:
+        report.findings.append(Finding("note", first.layer, "To make it exact: " + "; ".join(fix)
+                                       + "."))  # fmt: skip
+
+
+def _exact_padding(report: Report, name: str, layer: Conv | MaxPool) -> str:
+    row = next(r for r in report.rows if r.name == name)
+    n = row.input.width
+    k, s, p = layer.kernel[1], layer.stride[1], layer.padding[1]
+    d = layer.dilation[1] if isinstance(layer, Conv) else 1
+    eff = d * (k - 1) + 1
+    for extra in range(0, s + 1):
+        if (n + 2 * (p + extra) - eff) % s == 0 and extra:
+            return f"or padding {p + extra} in {name} ((W1 - F + 2P) divisible by {s})"
+    return (
+        f"no symmetric padding of {name} makes it exact ({n} - {eff} + 2P is never a multiple "
+        f"of {s})"
+    )
+
+
+def _note_first_linear(report: Report) -> None:
+    fc = report.first_linear()
+    if fc is None:
+        return
+    leaves = report.leaves
+    before = leaves[: leaves.index(fc)]
+    adaptive = next((r for r in before if isinstance(r.layer, AdaptiveAvgPool)), None)
+    spatial = [r for r in before if not r.output.flat]
+    source = spatial[-1].output if spatial else report.input
+    if adaptive is not None:
+        text = (
+            f"{fc.name} takes {fc.input.channels:,} values ({source}), fixed by the adaptive "
+            f"pooling {adaptive.name} whatever the input size."
+        )
+    else:
+        text = f"{fc.name} takes the flattened {source} = {fc.input.channels:,} values this input gives"
+        default = report.network.input_shape
+        here = (report.input.channels, report.input.height, report.input.width)
+        if here != default:
+            try:
+                base = analyze(report.network, default, suggest=False).first_linear()
+                text += (
+                    f" ({base.input.channels:,} at the default "
+                    f"{default[1]}x{default[2]}: weights trained there do not fit)"
+                )
+            except ShapeError:
+                pass
+        text += "."
+    report.findings.append(Finding("note", fc.name, text))
+
+
+def check_strict(report: Report) -> None:
+    """Raise StrictModeError if the report has warnings (the --strict mode)."""
+    from .errors import StrictModeError
+
+    warnings = [f.message for f in report.findings if f.severity == "warning"]
+    if warnings:
+        notes = [f.message for f in report.findings if f.message.startswith("To make it exact")]
+        raise StrictModeError(" ".join(warnings + notes) + " (--strict treats this as an error.)")

@@ -1,0 +1,411 @@
+"""Networks as data: small frozen trees of layers, with no torch in sight.
+
+A `Network` is a name, an input volume (channels, height, width), a tuple of layers and metadata. A layer
+is one of the node types below; two of them hold other layers: `Concat` (parallel branches joined along
+the channels, as in GoogLeNet's Inception module) and `Residual` (a body added to a shortcut, as in
+ResNet). `Block` groups layers under one name. Every node has a name that is stable: it is what the
+tables print and what the torch module calls the submodule (so it is the state-dict key).
+
+Sizes are given as an int or a (height, width) pair; the analyzer works on each axis separately.
+Fully connected layers do not state their input size: it is whatever the previous layer gives, so the
+same spec can be analysed or built at any input size.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Union
+
+from .errors import SpecError
+
+Size = Union[int, tuple[int, int]]
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def pair(value: Size, what: str = "size") -> tuple[int, int]:
+    """Return `value` as a (height, width) pair, checking it is made of whole numbers."""
+    if isinstance(value, bool):
+        raise SpecError(f"{what} must be a whole number or a pair of them, not {value!r}.")
+    if isinstance(value, int):
+        return (value, value)
+    if isinstance(value, (tuple, list)) and len(value) == 2 and all(
+        isinstance(v, int) and not isinstance(v, bool) for v in value
+    ):
+        return (int(value[0]), int(value[1]))
+    raise SpecError(f"{what} must be a whole number or a pair [height, width], not {value!r}.")
+
+
+@dataclass(frozen=True)
+class Layer:
+    """Base of every node. `kind` is the name used in spec files and tables."""
+
+    name: str
+    kind: ClassVar[str] = "layer"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not _NAME.match(self.name):
+            raise SpecError(
+                f"Layer name {self.name!r} is not usable: names are letters, digits and underscores "
+                "and must not start with a digit (they become torch submodule names), e.g. 'conv1'."
+            )
+
+    @property
+    def has_parameters(self) -> bool:
+        return False
+
+    def fields(self) -> dict[str, Any]:
+        """The node's fields as plain values (for spec files and JSON)."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Layer):
+                value = value.to_dict()
+            elif isinstance(value, tuple) and value and isinstance(value[0], Layer):
+                value = [v.to_dict() for v in value]
+            elif isinstance(value, tuple):
+                value = list(value) if value[0] != value[-1] or len(value) != 2 else value[0]
+            out[f.name] = value
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.kind, **self.fields()}
+
+
+def _check_positive(layer: Layer, **values: Any) -> None:
+    for what, value in values.items():
+        for v in value if isinstance(value, tuple) else (value,):
+            if v <= 0:
+                raise SpecError(
+                    f"Layer {layer.name} ({layer.kind}): {what} must be positive, got {value}."
+                )
+
+
+def _check_non_negative(layer: Layer, **values: Any) -> None:
+    for what, value in values.items():
+        for v in value if isinstance(value, tuple) else (value,):
+            if v < 0:
+                raise SpecError(
+                    f"Layer {layer.name} ({layer.kind}): {what} must be zero or more, got {value}."
+                )
+
+
+@dataclass(frozen=True)
+class Conv(Layer):
+    """2-D convolution: `out_channels` filters of `kernel`, moved by `stride`, input padded by `padding`.
+
+    `groups` splits input and output channels into independent groups (AlexNet's two GPUs: groups=2).
+    """
+
+    out_channels: int = 1
+    kernel: Size = 3
+    stride: Size = 1
+    padding: Size = 0
+    groups: int = 1
+    dilation: Size = 1
+    bias: bool = True
+    kind: ClassVar[str] = "conv"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for f in ("kernel", "stride", "padding", "dilation"):
+            object.__setattr__(self, f, pair(getattr(self, f), f"{self.name}: {f}"))
+        _check_positive(self, out_channels=self.out_channels, groups=self.groups)
+        _check_positive(self, kernel=self.kernel, stride=self.stride, dilation=self.dilation)
+        _check_non_negative(self, padding=self.padding)
+        if self.out_channels % self.groups:
+            raise SpecError(
+                f"Layer {self.name} (conv): {self.out_channels} filters cannot be split into "
+                f"{self.groups} groups; make out_channels a multiple of groups."
+            )
+
+    @property
+    def has_parameters(self) -> bool:
+        return True
+
+
+@dataclass(frozen=True)
+class MaxPool(Layer):
+    """Max pooling over `kernel` windows moved by `stride` (default: the kernel). No parameters.
+
+    `ceil_mode` rounds a non-integer output size up (Caffe's convention) instead of down (PyTorch's).
+    """
+
+    kernel: Size = 2
+    stride: Size | None = None
+    padding: Size = 0
+    ceil_mode: bool = False
+    kind: ClassVar[str] = "maxpool"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "kernel", pair(self.kernel, f"{self.name}: kernel"))
+        stride = self.kernel if self.stride is None else self.stride
+        object.__setattr__(self, "stride", pair(stride, f"{self.name}: stride"))
+        object.__setattr__(self, "padding", pair(self.padding, f"{self.name}: padding"))
+        _check_positive(self, kernel=self.kernel, stride=self.stride)
+        _check_non_negative(self, padding=self.padding)
+        for p, k in zip(self.padding, self.kernel):
+            if 2 * p > k:
+                raise SpecError(
+                    f"Layer {self.name} ({self.kind}): padding {p} is more than half the kernel {k}; "
+                    "PyTorch refuses this. Use padding <= kernel // 2."
+                )
+
+
+@dataclass(frozen=True)
+class AvgPool(MaxPool):
+    """Average pooling; same geometry as `MaxPool` (padding counts as zeros in the average)."""
+
+    kind: ClassVar[str] = "avgpool"
+
+
+@dataclass(frozen=True)
+class AdaptiveAvgPool(Layer):
+    """Average pooling to a fixed output size whatever the input (torchvision's AlexNet and VGG)."""
+
+    output_size: Size = 1
+    kind: ClassVar[str] = "adaptiveavgpool"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "output_size", pair(self.output_size, f"{self.name}: output_size"))
+        _check_positive(self, output_size=self.output_size)
+
+
+@dataclass(frozen=True)
+class LRN(Layer):
+    """Local response normalisation across `size` adjacent channels, as the AlexNet paper writes it:
+
+    b = a / (k + alpha * sum(a^2)) ** beta. Note: torch.nn.LocalResponseNorm divides alpha by `size`;
+    the builder passes alpha * size so that the module computes the paper's formula.
+    """
+
+    size: int = 5
+    alpha: float = 1e-4
+    beta: float = 0.75
+    k: float = 2.0
+    kind: ClassVar[str] = "lrn"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_positive(self, size=self.size)
+
+
+@dataclass(frozen=True)
+class ReLU(Layer):
+    """max(0, x), element by element. No parameters."""
+
+    kind: ClassVar[str] = "relu"
+
+
+@dataclass(frozen=True)
+class BatchNorm(Layer):
+    """Batch normalisation over channels: a scale and a shift per channel (2C parameters)."""
+
+    eps: float = 1e-5
+    momentum: float = 0.1
+    kind: ClassVar[str] = "batchnorm"
+
+    @property
+    def has_parameters(self) -> bool:
+        return True
+
+
+@dataclass(frozen=True)
+class Dropout(Layer):
+    """Zeroes each activation with probability `p` while training. No parameters."""
+
+    p: float = 0.5
+    kind: ClassVar[str] = "dropout"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0.0 <= self.p < 1.0:
+            raise SpecError(f"Layer {self.name} (dropout): p must be in [0, 1), got {self.p}.")
+
+
+@dataclass(frozen=True)
+class Flatten(Layer):
+    """Turns a C x H x W volume into a vector of C*H*W values (channel-major, as torch.flatten)."""
+
+    kind: ClassVar[str] = "flatten"
+
+
+@dataclass(frozen=True)
+class Linear(Layer):
+    """Fully connected layer to `out_features` values; its input size is whatever reaches it."""
+
+    out_features: int = 1
+    bias: bool = True
+    kind: ClassVar[str] = "linear"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_positive(self, out_features=self.out_features)
+
+    @property
+    def has_parameters(self) -> bool:
+        return True
+
+
+def _check_children(owner: Layer, layers: tuple[Layer, ...], what: str) -> None:
+    if not isinstance(layers, tuple) or not all(isinstance(x, Layer) for x in layers):
+        raise SpecError(f"Layer {owner.name} ({owner.kind}): {what} must be a tuple of layers.")
+    names = [x.name for x in layers]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise SpecError(
+            f"Layer {owner.name} ({owner.kind}): the name(s) {', '.join(dupes)} appear more than once "
+            f"in its {what}; every layer at one level needs its own name."
+        )
+
+
+@dataclass(frozen=True)
+class Block(Layer):
+    """Layers applied one after another, under one name (a VGG stage, a ResNet block's body)."""
+
+    layers: tuple[Layer, ...] = ()
+    kind: ClassVar[str] = "block"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_children(self, self.layers, "layers")
+
+
+@dataclass(frozen=True)
+class Concat(Layer):
+    """Parallel branches, each a `Block`, applied to the same input; outputs joined along channels.
+
+    All branches must give the same height and width (GoogLeNet's Inception module).
+    """
+
+    branches: tuple[Block, ...] = ()
+    kind: ClassVar[str] = "concat"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_children(self, self.branches, "branches")
+        if not self.branches or not all(isinstance(b, Block) for b in self.branches):
+            raise SpecError(
+                f"Layer {self.name} (concat): branches must be one or more blocks, "
+                "each a named list of layers."
+            )
+
+
+@dataclass(frozen=True)
+class Residual(Layer):
+    """out = body(x) + shortcut(x); an empty shortcut is the identity (ResNet's basic block).
+
+    Body and shortcut must give the same volume.
+    """
+
+    body: Block = field(default_factory=lambda: Block("body"))
+    shortcut: Block | None = None
+    kind: ClassVar[str] = "residual"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for what, part in (("body", self.body), ("shortcut", self.shortcut)):
+            if part is not None and not isinstance(part, Block):
+                raise SpecError(f"Layer {self.name} (residual): {what} must be a block of layers.")
+
+
+NODE_TYPES: dict[str, type[Layer]] = {
+    cls.kind: cls
+    for cls in (
+        Conv,
+        MaxPool,
+        AvgPool,
+        AdaptiveAvgPool,
+        LRN,
+        ReLU,
+        BatchNorm,
+        Dropout,
+        Flatten,
+        Linear,
+        Block,
+        Concat,
+        Residual,
+    )
+}
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a network is: where it comes from and the defaults every tool reads instead of guessing."""
+
+    title: str = ""
+    year: int | None = None
+    paper: str = ""
+    result: str = ""
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    notes: str = ""
+
+
+@dataclass(frozen=True)
+class Network:
+    """A whole network: name, default input volume (channels, height, width), layers, metadata."""
+
+    name: str
+    input_shape: tuple[int, int, int]
+    layers: tuple[Layer, ...]
+    info: ModelInfo = field(default_factory=ModelInfo)
+
+    def __post_init__(self) -> None:
+        shape = self.input_shape
+        if (
+            not isinstance(shape, tuple)
+            or len(shape) != 3
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in shape)
+        ):
+            raise SpecError(
+                f"Network {self.name}: input must be three positive whole numbers "
+                f"(channels, height, width), e.g. [3, 224, 224]; got {shape!r}."
+            )
+        if not self.layers:
+            raise SpecError(f"Network {self.name} has no layers.")
+        holder = Block("network", tuple(self.layers))  # reuses the duplicate-name check
+        del holder
+
+    def with_input(self, shape: tuple[int, int, int]) -> Network:
+        return dataclasses.replace(self, input_shape=tuple(shape))
+
+    def with_num_classes(self, num_classes: int) -> Network:
+        """The same network with its last fully connected layer giving `num_classes` outputs."""
+        if not isinstance(num_classes, int) or num_classes <= 0:
+            raise SpecError(f"num_classes must be a positive whole number, got {num_classes!r}.")
+        layers = list(self.layers)
+        for i in range(len(layers) - 1, -1, -1):
+            if isinstance(layers[i], Linear):
+                layers[i] = dataclasses.replace(layers[i], out_features=num_classes)
+                return dataclasses.replace(self, layers=tuple(layers))
+        raise SpecError(
+            f"Network {self.name} has no fully connected layer at its top level, so num_classes "
+            "cannot be set; end the network with a linear layer."
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "input": list(self.input_shape),
+            "layers": [layer.to_dict() for layer in self.layers],
+        }
+
+
+def walk(layers: tuple[Layer, ...], prefix: str = "") -> list[tuple[str, Layer]]:
+    """Every node below `layers`, depth first, with its dotted name (the torch module path)."""
+    out: list[tuple[str, Layer]] = []
+    for layer in layers:
+        qualified = f"{prefix}{layer.name}"
+        out.append((qualified, layer))
+        if isinstance(layer, Block):
+            out.extend(walk(layer.layers, qualified + "."))
+        elif isinstance(layer, Concat):
+            out.extend(walk(layer.branches, qualified + "."))
+        elif isinstance(layer, Residual):
+            parts = (layer.body,) + ((layer.shortcut,) if layer.shortcut else ())
+            out.extend(walk(parts, qualified + "."))
+    return out
