@@ -498,8 +498,7 @@ def _spatial(stats: LayerStats, layer: Conv | MaxPool, vin: Volume) -> tuple[int
             raise ShapeError(
                 f"Layer {stats.name} ({layer.kind} {describe(layer)}): the {eff}-wide window does not "
                 f"fit in the {n + 2 * p}-wide padded input ({vin} arrives): {label}2 = {expr} = "
-                f"{exact:g}, less than 1. Use a larger input (`ilsvrc summary` names the smallest "
-                "this network takes), more padding, or a smaller kernel."
+                f"{exact:g}, less than 1. Use a larger input, more padding, or a smaller kernel."
             ) from None
         if rem == 0:
             texts.append(f"{expr} = {out}")
@@ -519,7 +518,9 @@ def _spatial(stats: LayerStats, layer: Conv | MaxPool, vin: Volume) -> tuple[int
 
 def _non_integer(stats: LayerStats, label: str, n: int, expr: str, exact: float, out: int,
                  rem: int, ceil: bool) -> Finding:  # fmt: skip
-    axis = {"W": "columns", "H": "rows"}.get(label, "columns and rows")
+    axis = {"W2": "column", "H2": "row"}.get(label, "column and row")
+    if rem > 1:
+        axis = axis.replace("column", "columns").replace("row", "rows")
     if ceil:
         return Finding(
             "note",

@@ -1,0 +1,317 @@
+"""Presenting analyses: terminal table, Markdown, CSV, JSON and LaTeX. Nothing here computes.
+
+A renderer takes a `Report` or a `Comparison` and returns text. Tables are built once as a `Table`
+(column titles, rows of strings, lines below) and written in any of the formats; JSON has its own
+stable, documented shape (docs/json.md: `ilsvrc.summary/1` and `ilsvrc.compare/1`).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass, field
+
+from .analysis import CONVENTIONS, DTYPE_BYTES, Report
+from .compare import Comparison
+
+FORMATS = ("text", "markdown", "csv", "json", "latex")
+SUMMARY_SCHEMA = "ilsvrc.summary/1"
+COMPARE_SCHEMA = "ilsvrc.compare/1"
+
+
+@dataclass
+class Table:
+    title: str
+    columns: list[str]
+    rows: list[list[str]]
+    numeric: set[int] = field(default_factory=set)  # right-aligned columns
+    details: dict[int, list[str]] = field(default_factory=dict)  # lines under row i (formulas)
+    footer: list[str] = field(default_factory=list)
+
+
+def n(value: float) -> str:
+    return f"{value:,}"
+
+
+def human_bytes(value: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(value) < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return ""  # unreachable
+
+
+def short(value: float) -> str:
+    """1234567 -> '1.23M' (decimal units, for totals next to the exact figure)."""
+    for unit, size in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(value) >= size:
+            return f"{value / size:.2f}{unit}"
+    return f"{value:g}"
+
+
+# ---------------------------------------------------------------------------------------------------
+# Summary
+
+
+def summary_table(report: Report, derive: bool = False) -> Table:
+    item = DTYPE_BYTES[report.dtype]
+    cols = ["layer", "type", "config", "input", "output", "weights", "biases", "params", "MACs",
+            "out memory", "RF"]  # fmt: skip
+    table = Table(_summary_title(report), cols, [], numeric={5, 6, 7, 8, 9})
+    for row in report.rows:
+        indent = "  " * row.depth
+        out_bytes = row.output.elements * report.batch * item
+        rf = row.receptive_field
+        table.rows.append([
+            indent + row.name, row.kind, row.hyper, str(row.input), str(row.output),
+            n(row.weights) if row.weights else "", n(row.biases) if row.biases else "",
+            n(row.params) if row.params else "-", n(row.macs) if row.macs else "-",
+            human_bytes(out_bytes), str(rf) if rf else "",
+        ])  # fmt: skip
+        if derive and row.formulas:
+            table.details[len(table.rows) - 1] = row.formulas
+    table.footer = summary_footer(report)
+    return table
+
+
+def _summary_title(report: Report) -> str:
+    net = report.network
+    i = report.input
+    title = f"{net.name}: {net.info.title}" if net.info.title else net.name
+    title += f" | input {i.channels}x{i.height}x{i.width}, batch {report.batch}, {report.dtype}"
+    for label, text in (("paper", net.info.paper), ("result", net.info.result),
+                        ("note", net.info.notes)):  # fmt: skip
+        if text:
+            title += f"\n  {label}: {text}"
+    return title
+
+
+def summary_footer(report: Report) -> list[str]:
+    split = report.split()
+    conv_layers = sum(1 for r in report.leaves if r.kind == "conv")
+    fc_layers = sum(1 for r in report.leaves if r.kind == "linear")
+    mem = report.memory()
+    lines = [
+        f"Total parameters: {n(report.params)} ({short(report.params)}) = weights "
+        f"{n(report.weights)} + biases {n(report.biases)}; weights only (the lecture's view): "
+        f"{n(report.weights)}",
+        f"Layers with weights (the lecture's count): {report.weight_layers} = {conv_layers} conv + "
+        f"{fc_layers} fully connected",
+        f"Parameters: conv {n(split['conv']['params'])} ({split['conv']['params_pct']:.1f}%), "
+        f"fully connected {n(split['fc']['params'])} ({split['fc']['params_pct']:.1f}%)"
+        + (
+            f", batch norm {n(split['other']['params'])} ({split['other']['params_pct']:.1f}%)"
+            if split["other"]["params"]
+            else ""
+        ),
+        f"Multiply-adds per image: {n(report.macs)} MACs ({short(report.macs)}; FLOPs = 2 x MACs = "
+        f"{short(2 * report.macs)}): conv {split['conv']['macs_pct']:.1f}%, fully connected "
+        f"{split['fc']['macs_pct']:.1f}%; bias adds {n(report.bias_adds)} not included "
+        f"(with them: {n(report.macs + report.bias_adds)}, torchinfo's count)",
+        f"Memory, batch {report.batch}, {report.dtype}: weights {human_bytes(mem['weights'])}; "
+        f"inference peak ~{human_bytes(mem['inference_peak'])}; training ~"
+        f"{human_bytes(mem['training_total'])} (weights + gradients + SGD momentum + "
+        f"{human_bytes(mem['training_activations'])} of activations kept for backward)",
+        "Conventions: " + CONVENTIONS + " RF = receptive field of one output unit, in input pixels.",
+    ]
+    for f in report.findings:
+        lines.append(f"{f.severity.capitalize()}: {f.message}")
+    return lines
+
+
+def summary_json(report: Report) -> dict:
+    item = DTYPE_BYTES[report.dtype]
+    layers = []
+    for row in report.rows:
+        rf = row.receptive_field
+        layers.append({
+            "name": row.name, "type": row.kind, "depth": row.depth, "container": row.container,
+            "config": row.hyper, "input": row.input.to_dict(), "output": row.output.to_dict(),
+            "weights": row.weights, "biases": row.biases, "params": row.params,
+            "macs": row.macs, "bias_adds": row.bias_adds,
+            "output_bytes": row.output.elements * report.batch * item,
+            "receptive_field": None if rf is None else
+            {"size": list(rf.size), "jump": list(rf.jump), "start": list(rf.start)},
+            "formulas": list(row.formulas),
+        })  # fmt: skip
+    split = report.split()
+    net = report.network
+    return {
+        "schema": SUMMARY_SCHEMA,
+        "network": net.name,
+        "info": {"title": net.info.title, "year": net.info.year, "paper": net.info.paper,
+                 "result": net.info.result},  # fmt: skip
+        "input": report.input.to_dict(),
+        "batch": report.batch,
+        "dtype": report.dtype,
+        "conventions": {
+            "macs": "one multiply-add = 1; conv and fully connected weights only; FLOPs = 2 x MACs",
+            "bias_adds": "counted apart, not in macs",
+            "params": "weights + biases",
+            "weight_layers": "convolutions and fully connected layers",
+            "volume_order": "W x H x D in text; named axes here",
+        },
+        "layers": layers,
+        "totals": {
+            "params": report.params, "weights": report.weights, "biases": report.biases,
+            "macs": report.macs, "bias_adds": report.bias_adds, "flops": 2 * report.macs,
+            "weight_layers": report.weight_layers,
+            "split": split, "memory_bytes": report.memory(),
+        },  # fmt: skip
+        "findings": [{"severity": f.severity, "layer": f.layer, "message": f.message}
+                     for f in report.findings],  # fmt: skip
+    }
+
+
+# ---------------------------------------------------------------------------------------------------
+# Compare
+
+
+def compare_table(cmp: Comparison) -> Table:
+    a, b = cmp.a.network.name, cmp.b.network.name
+    cols = ["", "layer", f"{a}", "output", f"{b}", "output", f"params {a}", f"params {b}",
+            "params A-B", "MACs A-B"]  # fmt: skip
+    table = Table(f"{a} (A) against {b} (B)", cols, [], numeric={6, 7, 8, 9})
+    for p in cmp.pairs:
+        mark = "*" if p.differs else ""
+        pa = p.a.params if p.a else 0
+        pb = p.b.params if p.b else 0
+        ma = p.a.macs if p.a else 0
+        mb = p.b.macs if p.b else 0
+        table.rows.append([
+            mark, p.name,
+            (p.a.hyper or p.a.kind) if p.a else "(none)", str(p.a.output) if p.a else "",
+            (p.b.hyper or p.b.kind) if p.b else "(none)", str(p.b.output) if p.b else "",
+            n(pa) if p.a else "", n(pb) if p.b else "",
+            _signed(pa - pb), _signed(ma - mb),
+        ])  # fmt: skip
+    t = cmp.totals()
+    d = t["params"]["difference"]
+    more = "more" if d >= 0 else "fewer"
+    table.footer = [
+        f"Parameters: A {n(t['params']['a'])}, B {n(t['params']['b'])}; A has {n(abs(d))} "
+        f"({short(abs(d))}) {more} (weights only: {_signed(t['weights']['difference'])})",
+        f"MACs per image: A {n(t['macs']['a'])}, B {n(t['macs']['b'])}; A - B = "
+        f"{_signed(t['macs']['difference'])}",
+        f"Layers with weights: A {t['weight_layers']['a']}, B {t['weight_layers']['b']}",
+        "* marks rows that differ in configuration, volume, parameters or MACs. " + CONVENTIONS,
+    ]
+    return table
+
+
+def _signed(v: int) -> str:
+    return "0" if v == 0 else f"{v:+,}"
+
+
+def compare_json(cmp: Comparison) -> dict:
+    def side(s):
+        if s is None:
+            return None
+        return {"name": s.name, "type": s.kind, "config": s.hyper, "input": s.input.to_dict(),
+                "output": s.output.to_dict(), "params": s.params, "macs": s.macs}  # fmt: skip
+
+    return {
+        "schema": COMPARE_SCHEMA,
+        "a": {"network": cmp.a.network.name, "input": cmp.a.input.to_dict()},
+        "b": {"network": cmp.b.network.name, "input": cmp.b.input.to_dict()},
+        "rows": [{"a": side(p.a), "b": side(p.b), "differs": p.differs} for p in cmp.pairs],
+        "totals": cmp.totals(),
+    }
+
+
+# ---------------------------------------------------------------------------------------------------
+# Writers
+
+
+def render(table: Table, fmt: str) -> str:
+    if fmt == "text":
+        return to_text(table)
+    if fmt == "markdown":
+        return to_markdown(table)
+    if fmt == "csv":
+        return to_csv(table)
+    if fmt == "latex":
+        return to_latex(table)
+    raise ValueError(f"unknown format {fmt!r}")
+
+
+def to_text(t: Table) -> str:
+    widths = [max(len(c), *(len(r[i]) for r in t.rows)) if t.rows else len(c)
+              for i, c in enumerate(t.columns)]  # fmt: skip
+
+    def line(cells: list[str]) -> str:
+        out = [c.rjust(w) if i in t.numeric else c.ljust(w)
+               for i, (c, w) in enumerate(zip(cells, widths))]  # fmt: skip
+        return "  ".join(out).rstrip()
+
+    rule = "-" * len(line(["x" * w for w in widths]))
+    lines = [t.title, rule, line(t.columns), rule]
+    for i, row in enumerate(t.rows):
+        lines.append(line(row))
+        for formula in t.details.get(i, []):
+            lines.append(" " * 6 + formula)
+    lines += [rule, *t.footer]
+    return "\n".join(lines) + "\n"
+
+
+def _md_escape(s: str) -> str:
+    return s.replace("|", "\\|").replace("*", "\\*")
+
+
+def to_markdown(t: Table) -> str:
+    lines = [f"**{_md_escape(t.title.splitlines()[0])}**", ""]
+    lines += [f"{_md_escape(x.strip())}  " for x in t.title.splitlines()[1:]]
+    lines += [""] if "\n" in t.title else []
+    lines.append("| " + " | ".join(_md_escape(c) or " " for c in t.columns) + " |")
+    lines.append("|" + "|".join("---:" if i in t.numeric else "---" for i in range(len(t.columns)))
+                 + "|")  # fmt: skip
+    for i, row in enumerate(t.rows):
+        cells = [_md_escape(c.strip()) for c in row]
+        if i in t.details:
+            cells[0] += "<br>" + "<br>".join(f"`{f}`" for f in t.details[i])
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    lines += [f"- {_md_escape(f)}" for f in t.footer]
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(t: Table) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["" if not c else c for c in t.columns])
+    for row in t.rows:
+        writer.writerow([c.strip().replace(",", "") if i in t.numeric else c.strip()
+                         for i, c in enumerate(row)])  # fmt: skip
+    return buf.getvalue()
+
+
+_LATEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+          "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}  # fmt: skip
+
+
+def latex_escape(s: str) -> str:
+    return "".join(_LATEX.get(ch, ch) for ch in s)
+
+
+def to_latex(t: Table) -> str:
+    spec = "".join("r" if i in t.numeric else "l" for i in range(len(t.columns)))
+    lines = [
+        *("% " + latex_escape(x) for x in t.title.splitlines()),
+        "% (needs \\usepackage{booktabs})",
+        f"\\begin{{tabular}}{{{spec}}}",
+        "\\toprule",
+        " & ".join(latex_escape(c) for c in t.columns) + r" \\",
+        "\\midrule",
+    ]
+    for row in t.rows:
+        cells = [latex_escape(c.strip()) for c in row]
+        cells[0] = "\\quad " * ((len(row[0]) - len(row[0].lstrip())) // 2) + cells[0]
+        lines.append(" & ".join(cells) + r" \\")
+    lines += ["\\bottomrule", "\\end{tabular}"]
+    lines += ["% " + latex_escape(f) for f in t.footer]
+    return "\n".join(lines) + "\n"
+
+
+def dump_json(data: dict) -> str:
+    return json.dumps(data, indent=2) + "\n"

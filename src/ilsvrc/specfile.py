@@ -1,0 +1,205 @@
+"""Networks written as YAML or JSON files, read into the same `Network` the zoo builds.
+
+    name: tiny
+    input: [3, 32, 32]            # channels, height, width
+    layers:
+      - {type: conv, name: conv1, out_channels: 16, kernel: 3, padding: 1}
+      - {type: relu}              # unnamed layers are named by type and position: relu1
+      - {type: maxpool, kernel: 2}
+      - {type: flatten}
+      - {type: linear, name: fc, out_features: 10}
+
+The field names are those of the node types in `ilsvrc.spec` (`ilsvrc spec alexnet` prints a built-in
+network in this form). Joins: `{type: block, name, layers: [...]}`, `{type: concat, name, branches:
+[{name, layers: [...]}, ...]}`, `{type: residual, name, body: {layers: [...]}, shortcut: {layers:
+[...]}}` (no shortcut: identity). YAML is read with `yaml.safe_load`: tags that would build Python
+objects are refused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+from .errors import IlsvrcError, SpecError, SpecFileError
+from .spec import NODE_TYPES, Block, Concat, Layer, ModelInfo, Network, Residual
+
+SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def looks_like_file(name: str) -> bool:
+    return name.lower().endswith(SUFFIXES) or "/" in name or "\\" in name
+
+
+def load(path: str | Path) -> Network:
+    """Read a spec file (.yaml, .yml or .json). Raises SpecFileError / SpecError with the reason."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecFileError(f"Spec file {path} does not exist; check the path.") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecFileError(f"Spec file {path} cannot be read: {exc}.") from None
+    return loads(text, source=str(path), json_format=path.suffix.lower() == ".json")
+
+
+def loads(text: str, source: str = "<spec>", json_format: bool = False) -> Network:
+    """Parse a spec from YAML (or JSON, which YAML also reads) text."""
+    if json_format:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise SpecFileError(
+                f"{source} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}."
+            ) from None
+    else:
+        import yaml
+
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            where = getattr(exc, "problem_mark", None)
+            at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise SpecFileError(
+                f"{source} is not valid YAML{at}: {problem}. (Tags that build Python objects, such "
+                "as !!python/object, are refused: a spec is plain data.)"
+            ) from None
+    try:
+        return from_dict(data, source)
+    except IlsvrcError:
+        raise
+    except (TypeError, ValueError) as exc:  # a value of the wrong kind deep inside
+        raise SpecFileError(f"{source}: {exc}") from None
+
+
+def from_dict(data: Any, source: str = "<spec>") -> Network:
+    if not isinstance(data, dict):
+        raise SpecFileError(
+            f"{source} must hold a mapping with 'name', 'input' and 'layers', not "
+            f"{type(data).__name__}."
+        )
+    unknown = set(data) - {"name", "input", "layers", "info"}
+    if unknown:
+        raise SpecFileError(
+            f"{source}: unknown top-level key(s) {', '.join(sorted(map(str, unknown)))}; a spec has "
+            "name, input, layers and optionally info."
+        )
+    for key in ("input", "layers"):
+        if key not in data:
+            raise SpecFileError(f"{source} has no '{key}'; see `ilsvrc spec alexnet` for an example.")
+    name = str(data.get("name") or Path(source).stem)
+    shape = data["input"]
+    if isinstance(shape, str):
+        shape = parse_shape(shape)
+    if not isinstance(shape, list) or len(shape) != 3:
+        raise SpecFileError(f"{source}: input must be [channels, height, width], got {shape!r}.")
+    layers = _layers(data["layers"], f"{source}: layers")
+    info = _info(data.get("info") or {}, source)
+    return Network(name, tuple(shape), layers, info)
+
+
+def _info(data: Any, source: str) -> ModelInfo:
+    fields = {f.name for f in dataclasses.fields(ModelInfo)}
+    if not isinstance(data, dict) or set(data) - fields:
+        raise SpecFileError(f"{source}: info may hold {', '.join(sorted(fields))}.")
+    data = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+    return ModelInfo(**data)
+
+
+def _layers(items: Any, where: str) -> tuple[Layer, ...]:
+    if not isinstance(items, list) or not items:
+        raise SpecFileError(f"{where} must be a non-empty list of layers.")
+    counts: dict[str, int] = {}
+    return tuple(_layer(item, f"{where}[{i}]", counts) for i, item in enumerate(items))
+
+
+def _layer(item: Any, where: str, counts: dict[str, int]) -> Layer:
+    if not isinstance(item, dict) or "type" not in item:
+        raise SpecFileError(f"{where} must be a mapping with a 'type', e.g. {{type: conv, ...}}.")
+    kind = item["type"]
+    cls = NODE_TYPES.get(kind)
+    if cls is None:
+        import difflib
+
+        close = difflib.get_close_matches(str(kind), NODE_TYPES, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise SpecError(
+            f"{where}: unknown layer type {kind!r}.{hint} Known types: {', '.join(NODE_TYPES)}."
+        )
+    counts[kind] = counts.get(kind, 0) + 1
+    values = {k: v for k, v in item.items() if k != "type"}
+    values.setdefault("name", f"{kind}{counts[kind]}")
+    allowed = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(values) - allowed
+    if unknown:
+        raise SpecError(
+            f"{where} ({kind}): unknown field(s) {', '.join(sorted(map(str, unknown)))}; "
+            f"a {kind} takes {', '.join(sorted(allowed))}."
+        )
+    label = f"{where} ({kind} {values['name']})"
+    if cls is Block:
+        values["layers"] = _layers(values.get("layers"), f"{label}.layers")
+    elif cls is Concat:
+        branches = values.get("branches")
+        if not isinstance(branches, list) or not branches:
+            raise SpecFileError(f"{label}: branches must be a list of {{name, layers}} mappings.")
+        values["branches"] = tuple(
+            _block(b, f"{label}.branches[{i}]", f"branch{i + 1}") for i, b in enumerate(branches)
+        )
+    elif cls is Residual:
+        values["body"] = _block(values.get("body"), f"{label}.body", "body")
+        if values.get("shortcut") is not None:
+            values["shortcut"] = _block(values["shortcut"], f"{label}.shortcut", "shortcut")
+    for key, value in values.items():
+        if isinstance(value, list):
+            values[key] = tuple(value)
+    try:
+        return cls(**values)
+    except TypeError as exc:
+        raise SpecError(f"{label}: {exc}.") from None
+
+
+def _block(data: Any, where: str, default_name: str) -> Block:
+    if isinstance(data, list):
+        data = {"layers": data}
+    if not isinstance(data, dict) or set(data) - {"name", "layers", "type"}:
+        raise SpecFileError(f"{where} must be a mapping with 'layers' (and optionally 'name').")
+    return Block(str(data.get("name", default_name)), _layers(data.get("layers"), f"{where}.layers"))
+
+
+def dumps(network: Network, fmt: str = "yaml") -> str:
+    """The spec as YAML or JSON text that `loads` reads back to an equal Network."""
+    data = network.to_dict()
+    info = {k: (list(v) if isinstance(v, tuple) else v)
+            for k, v in dataclasses.asdict(network.info).items()}  # fmt: skip
+    data["info"] = info
+    if fmt == "json":
+        return json.dumps(data, indent=2) + "\n"
+    import yaml
+
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=100)
+
+
+def parse_shape(text: str) -> list[int]:
+    """'3x224x224' -> [3, 224, 224]; '224' -> [3, 224, 224]; '224x224' -> [3, 224, 224]."""
+    parts = str(text).lower().replace("×", "x").replace(",", "x").split("x")
+    try:
+        numbers = [int(p) for p in parts]
+    except ValueError:
+        raise SpecError(
+            f"Input size {text!r} is not understood; write channels x height x width, "
+            "e.g. 3x224x224 (or 224 for a square RGB image)."
+        ) from None
+    if len(numbers) == 1:
+        numbers = [3, numbers[0], numbers[0]]
+    elif len(numbers) == 2:
+        numbers = [3, *numbers]
+    if len(numbers) != 3 or any(n <= 0 for n in numbers):
+        raise SpecError(
+            f"Input size {text!r} must be three positive numbers, channels x height x width, "
+            "e.g. 3x224x224."
+        )
+    return numbers
