@@ -144,9 +144,7 @@ class Report:
 
     def _sum(self, attr: str, kinds: Iterable[type] | None = None) -> int:
         kinds = tuple(kinds) if kinds else None
-        return sum(
-            getattr(r, attr) for r in self.leaves if kinds is None or isinstance(r.layer, kinds)
-        )
+        return sum(getattr(r, attr) for r in self.leaves if kinds is None or isinstance(r.layer, kinds))
 
     @property
     def params(self) -> int:
@@ -196,9 +194,7 @@ class Report:
         item = DTYPE_BYTES[self.dtype]
         weights = self.params * item
         input_bytes = self.input.elements * self.batch * item
-        peak = max(
-            (r.input.elements + r.output.elements) * self.batch * item for r in self.leaves
-        )
+        peak = max((r.input.elements + r.output.elements) * self.batch * item for r in self.leaves)
         saved = sum(r.saved_elements for r in self.leaves) * self.batch * item
         activations = sum(r.output.elements for r in self.leaves) * self.batch * item
         return {
@@ -373,8 +369,9 @@ class _Walker:
                     results.append(("identity", vol, rf))
                     continue
                 self.rows.append(
-                    LayerStats(f"{name}.{part.name}", part.kind, depth + 1, part, vol, vol,
-                               container=True)  # fmt: skip
+                    LayerStats(
+                        f"{name}.{part.name}", part.kind, depth + 1, part, vol, vol, container=True
+                    )  # fmt: skip
                 )
                 first = len(self.rows)
                 o, r = self.run(part.layers, vol, rf, f"{name}.{part.name}.", depth + 2)
@@ -721,10 +718,7 @@ def _exact_padding(report: Report, name: str, layer: Conv | MaxPool) -> str:
     for extra in range(0, s + 1):
         if (n + 2 * (p + extra) - eff) % s == 0 and extra:
             return f"or padding {p + extra} in {name} ((W1 - F + 2P) divisible by {s})"
-    return (
-        f"no symmetric padding of {name} makes it exact ({n} - {eff} + 2P is never a multiple "
-        f"of {s})"
-    )
+    return f"no symmetric padding of {name} makes it exact ({n} - {eff} + 2P is never a multiple of {s})"
 
 
 def _note_first_linear(report: Report) -> None:

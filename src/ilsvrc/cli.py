@@ -135,8 +135,11 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     def analysis_options(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--input", metavar="CxHxW",
-                        help="input volume, e.g. 3x224x224 (or 224); default: the network's own")
+        sp.add_argument(
+            "--input",
+            metavar="CxHxW",
+            help="input volume, e.g. 3x224x224 (or 224); default: the network's own",
+        )
         sp.add_argument("--batch", type=_positive, default=1, help="batch size for memory figures")
         sp.add_argument("--dtype", choices=list(DTYPE_BYTES), default="float32")
         sp.add_argument("--format", choices=render.FORMATS, default="text")  # fmt: skip

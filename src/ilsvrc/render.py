@@ -140,8 +140,12 @@ def summary_json(report: Report) -> dict:
     return {
         "schema": SUMMARY_SCHEMA,
         "network": net.name,
-        "info": {"title": net.info.title, "year": net.info.year, "paper": net.info.paper,
-                 "result": net.info.result},  # fmt: skip
+        "info": {
+            "title": net.info.title,
+            "year": net.info.year,
+            "paper": net.info.paper,
+            "result": net.info.result,
+        },  # fmt: skip
         "input": report.input.to_dict(),
         "batch": report.batch,
         "dtype": report.dtype,
@@ -154,13 +158,19 @@ def summary_json(report: Report) -> dict:
         },
         "layers": layers,
         "totals": {
-            "params": report.params, "weights": report.weights, "biases": report.biases,
-            "macs": report.macs, "bias_adds": report.bias_adds, "flops": 2 * report.macs,
+            "params": report.params,
+            "weights": report.weights,
+            "biases": report.biases,
+            "macs": report.macs,
+            "bias_adds": report.bias_adds,
+            "flops": 2 * report.macs,
             "weight_layers": report.weight_layers,
-            "split": split, "memory_bytes": report.memory(),
+            "split": split,
+            "memory_bytes": report.memory(),
         },  # fmt: skip
-        "findings": [{"severity": f.severity, "layer": f.layer, "message": f.message}
-                     for f in report.findings],  # fmt: skip
+        "findings": [
+            {"severity": f.severity, "layer": f.layer, "message": f.message} for f in report.findings
+        ],  # fmt: skip
     }
 
 

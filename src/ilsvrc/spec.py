@@ -16,11 +16,11 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Union
+from typing import Any, ClassVar
 
 from .errors import SpecError
 
-Size = Union[int, tuple[int, int]]
+Size = int | tuple[int, int]
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -30,8 +30,10 @@ def pair(value: Size, what: str = "size") -> tuple[int, int]:
         raise SpecError(f"{what} must be a whole number or a pair of them, not {value!r}.")
     if isinstance(value, int):
         return (value, value)
-    if isinstance(value, (tuple, list)) and len(value) == 2 and all(
-        isinstance(v, int) and not isinstance(v, bool) for v in value
+    if (
+        isinstance(value, (tuple, list))
+        and len(value) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
     ):
         return (int(value[0]), int(value[1]))
     raise SpecError(f"{what} must be a whole number or a pair [height, width], not {value!r}.")
@@ -77,9 +79,7 @@ def _check_positive(layer: Layer, **values: Any) -> None:
     for what, value in values.items():
         for v in value if isinstance(value, tuple) else (value,):
             if v <= 0:
-                raise SpecError(
-                    f"Layer {layer.name} ({layer.kind}): {what} must be positive, got {value}."
-                )
+                raise SpecError(f"Layer {layer.name} ({layer.kind}): {what} must be positive, got {value}.")
 
 
 def _check_non_negative(layer: Layer, **values: Any) -> None:

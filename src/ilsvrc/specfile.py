@@ -78,8 +78,7 @@ def loads(text: str, source: str = "<spec>", json_format: bool = False) -> Netwo
 def from_dict(data: Any, source: str = "<spec>") -> Network:
     if not isinstance(data, dict):
         raise SpecFileError(
-            f"{source} must hold a mapping with 'name', 'input' and 'layers', not "
-            f"{type(data).__name__}."
+            f"{source} must hold a mapping with 'name', 'input' and 'layers', not {type(data).__name__}."
         )
     unknown = set(data) - {"name", "input", "layers", "info"}
     if unknown:
@@ -126,9 +125,7 @@ def _layer(item: Any, where: str, counts: dict[str, int]) -> Layer:
 
         close = difflib.get_close_matches(str(kind), NODE_TYPES, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise SpecError(
-            f"{where}: unknown layer type {kind!r}.{hint} Known types: {', '.join(NODE_TYPES)}."
-        )
+        raise SpecError(f"{where}: unknown layer type {kind!r}.{hint} Known types: {', '.join(NODE_TYPES)}.")
     counts[kind] = counts.get(kind, 0) + 1
     values = {k: v for k, v in item.items() if k != "type"}
     values.setdefault("name", f"{kind}{counts[kind]}")
@@ -199,7 +196,6 @@ def parse_shape(text: str) -> list[int]:
         numbers = [3, *numbers]
     if len(numbers) != 3 or any(n <= 0 for n in numbers):
         raise SpecError(
-            f"Input size {text!r} must be three positive numbers, channels x height x width, "
-            "e.g. 3x224x224."
+            f"Input size {text!r} must be three positive numbers, channels x height x width, e.g. 3x224x224."
         )
     return numbers

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import difflib
-import importlib
 import fnmatch
+import importlib
 from collections.abc import Callable
 from functools import cache
 

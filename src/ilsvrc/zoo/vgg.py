@@ -11,8 +11,7 @@ parameters in the same order (torchvision's AdaptiveAvgPool2d(7) does nothing at
 
 from __future__ import annotations
 
-from ..spec import LRN, BatchNorm, Conv, Dropout, Flatten, Layer, Linear, MaxPool, ModelInfo, Network
-from ..spec import ReLU
+from ..spec import LRN, BatchNorm, Conv, Dropout, Flatten, Layer, Linear, MaxPool, ModelInfo, Network, ReLU
 from .registry import register
 
 PAPER = "Simonyan & Zisserman, Very Deep Convolutional Networks, arXiv:1409.1556"
