@@ -1,0 +1,160 @@
+"""The command line as a user meets it: output, formats, exit codes, and no torch for analysis."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ilsvrc.cli import main
+
+
+def run(*args: str, capsys: pytest.CaptureFixture) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_summary_text_shows_layers_totals_and_conventions(capsys) -> None:
+    code, out, _ = run("summary", "alexnet-lecture", capsys=capsys)
+    assert code == 0
+    assert "55x55x96" in out and "34,944" in out
+    assert "Total parameters: 28,823,912" in out
+    assert "Layers with weights (the lecture's count): 8 = 5 conv + 3 fully connected" in out
+    assert "FLOPs = 2 x MACs" in out
+
+
+def test_derive_shows_each_formula_with_its_numbers(capsys) -> None:
+    _, out, _ = run("summary", "alexnet-lecture", "--derive", capsys=capsys)
+    assert "W2 = H2 = (227 - 11 + 2*0)/4 + 1 = 55" in out
+    assert "params = 11*11*3*96 + 96 = 34,944" in out
+    assert "params = 1024*4096 + 4096 = 4,198,400" in out
+
+
+def test_input_and_batch_override(capsys) -> None:
+    _, out, _ = run(
+        "summary", "vgg16", "--input", "3x128x128", "--batch", "64", "--format", "json", capsys=capsys
+    )
+    data = json.loads(out)
+    assert data["input"] == {"channels": 3, "height": 128, "width": 128, "flat": False}
+    assert data["batch"] == 64
+    fc6 = next(layer for layer in data["layers"] if layer["name"] == "fc6")
+    assert fc6["input"]["channels"] == 512 * 4 * 4
+
+
+def test_json_is_stable_and_complete(capsys) -> None:
+    _, out, _ = run("summary", "alexnet", "--format", "json", capsys=capsys)
+    data = json.loads(out)
+    assert data["schema"] == "ilsvrc.summary/1"
+    assert data["totals"]["params"] == 60_965_224
+    assert set(data["layers"][0]) == {
+        "name", "type", "depth", "container", "config", "input", "output", "weights", "biases",
+        "params", "macs", "bias_adds", "output_bytes", "receptive_field", "formulas",
+    }  # fmt: skip
+    assert sum(layer["params"] for layer in data["layers"]) == data["totals"]["params"]
+    assert data["totals"]["flops"] == 2 * data["totals"]["macs"]
+
+
+def test_csv_markdown_and_latex(capsys) -> None:
+    _, out, _ = run("summary", "vgg11", "--format", "csv", capsys=capsys)
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert sum(int(r["params"]) for r in rows if r["params"] != "-") == 132_863_336
+    _, out, _ = run("summary", "vgg11", "--format", "markdown", capsys=capsys)
+    assert "| conv1_1 | conv |" in out and "|---|" in out
+    _, out, _ = run("summary", "vgg11", "--format", "latex", capsys=capsys)
+    assert "\\begin{tabular}" in out and "conv1\\_1" in out and "\\end{tabular}" in out
+
+
+def test_compare_zfnet_against_alexnet_the_lectures_slide(capsys) -> None:
+    code, out, _ = run("compare", "zfnet-lecture", "alexnet-lecture", capsys=capsys)
+    assert code == 0
+    assert "7x7/4" in out and "11x11/4" in out
+    assert "-20,736" in out  # conv1: (7*7 - 11*11)*3*96
+    _, out, _ = run("compare", "zfnet-lecture", "alexnet-lecture", "--format", "json", capsys=capsys)
+    data = json.loads(out)
+    diff = data["totals"]["params"]["difference"]
+    assert diff == data["totals"]["params"]["a"] - data["totals"]["params"]["b"]
+    conv1 = next(r for r in data["rows"] if r["a"] and r["a"]["name"] == "conv1")
+    assert "config" in conv1["differs"] and "params" in conv1["differs"]
+
+
+def test_compare_networks_of_different_depth(capsys) -> None:
+    _, out, _ = run("compare", "vgg16", "vgg19", "--format", "json", capsys=capsys)
+    rows = json.loads(out)["rows"]
+    only_b = [r["b"]["name"] for r in rows if r["a"] is None]
+    assert only_b == ["conv3_4", "conv4_4", "conv5_4"]
+    both = [r for r in rows if r["a"] and r["b"]]
+    assert all(r["a"]["name"] == r["b"]["name"] for r in both)
+
+
+def test_list_with_wildcard(capsys) -> None:
+    _, out, _ = run("list", "vgg*", "--format", "json", capsys=capsys)
+    names = [n["name"] for n in json.loads(out)["networks"]]
+    assert names and all(n.startswith("vgg") for n in names) and "alexnet" not in names
+
+
+def test_spec_file_summary_and_strict(tmp_path: Path, capsys) -> None:
+    spec = tmp_path / "net.yaml"
+    spec.write_text(
+        "input: [3, 224, 224]\nlayers:\n  - {type: conv, out_channels: 8, kernel: 11, stride: 4}\n"
+        "  - {type: flatten}\n  - {type: linear, out_features: 10}\n"
+    )
+    code, out, _ = run("summary", str(spec), capsys=capsys)
+    assert code == 0 and "Warning: conv1" in out and "54.25" in out
+    code, _, err = run("summary", str(spec), "--strict", capsys=capsys)
+    assert code == 2 and "54.25" in err and "--strict" in err
+
+
+def test_tour_ends_with_the_lectures_alexnet(capsys) -> None:
+    code, out, _ = run("tour", capsys=capsys)
+    assert code == 0
+    assert "alexnet-lecture" in out and "Total parameters: 28,823,912" in out.split("3. ")[-1]
+
+
+@pytest.mark.parametrize(
+    "args,match",
+    [
+        (["summary", "vgg61"], "Did you mean 'vgg19'"),
+        (["summary", "vgg16", "--input", "3x16x16"], "vgg16 takes inputs from 32x32 up"),
+        (["summary", "vgg16", "--input", "banana"], "not understood"),
+        (["summary", "nowhere/net.yaml"], "does not exist"),
+        (["compare", "alexnet", "zfnet2"], "There is no network called 'zfnet2'"),
+        (["list", "resnet*"], "No network matches"),
+    ],
+)
+def test_bad_input_exits_2_with_one_paragraph(args: list[str], match: str, capsys) -> None:
+    code, out, err = run(*args, capsys=capsys)
+    assert code == 2
+    assert err.startswith("ilsvrc: error: ") and match in err
+    assert "Traceback" not in err and err.count("\n") == 1
+
+
+def _subprocess(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "ilsvrc", *args], capture_output=True, text=True, timeout=60)
+
+
+def test_argparse_errors_exit_2_too() -> None:
+    done = _subprocess("summary", "alexnet", "--batch", "0")
+    assert done.returncode == 2 and "must be positive" in done.stderr
+
+
+def test_malformed_yaml_file_from_the_command_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("input: [3, 8, 8]\nlayers: [{type: conv, kernel: [3}]\n")
+    done = _subprocess("summary", str(bad))
+    assert done.returncode == 2 and "not valid YAML at line 2" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_summary_does_not_import_torch() -> None:
+    code = (
+        "import sys; from ilsvrc.cli import main; main(['summary', 'vgg16']); "
+        "assert 'torch' not in sys.modules, 'torch was imported'"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
