@@ -742,12 +742,15 @@ def _note_first_linear(report: Report) -> None:
         if here != default:
             try:
                 base = analyze(report.network, default, suggest=False).first_linear()
+            except ShapeError:
+                base = None
+            if base is not None and base.input.channels != fc.input.channels:
                 text += (
                     f" ({base.input.channels:,} at the default "
                     f"{default[1]}x{default[2]}: weights trained there do not fit)"
                 )
-            except ShapeError:
-                pass
+            elif base is not None:
+                text += f" (the same as at the default {default[1]}x{default[2]})"
         text += "."
     report.findings.append(Finding("note", fc.name, text))
 
