@@ -12,26 +12,12 @@
 
 from __future__ import annotations
 
-from ..spec import LRN, Conv, Dropout, Flatten, Linear, MaxPool, ModelInfo, Network, ReLU
+from ..spec import LRN, Conv, Flatten, Linear, MaxPool, ModelInfo, Network, ReLU
 from ..spec import AdaptiveAvgPool as Adaptive
+from .parts import fc_head
 from .registry import register
 
 PAPER = "Krizhevsky, Sutskever & Hinton, ImageNet Classification with Deep CNNs, NIPS 2012"
-
-
-def _classifier(dropout_first: bool) -> tuple:
-    """fc6-fc7-fc8; the paper drops fc6/fc7 outputs, torchvision drops the inputs of fc6/fc7."""
-    if dropout_first:
-        return (
-            Dropout("drop6"), Linear("fc6", 4096), ReLU("relu6"),
-            Dropout("drop7"), Linear("fc7", 4096), ReLU("relu7"),
-            Linear("fc8", 1000),
-        )  # fmt: skip
-    return (
-        Linear("fc6", 4096), ReLU("relu6"), Dropout("drop6"),
-        Linear("fc7", 4096), ReLU("relu7"), Dropout("drop7"),
-        Linear("fc8", 1000),
-    )  # fmt: skip
 
 
 def alexnet() -> Network:
@@ -55,8 +41,7 @@ def alexnet() -> Network:
             Conv("conv5", 256, 3, padding=1, groups=2),
             ReLU("relu5"),
             MaxPool("pool5", 3, 2),
-            Flatten("flatten"),
-            *_classifier(dropout_first=False),
+            *fc_head(),
         ),  # fmt: skip
         ModelInfo(
             title="AlexNet, as published (two-GPU split, LRN)",
@@ -122,8 +107,7 @@ def alexnet_torchvision() -> Network:
             ReLU("relu5"),
             MaxPool("pool5", 3, 2),
             Adaptive("avgpool", 6),
-            Flatten("flatten"),
-            *_classifier(dropout_first=True),
+            *fc_head(dropout_first=True),
         ),  # fmt: skip
         ModelInfo(
             title="AlexNet as torchvision ships it (single GPU, no LRN)",

@@ -11,7 +11,8 @@ parameters in the same order (torchvision's AdaptiveAvgPool2d(7) does nothing at
 
 from __future__ import annotations
 
-from ..spec import LRN, BatchNorm, Conv, Dropout, Flatten, Layer, Linear, MaxPool, ModelInfo, Network, ReLU
+from ..spec import LRN, BatchNorm, Conv, Layer, MaxPool, ModelInfo, Network, ReLU
+from .parts import fc_head
 from .registry import register
 
 PAPER = "Simonyan & Zisserman, Very Deep Convolutional Networks, arXiv:1409.1556"
@@ -66,16 +67,10 @@ def make_layers(config: list, batch_norm: bool) -> list[Layer]:
 
 def vgg(name: str) -> Network:
     config, depth, batch_norm, result = VARIANTS[name]
-    classifier = (
-        Flatten("flatten"),
-        Linear("fc6", 4096), ReLU("relu6"), Dropout("drop6"),
-        Linear("fc7", 4096), ReLU("relu7"), Dropout("drop7"),
-        Linear("fc8", 1000),
-    )  # fmt: skip
     return Network(
         name,
         (3, 224, 224),
-        (*make_layers(CONFIGS[config], batch_norm), *classifier),
+        (*make_layers(CONFIGS[config], batch_norm), *fc_head()),
         ModelInfo(
             title=f"VGG config {config}{' with batch norm' if batch_norm else ''}, {depth} weight layers",
             year=2014,

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from ..spec import LRN, Conv, Dropout, Flatten, Linear, MaxPool, ModelInfo, Network, ReLU
+from ..spec import LRN, Conv, MaxPool, ModelInfo, Network, ReLU
+from .parts import fc_head
 from .registry import get_spec, register
 
 PAPER = "Zeiler & Fergus, Visualizing and Understanding Convolutional Networks, arXiv:1311.2901"
@@ -42,14 +43,7 @@ def _zfnet(name: str, filters: tuple[int, int, int], title: str, result: str) ->
             Conv("conv5", c5, 3, padding=1),
             ReLU("relu5"),
             MaxPool("pool5", 3, 2),
-            Flatten("flatten"),
-            Linear("fc6", 4096),
-            ReLU("relu6"),
-            Dropout("drop6"),
-            Linear("fc7", 4096),
-            ReLU("relu7"),
-            Dropout("drop7"),
-            Linear("fc8", 1000),
+            *fc_head(),
         ),  # fmt: skip
         ModelInfo(title=title, year=2013, paper=PAPER, result=result),
     )
