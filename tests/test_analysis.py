@@ -14,6 +14,7 @@ from ilsvrc.analysis import (
 )
 from ilsvrc.errors import ShapeError, SpecError, StrictModeError, UnknownModelError
 from ilsvrc.spec import (
+    LRN,
     Block,
     Concat,
     Conv,
@@ -284,3 +285,14 @@ def test_bad_batch_and_dtype() -> None:
         analyze(get_spec("alexnet"), batch=0)
     with pytest.raises(SpecError, match="Unknown dtype"):
         analyze(get_spec("alexnet"), dtype="int3")
+
+
+def test_residual_parts_need_two_names() -> None:
+    with pytest.raises(SpecError, match="both named 'body'"):
+        Residual("res", Block("body", (ReLU("r"),)), Block("body", (ReLU("r"),)))
+
+
+def test_lrn_after_flatten_is_refused() -> None:
+    net = Network("n", (8, 4, 4), (Flatten("flat"), LRN("norm")))
+    with pytest.raises(ShapeError, match="flat vector of 128 values"):
+        analyze(net)

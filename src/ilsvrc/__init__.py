@@ -20,6 +20,7 @@ __all__ = [
     "SpecFileError",
     "UnknownModelError",
     "analyze",
+    "build",
     "create_model",
     "from_torchvision",
     "get_spec",

@@ -219,18 +219,20 @@ def window_out(n: int, kernel: int, stride: int, padding: int, dilation: int = 1
 
     Returns (out, span, remainder): span = n + 2P - (dilation*(F-1) + 1) is what the window can move
     over, remainder = span % stride is what is left at the end when the division is not exact.
-    Raises ValueError when the window does not fit (span < 0).
+    Raises ValueError when no window fits (out < 1). With ceil_mode, as in PyTorch, a window larger
+    than the padded input by less than the stride still gives one output.
     """
     eff = dilation * (kernel - 1) + 1
     span = n + 2 * padding - eff
-    if span < 0:
-        raise ValueError
-    out = span // stride + 1
-    rem = span % stride
-    if ceil_mode and rem:
-        out += 1
+    if ceil_mode:
+        out = -(-span // stride) + 1
         if (out - 1) * stride >= n + padding:  # PyTorch: the last window must start inside
             out -= 1
+    else:
+        out = span // stride + 1
+    if out < 1:
+        raise ValueError
+    rem = span % stride
     return out, span, rem
 
 
@@ -591,13 +593,16 @@ def _adaptive(stats: LayerStats, layer: AdaptiveAvgPool, vin: Volume) -> None:
 
 def _same(stats: LayerStats, layer: Layer, vin: Volume) -> None:
     stats.output = vin
+    if vin.flat and isinstance(layer, (LRN, BatchNorm)):
+        raise ShapeError(
+            f"Layer {stats.name} ({layer.kind}) normalises across the channels of a volume, but "
+            f"receives a flat vector of {vin.channels} values. Move it before the flatten layer."
+        )
     if isinstance(layer, LRN):
         stats.formulas.append(f"same volume; b = a / ({layer.k:g} + {layer.alpha:g} * sum over "
                               f"{layer.size} channels of a^2)^{layer.beta:g}; params = 0")  # fmt: skip
         stats.saved_elements = 4 * vin.elements  # torch's LRN keeps squares, sums and the scale
     elif isinstance(layer, BatchNorm):
-        if vin.flat:
-            raise ShapeError(f"Layer {stats.name} (batchnorm) expects a volume, not a flat vector.")
         stats.weights, stats.biases = vin.channels, vin.channels
         stats.formulas.append(
             f"params = 2*{vin.channels} = {_c(2 * vin.channels)} (a scale and a shift per channel; "

@@ -310,6 +310,11 @@ class Residual(Layer):
         for what, part in (("body", self.body), ("shortcut", self.shortcut)):
             if part is not None and not isinstance(part, Block):
                 raise SpecError(f"Layer {self.name} (residual): {what} must be a block of layers.")
+        if self.shortcut is not None and self.shortcut.name == self.body.name:
+            raise SpecError(
+                f"Layer {self.name} (residual): body and shortcut are both named {self.body.name!r}; "
+                "give them different names (they become submodule names)."
+            )
 
 
 NODE_TYPES: dict[str, type[Layer]] = {

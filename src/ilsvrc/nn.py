@@ -1,0 +1,441 @@
+"""Spec -> torch module, and torchvision's weights in and out.
+
+`build(network)` turns a `Network` into a torch module whose submodules carry the spec's names, so the
+state-dict keys are the names the tables print: `conv1.weight`, `fc8.bias`, `inc3a.b1.conv.weight`.
+A chain of layers (the network itself, a `Block`) is an `nn.Sequential`; a `Concat` runs its branches
+on the same input and joins them along the channels; a `Residual` adds its body to its shortcut.
+
+The builder does no shape arithmetic of its own: every layer's input channels, and the input size of
+every fully connected layer, come from `analyze(network, input_shape)`. So the first FC layer takes
+whatever flattened size that input gives (AlexNet: 9,216 at 227, 4,096 at 163), exactly as the
+analyzer says; a size the analyzer refuses raises its `ShapeError` before any tensor is made.
+
+`create_model(name)` is `build` plus the initialisation torchvision uses for VGG (see
+`init_weights`). `from_torchvision` / `to_torchvision` map state dicts between torchvision's AlexNet
+and VGG models and ours, tensor by tensor, in module registration order.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .analysis import LayerStats, analyze
+from .errors import SpecError
+from .spec import (
+    LRN,
+    AdaptiveAvgPool,
+    AvgPool,
+    BatchNorm,
+    Block,
+    Concat,
+    Conv,
+    Dropout,
+    Flatten,
+    Layer,
+    Linear,
+    MaxPool,
+    Network,
+    ReLU,
+    Residual,
+)
+from .zoo import get_spec
+
+__all__ = [
+    "TORCHVISION_NAMES",
+    "WeightMappingError",
+    "build",
+    "create_model",
+    "from_torchvision",
+    "init_weights",
+    "leaf_module",
+    "to_torchvision",
+]
+
+# our zoo name -> torchvision's constructor name, for the networks whose tensors line up one to one
+TORCHVISION_NAMES: dict[str, str] = {
+    "alexnet-torchvision": "alexnet",
+    "vgg11": "vgg11",
+    "vgg13": "vgg13",
+    "vgg16": "vgg16",
+    "vgg19": "vgg19",
+    "vgg11-bn": "vgg11_bn",
+    "vgg13-bn": "vgg13_bn",
+    "vgg16-bn": "vgg16_bn",
+    "vgg19-bn": "vgg19_bn",
+}
+
+
+class WeightMappingError(SpecError):
+    """A state dict does not fit the network it is loaded into (names both keys and shapes)."""
+
+
+# ---------------------------------------------------------------------------------------------------
+# The three containers
+
+
+class Chain(nn.Sequential):
+    """Layers applied one after another; children named as the spec names them."""
+
+
+class Branches(nn.Module):
+    """A `Concat`: every branch runs on the same input; outputs joined along the channels (dim 1)."""
+
+    def __init__(self, branches: Mapping[str, nn.Module]) -> None:
+        super().__init__()
+        for name, branch in branches.items():
+            self.add_module(name, branch)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.cat([branch(x) for branch in self._modules.values()], dim=1)
+
+
+class ResidualAdd(nn.Module):
+    """A `Residual`: body(x) + shortcut(x), or body(x) + x when there is no shortcut."""
+
+    def __init__(self, body: tuple[str, nn.Module], shortcut: tuple[str, nn.Module] | None) -> None:
+        super().__init__()
+        self.add_module(*body)
+        if shortcut is not None:
+            self.add_module(*shortcut)
+
+    def forward(self, x: Tensor) -> Tensor:
+        body, *shortcut = self._modules.values()
+        return body(x) + (shortcut[0](x) if shortcut else x)
+
+
+class Model(Chain):
+    """A whole network: a `Chain` that also knows its `spec` and the `input_shape` it was built for.
+
+    `analyze(model.spec, model.input_shape)` describes the module exactly.
+    """
+
+    def __init__(self, layers: Mapping[str, nn.Module], spec: Network,
+                 input_shape: tuple[int, int, int]) -> None:  # fmt: skip
+        super().__init__(layers)
+        self.spec = spec
+        self.input_shape = input_shape
+
+    def extra_repr(self) -> str:
+        c, h, w = self.input_shape
+        return f"spec={self.spec.name!r}, input={c}x{h}x{w}"
+
+
+_RESERVED = {"spec", "input_shape"}  # attributes of Model
+
+
+# ---------------------------------------------------------------------------------------------------
+# Building
+
+
+def leaf_module(layer: Layer, channels: int, inplace: bool = True) -> nn.Module:
+    """The torch module of one leaf layer.
+
+    `channels` is what reaches the layer: the input channels of a volume, or the length of a flat
+    vector (a fully connected layer's `in_features`). `inplace` applies to ReLU only.
+    """
+    if isinstance(layer, Conv):
+        return nn.Conv2d(
+            channels,
+            layer.out_channels,
+            layer.kernel,
+            stride=layer.stride,
+            padding=layer.padding,
+            dilation=layer.dilation,
+            groups=layer.groups,
+            bias=layer.bias,
+        )
+    if isinstance(layer, AvgPool):  # before MaxPool: AvgPool subclasses it
+        return nn.AvgPool2d(layer.kernel, layer.stride, layer.padding, ceil_mode=layer.ceil_mode)
+    if isinstance(layer, MaxPool):
+        return nn.MaxPool2d(layer.kernel, layer.stride, layer.padding, ceil_mode=layer.ceil_mode)
+    if isinstance(layer, AdaptiveAvgPool):
+        return nn.AdaptiveAvgPool2d(layer.output_size)
+    if isinstance(layer, LRN):
+        # torch computes b = a / (k + alpha/n * sum a^2)^beta; the spec stores the paper's alpha
+        return nn.LocalResponseNorm(layer.size, alpha=layer.alpha * layer.size, beta=layer.beta,
+                                    k=layer.k)  # fmt: skip
+    if isinstance(layer, ReLU):
+        return nn.ReLU(inplace=inplace)
+    if isinstance(layer, BatchNorm):
+        return nn.BatchNorm2d(channels, eps=layer.eps, momentum=layer.momentum)
+    if isinstance(layer, Dropout):
+        return nn.Dropout(layer.p)
+    if isinstance(layer, Flatten):
+        return nn.Flatten(1)
+    if isinstance(layer, Linear):
+        return nn.Linear(channels, layer.out_features, bias=layer.bias)
+    raise SpecError(f"Layer {layer.name}: the torch builder does not know layer type {layer.kind!r}.")
+
+
+# Whether a leaf's output is a new tensor that nothing else holds (so a ReLU after it may work in
+# place). ReLU's own output is saved for its backward pass: a second in-place ReLU would break it.
+# Dropout (which returns its input in eval mode) and Flatten (a view) keep what they receive.
+_FRESH = (Conv, MaxPool, AdaptiveAvgPool, LRN, BatchNorm, Linear)
+_PASS_THROUGH = (Dropout, Flatten)
+
+
+class _Builder:
+    """Builds the module tree of a network from the analyzer's view of it (`stats` by dotted name)."""
+
+    def __init__(self, stats: dict[str, LayerStats]) -> None:
+        self.stats = stats
+
+    def chain(self, layers: tuple[Layer, ...], prefix: str, owned: bool,
+              cls: type[nn.Module] = Chain) -> tuple[OrderedDict[str, nn.Module], bool]:  # fmt: skip
+        """Modules of `layers` in order, and whether the chain's output is a fresh tensor.
+
+        `owned` says whether the chain's input is a fresh tensor; a ReLU works in place only on a
+        fresh tensor, never on the network's input or on an input shared with another branch.
+        """
+        modules: OrderedDict[str, nn.Module] = OrderedDict()
+        for layer in layers:
+            _check_name(cls, layer, prefix)
+            modules[layer.name], owned = self.node(layer, prefix + layer.name, owned)
+        return modules, owned
+
+    def node(self, layer: Layer, name: str, owned: bool) -> tuple[nn.Module, bool]:
+        if isinstance(layer, Block):
+            modules, owned = self.chain(layer.layers, name + ".", owned)
+            return Chain(modules), owned
+        if isinstance(layer, Concat):
+            parts = {b.name: self.block(b, f"{name}.{b.name}", Branches) for b in layer.branches}
+            return Branches(parts), True
+        if isinstance(layer, Residual):
+            return self.residual(layer, name), True
+        stats = self.stats[name]
+        if isinstance(layer, ReLU):
+            return leaf_module(layer, stats.input.channels, inplace=owned), False
+        fresh = isinstance(layer, _FRESH) or (owned and isinstance(layer, _PASS_THROUGH))
+        return leaf_module(layer, stats.input.channels), fresh
+
+    def block(self, block: Block, name: str, owner: type[nn.Module]) -> nn.Module:
+        """A branch or a residual part: its input is shared, so it must not be modified in place."""
+        _check_name(owner, block, name.rpartition(".")[0] + ".")
+        modules, _ = self.chain(block.layers, name + ".", owned=False)
+        return Chain(modules)
+
+    def residual(self, layer: Residual, name: str) -> ResidualAdd:
+        body = (layer.body.name, self.block(layer.body, f"{name}.{layer.body.name}", ResidualAdd))
+        if layer.shortcut is None:
+            return ResidualAdd(body, None)
+        short = self.block(layer.shortcut, f"{name}.{layer.shortcut.name}", ResidualAdd)
+        return ResidualAdd(body, (layer.shortcut.name, short))
+
+
+def _check_name(cls: type[nn.Module], layer: Layer, prefix: str) -> None:
+    """Refuse a layer name that is already an attribute of the torch container (`train`, `to`...)."""
+    if hasattr(cls, layer.name) or (cls is Model and layer.name in _RESERVED):
+        raise SpecError(
+            f"Layer {prefix}{layer.name}: {layer.name!r} cannot name a torch submodule, because "
+            f"torch's {cls.__name__} already has an attribute of that name. Rename the layer "
+            f"(e.g. '{layer.name}1')."
+        )
+
+
+def build(network: Network, input_shape: tuple[int, int, int] | None = None) -> Model:
+    """The torch module of `network`, sized for `input_shape` (channels, height, width).
+
+    Submodules are named as the spec names its layers. Input channels and the input size of every
+    fully connected layer come from `analyze(network, input_shape)` (default: the network's own
+    input), so a `ShapeError` is raised here for an input the network cannot take. Weights keep
+    torch's default initialisation; `create_model` applies ours.
+
+    ReLUs work in place (as torchvision's do) except where the tensor they receive is shared: the
+    network's input, the input of a Concat branch or of a Residual body or shortcut, the output of
+    another ReLU, or any of these passed on by a dropout or flatten layer.
+    """
+    shape = tuple(input_shape) if input_shape is not None else network.input_shape
+    report = analyze(network, shape, suggest=False)
+    stats = {row.name: row for row in report.rows}
+    modules, _ = _Builder(stats).chain(network.layers, "", owned=False, cls=Model)
+    c, h, w = shape
+    return Model(modules, network, (c, h, w))
+
+
+def init_weights(module: nn.Module) -> nn.Module:
+    """Initialise `module` in place as torchvision initialises VGG, and return it.
+
+    Convolutions: Kaiming normal, fan_out mode, ReLU gain (std = sqrt(2 / (out_channels * kh * kw)));
+    fully connected layers: normal with mean 0 and std 0.01; every bias 0; batch norm scale 1 and
+    shift 0. (The papers' own schemes, e.g. AlexNet's N(0, 0.01) with biases of 1, belong to the
+    training recipes.)
+    """
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0.0, 0.01)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+        else:
+            continue
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    return module
+
+
+def _input_shape(network: Network, input_size: int | tuple[int, ...] | None) -> tuple[int, int, int]:
+    """(C, H, W) from None (the spec's), an int (square, the spec's channels), (H, W) or (C, H, W)."""
+    if input_size is None:
+        return network.input_shape
+    channels = network.input_shape[0]
+    if isinstance(input_size, int) and not isinstance(input_size, bool):
+        return (channels, input_size, input_size)
+    if isinstance(input_size, (tuple, list)) and len(input_size) in (2, 3):
+        size = tuple(input_size)
+        return (channels, *size) if len(size) == 2 else size  # type: ignore[return-value]
+    raise SpecError(
+        f"input_size must be a whole number (a square image), (height, width) or (channels, height, "
+        f"width), e.g. 224 or (3, 224, 224); got {input_size!r}."
+    )
+
+
+def create_model(
+    name_or_network: str | Network,
+    num_classes: int = 1000,
+    input_size: int | tuple[int, ...] | None = None,
+    **kwargs: Any,
+) -> Model:
+    """A freshly initialised torch module for a zoo name (`'vgg16'`) or a `Network`.
+
+    num_classes: outputs of the last fully connected layer (`Network.with_num_classes`).
+    input_size: the input the module is sized for (it fixes the first FC layer's input): an int for
+    a square image with the spec's channels, (H, W), or (C, H, W); default the spec's input.
+    Weights follow `init_weights`. The module's `spec` and `input_shape` attributes say what it is.
+
+    kwargs: timm-style call sites may pass `pretrained=False`; nothing is ever downloaded, so
+    `pretrained=True` (and any other keyword) raises SpecError. Load torchvision's weights with
+    `from_torchvision(name, state_dict)`.
+    """
+    if kwargs.pop("pretrained", False):
+        raise SpecError(
+            "create_model never downloads weights. Load a torchvision state dict you have with "
+            "ilsvrc.from_torchvision(name, state_dict)."
+        )
+    if kwargs:
+        raise SpecError(f"create_model got unknown keyword(s): {', '.join(sorted(kwargs))}.")
+    network = get_spec(name_or_network) if isinstance(name_or_network, str) else name_or_network
+    network = network.with_num_classes(num_classes)
+    return init_weights(build(network, _input_shape(network, input_size)))
+
+
+# ---------------------------------------------------------------------------------------------------
+# torchvision's state dicts
+
+
+def _torchvision_name(name: str) -> str:
+    key = name.replace("_", "-")
+    if key not in TORCHVISION_NAMES:
+        hint = " (torchvision's AlexNet is 'alexnet-torchvision')" if key == "alexnet" else ""
+        raise WeightMappingError(
+            f"No torchvision mapping for {name!r}{hint}. Networks whose weights map one to one: "
+            f"{', '.join(TORCHVISION_NAMES)}."
+        )
+    return TORCHVISION_NAMES[key]
+
+
+def _groups(state: Mapping[str, Tensor]) -> list[tuple[str, dict[str, str]]]:
+    """Keys grouped by module, in order: [(module prefix, {tensor name: full key})]."""
+    groups: dict[str, dict[str, str]] = {}
+    for key in state:
+        prefix, _, tensor = key.rpartition(".")
+        groups.setdefault(prefix, {})[tensor] = key
+    return list(groups.items())
+
+
+def _shape(t: Any) -> tuple[int, ...] | str:
+    return tuple(t.shape) if isinstance(t, Tensor) else f"a {type(t).__name__}, not a tensor"
+
+
+def _map_keys(source: Mapping[str, Tensor], target: Mapping[str, Tensor], src_label: str,
+              dst_label: str, what: str) -> dict[str, str]:  # fmt: skip
+    """target key -> source key, pairing the modules of both in order and checking every shape.
+
+    Raises WeightMappingError naming both keys and shapes at the first tensor that does not fit;
+    `what` ends the message (which state dict was expected).
+    """
+    src, dst = _groups(source), _groups(target)
+    mapping: dict[str, str] = {}
+    for (s_mod, s_keys), (d_mod, d_keys) in zip(src, dst):
+        if set(s_keys) != set(d_keys):
+            raise WeightMappingError(
+                f"{src_label} module {s_mod!r} holds {', '.join(s_keys)}, but the matching "
+                f"{dst_label} module {d_mod!r} holds {', '.join(d_keys)}: {what}"
+            )
+        for tensor, d_key in d_keys.items():
+            s_key = s_keys[tensor]
+            s_shape, d_shape = _shape(source[s_key]), _shape(target[d_key])
+            if s_shape != d_shape:
+                raise WeightMappingError(
+                    f"{src_label} {s_key} has shape {s_shape}, but {dst_label} {d_key} needs "
+                    f"{d_shape}: {what}"
+                )
+            mapping[d_key] = s_key
+    if len(src) != len(dst):
+        n = min(len(src), len(dst))
+        longer, label = (src, src_label) if len(src) > n else (dst, dst_label)
+        extra = ", ".join(key for _, keys in longer[n:] for key in keys.values())
+        raise WeightMappingError(
+            f"{src_label} has {len(src)} modules with tensors and {dst_label} has {len(dst)}: "
+            f"{label}'s {extra} have no counterpart: {what}"
+        )
+    return mapping
+
+
+def _num_classes(state: Mapping[str, Tensor], label: str) -> int:
+    """Outputs of the last fully connected layer: the first axis of the last 2-D weight."""
+    for key in reversed(list(state)):
+        value = state[key]
+        if key.endswith("weight") and isinstance(value, Tensor) and value.dim() == 2:
+            return int(value.shape[0])
+    raise WeightMappingError(f"{label} has no fully connected weight (a 2-D '...weight' tensor).")
+
+
+def from_torchvision(name: str, state_dict: Mapping[str, Tensor]) -> Model:
+    """Our module for `name` (e.g. 'vgg16-bn') carrying the weights of torchvision's model.
+
+    `state_dict` is torchvision's (`torchvision.models.vgg16_bn().state_dict()` or a saved file);
+    tensors are paired in order, module by module, batch norm buffers included, and every shape is
+    checked. num_classes comes from the last fully connected weight. The module is built at the
+    spec's input (224): there VGG's missing AdaptiveAvgPool2d(7) would be the identity, so both
+    models give the same outputs. Returned in training mode, on the state dict's device and with
+    the dtype of its first floating tensor (like `load_state_dict`, the tensors are copied).
+    """
+    tv_name = _torchvision_name(name)
+    label = "the given state dict"
+    what = f"it is not a state dict of torchvision's {tv_name}."
+    if not isinstance(state_dict, Mapping) or not state_dict:
+        raise WeightMappingError(f"Expected a non-empty state dict (a mapping of tensors): {what}")
+    network = get_spec(name.replace("_", "-")).with_num_classes(_num_classes(state_dict, label))
+    with torch.device("meta"):
+        skeleton = build(network)
+    mapping = _map_keys(state_dict, skeleton.state_dict(), label, f"{network.name}'s", what)
+    floats = (t for t in state_dict.values() if isinstance(t, Tensor) and t.is_floating_point())
+    first = next(floats, torch.empty(0))
+    model = skeleton.to_empty(device=first.device).to(first.dtype)
+    model.load_state_dict({ours: state_dict[theirs] for ours, theirs in mapping.items()})
+    return model
+
+
+def to_torchvision(name: str, module: nn.Module) -> dict[str, Tensor]:
+    """A state dict that torchvision's constructor for `name` loads strictly (the inverse of
+    `from_torchvision`): torchvision's keys, our module's tensors (not copies).
+
+    `torchvision.models.get_model('vgg16', num_classes=n).load_state_dict(to_torchvision('vgg16', m))`
+    """
+    import torchvision
+
+    tv_name = _torchvision_name(name)
+    ours = module.state_dict()
+    label = f"{name}'s module"
+    with torch.device("meta"):
+        reference = torchvision.models.get_model(tv_name, weights=None,
+                                                 num_classes=_num_classes(ours, label))  # fmt: skip
+    what = f"the module is not a {name} (build it with create_model or from_torchvision)."
+    mapping = _map_keys(ours, reference.state_dict(), label, f"torchvision's {tv_name}", what)
+    return {theirs: ours[key] for theirs, key in mapping.items()}

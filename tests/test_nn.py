@@ -1,0 +1,534 @@
+"""The torch builder agrees with the analyzer, layer by layer, and with torchvision, tensor by tensor.
+
+No downloads: torchvision models are built with `weights=None` (random weights, fixed seed).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torchvision
+from hypothesis import event, given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+import ilsvrc
+from ilsvrc import ShapeError, SpecError, analyze, get_spec, list_models
+from ilsvrc.analysis import Report, Volume
+from ilsvrc.nn import (
+    TORCHVISION_NAMES,
+    WeightMappingError,
+    build,
+    create_model,
+    from_torchvision,
+    leaf_module,
+    to_torchvision,
+)
+from ilsvrc.spec import (
+    LRN,
+    AdaptiveAvgPool,
+    AvgPool,
+    BatchNorm,
+    Block,
+    Concat,
+    Conv,
+    Dropout,
+    Flatten,
+    Layer,
+    Linear,
+    MaxPool,
+    Network,
+    ReLU,
+    Residual,
+)
+
+# ---------------------------------------------------------------------------------------------------
+# Helpers: run a module with forward hooks on its leaves
+
+
+def shape_of(volume: Volume, batch: int) -> tuple[int, ...]:
+    """The tensor shape torch gives for an analyzer volume."""
+    if volume.flat:
+        return (batch, volume.channels)
+    return (batch, volume.channels, volume.height, volume.width)
+
+
+def leaf_modules(model: nn.Module) -> dict[str, nn.Module]:
+    return {name: m for name, m in model.named_modules() if not list(m.children())}
+
+
+def run_with_hooks(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, dict, int]:
+    """(output, {leaf name: output shape}, MACs per image counted independently of the analyzer).
+
+    MACs: a Conv2d does out_elements * in_channels/groups * kh*kw, a Linear in * out (no biases).
+    """
+    shapes: dict[str, tuple[int, ...]] = {}
+    macs = [0]
+    batch = x.shape[0]
+
+    def hook(name: str):
+        def record(module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+            shapes[name] = tuple(output.shape)
+            if isinstance(module, nn.Conv2d):
+                kh, kw = module.kernel_size
+                per_out = module.in_channels // module.groups * kh * kw
+                macs[0] += output.numel() // batch * per_out
+            elif isinstance(module, nn.Linear):
+                macs[0] += module.in_features * module.out_features
+
+        return record
+
+    handles = [m.register_forward_hook(hook(n)) for n, m in leaf_modules(model).items()]
+    try:
+        with torch.no_grad():
+            out = model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return out, shapes, macs[0]
+
+
+def check_against_report(model: nn.Module, report: Report, batch: int = 1) -> torch.Tensor:
+    """Parameters, every leaf's output shape and the MACs of `model` are the analyzer's."""
+    assert sum(p.numel() for p in model.parameters()) == report.params
+    leaves = {row.name: row for row in report.leaves}
+    assert set(leaf_modules(model)) == set(leaves)
+    model.eval()
+    inp = report.input
+    x = torch.randn(batch, inp.channels, inp.height, inp.width)
+    out, shapes, macs = run_with_hooks(model, x)
+    for name, row in leaves.items():
+        assert shapes[name] == shape_of(row.output, batch), (name, shapes[name], str(row.output))
+    assert tuple(out.shape) == shape_of(report.rows[-1].output, batch)
+    assert macs == report.macs
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------
+# Every network of the zoo
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_create_model_agrees_with_analyzer(name: str) -> None:
+    torch.manual_seed(0)
+    model = create_model(name)
+    report = analyze(get_spec(name))
+    check_against_report(model, report)
+    # state-dict keys are the spec's names: one module prefix per layer with parameters
+    prefixes = {key.rpartition(".")[0] for key in model.state_dict()}
+    assert prefixes == {row.name for row in report.leaves if row.params}
+    assert model.spec.name == name and model.input_shape == get_spec(name).input_shape
+
+
+def test_state_dict_keys_are_layer_names() -> None:
+    with torch.device("meta"):
+        alexnet, vgg16, vgg16_bn = (create_model(n) for n in ("alexnet", "vgg16", "vgg16-bn"))
+    assert list(alexnet.state_dict())[:2] == ["conv1.weight", "conv1.bias"]
+    assert list(alexnet.state_dict())[-1] == "fc8.bias"
+    assert {"conv3_2.weight", "conv5_3.bias", "fc6.weight"} <= set(vgg16.state_dict())
+    assert {"bn3_2.running_mean", "bn3_2.num_batches_tracked"} <= set(vgg16_bn.state_dict())
+
+
+def test_alexnet_conv1_as_the_lecture_says() -> None:
+    """AlexNet conv1 on 227x227x3 gives 55x55x96 and 34,944 parameters (two GPUs: groups on conv2)."""
+    model = create_model("alexnet")
+    assert sum(p.numel() for p in model.conv1.parameters()) == 34_944
+    assert model.conv2.groups == 2 and model.conv2.weight.shape == (256, 48, 5, 5)
+    with torch.no_grad():
+        assert model.conv1(torch.zeros(1, 3, 227, 227)).shape == (1, 96, 55, 55)
+    # LRN: torch divides alpha by the size, so the module holds 5 x 1e-4
+    assert model.norm1.alpha == pytest.approx(5e-4) and model.norm1.size == 5
+
+
+def test_initialisation() -> None:
+    torch.manual_seed(0)
+    model = create_model("vgg11-bn", num_classes=10)
+    w = model.conv1_1.weight
+    assert w.std().item() == pytest.approx((2 / (64 * 9)) ** 0.5, rel=0.1)  # Kaiming, fan_out
+    assert model.fc6.weight.std().item() == pytest.approx(0.01, rel=0.01)
+    assert all(m.bias.abs().sum() == 0 for m in model.modules() if isinstance(m, nn.Linear))
+    assert bool((model.bn1_1.weight == 1).all()) and bool((model.bn1_1.bias == 0).all())
+
+
+# ---------------------------------------------------------------------------------------------------
+# Other input sizes, classes and arguments
+
+
+@pytest.mark.parametrize(
+    ("name", "fc6_inputs"),
+    [("alexnet", 256 * 2 * 2), ("vgg16", 512 * 4 * 4), ("alexnet-torchvision", 9216)],
+)
+def test_first_fc_follows_the_input_size(name: str, fc6_inputs: int) -> None:
+    spec = get_spec(name)
+    report = analyze(spec, (3, 128, 128))
+    assert report.first_linear().input.channels == fc6_inputs
+    model = create_model(name, input_size=128)
+    assert model.fc6.in_features == fc6_inputs
+    assert model.input_shape == (3, 128, 128)
+    check_against_report(model, report, batch=2)
+
+
+def test_input_size_forms_and_num_classes() -> None:
+    with torch.device("meta"):
+        a = create_model("alexnet-lecture", num_classes=10, input_size=(3, 259, 259))
+        b = create_model(get_spec("alexnet-lecture"), num_classes=10, input_size=(259, 259))
+        c = create_model("alexnet-lecture", num_classes=10, input_size=259)
+    assert a.input_shape == b.input_shape == c.input_shape == (3, 259, 259)
+    assert a.fc8.out_features == 10
+    assert a.fc6.in_features == analyze(get_spec("alexnet-lecture"), (3, 259, 259)).first_linear(
+    ).input.channels  # fmt: skip
+
+
+def test_bad_arguments_raise_clear_errors() -> None:
+    with pytest.raises(ShapeError, match="conv"):
+        create_model("alexnet", input_size=8)
+    with pytest.raises(SpecError, match="never downloads"):
+        create_model("alexnet", pretrained=True)
+    with pytest.raises(SpecError, match="unknown keyword"):
+        create_model("alexnet", drop_rate=0.2)
+    with pytest.raises(SpecError, match="input_size"):
+        create_model("alexnet", input_size="big")
+    with pytest.raises(SpecError, match="already has an attribute"):
+        build(Network("n", (1, 8, 8), (Conv("train", 2, 3), Flatten("f"), Linear("fc", 2))))
+
+
+def test_package_exposes_the_builder() -> None:
+    assert ilsvrc.create_model is create_model
+    assert ilsvrc.from_torchvision is from_torchvision and ilsvrc.build is build
+
+
+# ---------------------------------------------------------------------------------------------------
+# torchvision, both ways
+
+TV_CASES = ["alexnet-torchvision", "vgg11", "vgg11-bn", "vgg16-bn"]
+
+
+def randomise_batch_norm(model: nn.Module) -> None:
+    """Give every batch norm non-trivial statistics so that loading them is actually tested."""
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.normal_(0, 0.1)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.normal_(0, 0.1)
+            m.num_batches_tracked.fill_(7)
+
+
+@pytest.mark.parametrize("name", TV_CASES)
+def test_from_torchvision_gives_torchvision_outputs(name: str) -> None:
+    torch.manual_seed(0)
+    tv_name = TORCHVISION_NAMES[name]
+    reference = torchvision.models.get_model(tv_name, weights=None).eval()
+    randomise_batch_norm(reference)
+    ours = from_torchvision(name, reference.state_dict()).eval()
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        expected = reference(x)
+        torch.testing.assert_close(ours(x), expected)
+    # and back: torchvision's constructor loads our state dict strictly
+    with torch.device("meta"):
+        again = torchvision.models.get_model(tv_name, weights=None)
+    again.load_state_dict(to_torchvision(name, ours), strict=True, assign=True)
+    with torch.no_grad():
+        torch.testing.assert_close(again.eval()(x), expected)
+
+
+def test_round_trip_from_our_model_with_ten_classes() -> None:
+    torch.manual_seed(0)
+    ours = create_model("alexnet-torchvision", num_classes=10).eval()
+    reference = torchvision.models.alexnet(weights=None, num_classes=10)
+    reference.load_state_dict(to_torchvision("alexnet-torchvision", ours), strict=True)
+    back = from_torchvision("alexnet_torchvision", reference.state_dict()).eval()
+    assert back.fc8.out_features == 10
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        torch.testing.assert_close(reference.eval()(x), ours(x))
+        torch.testing.assert_close(back(x), ours(x))
+
+
+def meta_state_dict(tv_name: str) -> dict[str, torch.Tensor]:
+    with torch.device("meta"):
+        return torchvision.models.get_model(tv_name, weights=None).state_dict()
+
+
+def test_wrong_state_dict_names_both_keys_and_shapes() -> None:
+    with pytest.raises(WeightMappingError) as info:
+        from_torchvision("vgg11", meta_state_dict("vgg13"))
+    message = str(info.value)
+    assert "features.2.weight" in message and "(64, 64, 3, 3)" in message
+    assert "conv2_1.weight" in message and "(128, 64, 3, 3)" in message
+    assert isinstance(info.value, SpecError)
+    with pytest.raises(WeightMappingError, match="running_mean"):
+        from_torchvision("vgg11-bn", meta_state_dict("vgg11"))
+
+
+def test_truncated_or_foreign_state_dicts_raise_clear_errors() -> None:
+    state = meta_state_dict("alexnet")
+    del state["classifier.6.weight"], state["classifier.6.bias"]
+    with pytest.raises(WeightMappingError, match="fc8.weight, fc8.bias have no counterpart"):
+        from_torchvision("alexnet-torchvision", state)
+    with pytest.raises(WeightMappingError, match="No torchvision mapping"):
+        from_torchvision("alexnet", meta_state_dict("alexnet"))
+    with pytest.raises(WeightMappingError, match="non-empty"):
+        from_torchvision("vgg11", {})
+    with torch.device("meta"):
+        vgg11 = create_model("vgg11")
+    with pytest.raises(WeightMappingError, match="not a vgg13"):
+        to_torchvision("vgg13", vgg11)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Multiply-adds, as other tools count them
+
+
+def test_torchinfo_counts_bias_adds_on_top_of_our_macs() -> None:
+    torchinfo = pytest.importorskip("torchinfo")
+    report = analyze(get_spec("alexnet-torchvision"))
+    tv = torchinfo.summary(torchvision.models.alexnet(), (1, 3, 224, 224), verbose=0)
+    assert tv.total_mult_adds == 714_682_664 == report.macs + report.bias_adds
+    ours = torchinfo.summary(create_model("alexnet-torchvision"), (1, 3, 224, 224), verbose=0)
+    assert ours.total_mult_adds == tv.total_mult_adds and ours.total_params == report.params
+
+
+# ---------------------------------------------------------------------------------------------------
+# In-place ReLUs never change a shared input
+
+
+def tiny_inception_resnet() -> Network:
+    """A tiny Inception-like block followed by two ResNet basic blocks (identity, then projection)."""
+
+    def basic(name: str, filters: int, stride: int, shortcut: Block | None) -> Residual:
+        body = Block("body", (
+            Conv("conv1", filters, 3, stride=stride, padding=1, bias=False), BatchNorm("bn1"),
+            ReLU("relu"),
+            Conv("conv2", filters, 3, padding=1, bias=False), BatchNorm("bn2"),
+        ))  # fmt: skip
+        return Residual(name, body, shortcut)
+
+    projection = Block("shortcut", (Conv("conv", 32, 1, stride=2, bias=False), BatchNorm("bn")))
+    return Network("tiny", (3, 32, 32), (
+        Conv("stem", 16, 3, padding=1), ReLU("relu"),
+        Concat("inc", (
+            Block("b1", (Conv("conv", 8, 1), ReLU("relu"))),
+            Block("b2", (Conv("reduce", 4, 1), ReLU("relu1"), Conv("conv", 8, 3, padding=1),
+                         ReLU("relu2"))),
+            Block("b3", (MaxPool("pool", 3, 1, padding=1), Conv("proj", 8, 1), ReLU("relu"))),
+        )),
+        basic("res1", 24, 1, None), ReLU("relu1"),
+        basic("res2", 32, 2, projection), ReLU("relu2"),
+        AdaptiveAvgPool("avgpool", 1), Flatten("flatten"), Linear("fc", 10),
+    ))  # fmt: skip
+
+
+def test_branched_network_builds_with_spec_names() -> None:
+    torch.manual_seed(0)
+    net = tiny_inception_resnet()
+    model = create_model(net, num_classes=10)
+    state = model.state_dict()
+    assert state["inc.b1.conv.weight"].shape == (8, 16, 1, 1)
+    assert state["inc.b2.conv.weight"].shape == (8, 4, 3, 3)
+    assert state["inc.b3.proj.weight"].shape == (8, 16, 1, 1)
+    assert state["res1.body.conv1.weight"].shape == (24, 24, 3, 3)
+    assert state["res2.body.conv1.weight"].shape == (32, 24, 3, 3)
+    assert state["res2.shortcut.conv.weight"].shape == (32, 24, 1, 1)
+    assert state["res2.shortcut.bn.running_var"].shape == (32,)
+    assert state["fc.weight"].shape == (10, 32)
+    report = analyze(net)
+    check_against_report(model, report, batch=2)
+    assert next(r for r in report.rows if r.name == "res2").output == Volume(32, 16, 16)
+
+
+def no_inplace(model: nn.Module) -> nn.Module:
+    reference = copy.deepcopy(model)
+    for m in reference.modules():
+        if isinstance(m, nn.ReLU):
+            m.inplace = False
+    return reference
+
+
+def test_relu_first_in_a_branch_or_body_leaves_the_shared_input_alone() -> None:
+    torch.manual_seed(0)
+    net = Network("shared", (4, 6, 6), (
+        Dropout("drop0"), ReLU("relu0"),
+        Concat("cat", (Block("a", (ReLU("relu"), Conv("conv", 2, 1))), Block("b", (Dropout("d"),)))),
+        Residual("res", Block("body", (ReLU("relu"), Dropout("drop"), ReLU("relu2")))),
+        Flatten("flatten"), ReLU("relu"), Linear("fc", 3),
+    ))  # fmt: skip
+    model = build(net).eval()
+    assert not model.relu0.inplace  # it would change the caller's tensor
+    assert not model.cat.a.relu.inplace and not model.res.body.relu.inplace
+    assert not model.res.body.relu2.inplace  # the first ReLU's output is saved for backward
+    assert model.relu.inplace  # the residual sum is a new tensor
+    x = torch.randn(2, 4, 6, 6)
+    before = x.clone()
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), no_inplace(model)(before.clone()))
+    torch.testing.assert_close(x, before)
+
+
+def test_relus_after_computing_layers_stay_in_place() -> None:
+    model = build(get_spec("vgg16-bn"), (3, 32, 32))
+    relus = [m for m in model.modules() if isinstance(m, nn.ReLU)]
+    assert relus and all(m.inplace for m in relus)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Property-based: random chains and branched nets, analyzer against torch
+
+
+def run_dynamically(network: Network, batch: int = 2) -> list[tuple[Layer, tuple[int, ...]]]:
+    """Apply the network's leaves to a tensor, sizing each from the tensor it gets (no analyzer).
+
+    Returns every leaf with the input shape it received; raises whatever torch raises.
+    """
+    x = torch.randn(batch, *network.input_shape)
+    seen = []
+    for layer in network.layers:
+        seen.append((layer, tuple(x.shape)))
+        with torch.no_grad():
+            x = leaf_module(layer, x.shape[1], inplace=False).eval()(x)
+    return seen
+
+
+def sizes(lo: int, hi: int) -> st.SearchStrategy:
+    return st.integers(lo, hi) | st.tuples(st.integers(lo, hi), st.integers(lo, hi))
+
+
+@st.composite
+def pools(draw: st.DrawFn, name: str) -> Layer:
+    kernel = draw(st.tuples(st.integers(1, 4), st.integers(1, 4)))
+    padding = tuple(draw(st.integers(0, k // 2)) for k in kernel)
+    stride = draw(st.none() | sizes(1, 3))
+    cls = draw(st.sampled_from([MaxPool, AvgPool]))
+    return cls(name, kernel, stride, padding, ceil_mode=draw(st.booleans()))
+
+
+@st.composite
+def spatial_layer(draw: st.DrawFn, name: str, channels: int) -> Layer:
+    kinds = ["conv", "conv", "pool", "lrn", "relu", "batchnorm", "dropout", "adaptive"]
+    kind = draw(st.sampled_from(kinds))
+    if kind == "conv":
+        groups = draw(st.sampled_from([g for g in (1, 2, 3, 4) if channels % g == 0]))
+        return Conv(
+            name,
+            groups * draw(st.integers(1, 16 // groups)),
+            kernel=draw(sizes(1, 5)),
+            stride=draw(sizes(1, 3)),
+            padding=draw(sizes(0, 2)),
+            groups=groups,
+            dilation=draw(sizes(1, 2)),
+            bias=draw(st.booleans()),
+        )
+    if kind == "pool":
+        return draw(pools(name))
+    if kind == "lrn":
+        return LRN(name, size=draw(st.integers(1, 5)), alpha=1e-3, beta=0.75, k=1.0)
+    if kind == "adaptive":  # may also enlarge its input (torch repeats values)
+        return AdaptiveAvgPool(name, draw(sizes(1, 6)))
+    if kind == "batchnorm":
+        return BatchNorm(name)
+    return ReLU(name) if kind == "relu" else Dropout(name, 0.3)
+
+
+@st.composite
+def chains(draw: st.DrawFn) -> Network:
+    channels = draw(st.integers(1, 4))
+    shape = (channels, draw(st.integers(8, 48)), draw(st.integers(8, 48)))
+    layers: list[Layer] = []
+    for i in range(draw(st.integers(0, 8))):
+        layer = draw(spatial_layer(f"l{i}", channels))
+        channels = layer.out_channels if isinstance(layer, Conv) else channels
+        layers.append(layer)
+    layers += [Flatten("flatten"), Linear("fc1", draw(st.integers(1, 16)))]
+    if draw(st.booleans()):
+        layers += [draw(st.sampled_from([ReLU("relu"), Dropout("drop")])), Linear("fc2", 5)]
+    return Network("random", shape, tuple(layers))
+
+
+@settings(max_examples=400, deadline=None)
+@given(chains())
+def test_random_chains_agree_with_torch(network: Network) -> None:
+    try:
+        report = analyze(network)
+    except ShapeError as error:
+        try:
+            seen = run_dynamically(network)
+        except (RuntimeError, ValueError):
+            event("refused by both")
+            return
+        raise AssertionError(f"the analyzer refused ({error}) but torch ran: {seen}") from None
+    event("built and run")
+    model = build(network)
+    check_against_report(model, report, batch=2)
+    with torch.no_grad():
+        x = torch.randn(2, *network.input_shape)
+        torch.testing.assert_close(model(x.clone()), no_inplace(model)(x))
+    model.train()
+    model(torch.randn(2, *network.input_shape)).sum().backward()  # in-place ReLUs keep autograd happy
+
+
+@st.composite
+def branched(draw: st.DrawFn) -> Network:
+    """A Concat of 2-3 branches of equal spatial size, then a residual block, then a classifier."""
+    channels = draw(st.integers(1, 6))
+    size = draw(st.integers(6, 24))
+    stride = draw(st.integers(1, 2))
+    branches = []
+    for b in range(draw(st.integers(2, 3))):
+        first: list[Layer] = [ReLU("relu0")] if draw(st.booleans()) else []
+        k = draw(st.sampled_from([1, 3, 5]))
+        if draw(st.booleans()):
+            main: Layer = Conv("conv", draw(st.integers(1, 8)), k, stride=stride, padding=k // 2)
+        else:
+            main = MaxPool("pool", k, stride, padding=k // 2)
+        branches.append(Block(f"b{b}", (*first, main, ReLU("relu"))))
+    layers: list[Layer] = [Concat("inc", tuple(branches))]
+    filters = draw(st.integers(1, 8))
+    res_stride = draw(st.integers(1, 2))
+    body = Block("body", (
+        *([ReLU("pre")] if draw(st.booleans()) else []),
+        Conv("conv1", filters, 3, stride=res_stride, padding=1), BatchNorm("bn1"), ReLU("relu"),
+        Conv("conv2", filters, 3, padding=1),
+    ))  # fmt: skip
+    shortcut = Block("shortcut", (Conv("conv", filters, 1, stride=res_stride),))
+    identity = res_stride == 1 and draw(st.booleans())
+    if identity:  # the identity needs the body's channels: a 1x1 convolution brings them
+        layers.append(Conv("match", filters, 1))
+    layers.append(Residual("res", body, None if identity else shortcut))
+    layers += [ReLU("relu"), Flatten("flatten"), Linear("fc", 4)]
+    return Network("branched", (channels, size, size), tuple(layers))
+
+
+@settings(max_examples=150, deadline=None)
+@given(branched())
+def test_random_branched_nets_agree_with_torch(network: Network) -> None:
+    report = analyze(network)
+    model = build(network)
+    check_against_report(model, report, batch=2)
+    x = torch.randn(2, *network.input_shape)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x.clone()), no_inplace(model)(x))
+    model.train()
+    model(x).sum().backward()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Edge cases where the analyzer once disagreed with torch
+
+
+def test_ceil_mode_pool_larger_than_its_input() -> None:
+    net = Network("n", (1, 2, 2), (MaxPool("pool", 3, 2, ceil_mode=True), Flatten("f"),
+                                   Linear("fc", 2)))  # fmt: skip
+    assert nn.MaxPool2d(3, 2, ceil_mode=True)(torch.zeros(1, 1, 2, 2)).shape == (1, 1, 1, 1)
+    report = analyze(net)
+    assert report.rows[0].output == Volume(1, 1, 1)
+
+
+def test_lrn_after_flatten_is_refused() -> None:
+    net = Network("n", (2, 4, 4), (Flatten("f"), LRN("norm"), Linear("fc", 2)))
+    with pytest.raises(ValueError):
+        nn.LocalResponseNorm(5)(torch.zeros(1, 32))
+    with pytest.raises(ShapeError):
+        analyze(net)
