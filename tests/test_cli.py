@@ -52,6 +52,8 @@ def test_json_is_stable_and_complete(capsys) -> None:
     data = json.loads(out)
     assert data["schema"] == "ilsvrc.summary/1"
     assert data["totals"]["params"] == 60_965_224
+    assert data["info"]["year"] == 2012 and data["info"]["default_input"] == [3, 227, 227]
+    assert len(data["info"]["mean"]) == len(data["info"]["std"]) == 3
     assert set(data["layers"][0]) == {
         "name", "type", "depth", "container", "config", "input", "output", "weights", "biases",
         "params", "macs", "bias_adds", "output_bytes", "receptive_field", "formulas",

@@ -144,6 +144,9 @@ def summary_json(report: Report) -> dict:
             "title": net.info.title,
             "year": net.info.year,
             "paper": net.info.paper,
+            "default_input": list(net.input_shape),
+            "mean": list(net.info.mean),
+            "std": list(net.info.std),
             "result": net.info.result,
         },  # fmt: skip
         "input": report.input.to_dict(),
