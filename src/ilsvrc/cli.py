@@ -123,6 +123,58 @@ def cmd_tour(args: argparse.Namespace) -> int:
     return cmd_summary(ns)
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from .train import make_config, train
+
+    overrides = {
+        "data": args.data, "out": args.out, "seed": args.seed, "device": args.device, "amp": args.amp,
+        "channels_last": args.channels_last or None, "workers": args.workers,
+        "time_limit": args.time_limit, "epochs": args.epochs, "batch_size": args.batch_size,
+        "image_size": args.image_size, "lr": args.lr, "weight_decay": args.weight_decay,
+        "schedule": args.schedule, "warmup_epochs": args.warmup_epochs,
+        "label_smoothing": args.label_smoothing, "augmentation": args.augmentation,
+        "momentum": args.momentum, "init": args.init, "dropout": args.dropout,
+        "synthetic_classes": args.synthetic_classes,
+        "synthetic_train": args.synthetic_train, "synthetic_val": args.synthetic_val,
+    }  # fmt: skip
+    if args.resume:
+        keep = {"epochs": args.epochs, "time_limit": args.time_limit, "workers": args.workers,
+                "device": args.device}  # fmt: skip
+        train(resume=args.resume, overrides=keep)
+        return 0
+    if not args.model:
+        raise IlsvrcError(
+            "Name the model to train (e.g. `ilsvrc train alexnet --recipe cpu`), or --resume RUN_DIR."
+        )
+    train(make_config(args.model, args.recipe, **overrides))
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .inference import evaluate_run
+
+    result, written = evaluate_run(args.run, data=args.data, protocol=args.protocol, which=args.checkpoint,
+                                   scales=args.scales, workers=args.workers)  # fmt: skip
+    if args.format == "json":
+        _emit(render.dump_json(result.to_dict()))
+    else:
+        _emit(
+            f"{args.protocol} protocol on {result.images} images: top-1 error {result.top1_error:.4f}, "
+            f"top-5 error {result.top5_error:.4f}\nwritten: {', '.join(str(p) for p in written)}\n"
+        )
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .inference import predict_images
+
+    for path, top in predict_images(args.run, args.images, which=args.checkpoint, k=args.top):
+        _emit(f"{path}\n")
+        for rank, (cls, prob) in enumerate(top, 1):
+            _emit(f"  {rank}. {cls.name} ({cls.id}, class {cls.index}): {prob:.4f}\n")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="ilsvrc",
@@ -168,6 +220,56 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("model")
     sp.add_argument("--format", choices=["yaml", "json"], default="yaml")
     sp.set_defaults(func=cmd_spec)
+
+    sp = sub.add_parser("train", help="train a network with its paper's recipe (or --recipe cpu)",
+                        description="Train MODEL (a zoo name or spec file) on --data (an ImageNet-style "
+                        "folder with train/ and val/) or, without --data, on the built-in shapes data. "
+                        "Every recipe setting can be overridden.")  # fmt: skip
+    sp.add_argument("model", nargs="?", help="zoo name or spec file (not needed with --resume)")
+    sp.add_argument("--data", help="folder with train/<class>/ and val/<class>/ (default: built-in data)")
+    sp.add_argument("--out", help="run directory (default: runs/MODEL-DATE-TIME)")
+    sp.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
+    sp.add_argument("--recipe", help="alexnet, zfnet, vgg or cpu (default: the model's paper recipe)")
+    sp.add_argument("--epochs", type=_positive)
+    sp.add_argument("--batch-size", type=_positive)
+    sp.add_argument("--image-size", type=_positive, help="training crop in pixels (e.g. 128 on a CPU)")
+    sp.add_argument("--time-limit", type=float, metavar="MINUTES", help="end cleanly after this long")
+    sp.add_argument("--lr", type=float)
+    sp.add_argument("--momentum", type=float)
+    sp.add_argument("--weight-decay", type=float)
+    sp.add_argument("--schedule", help="plateau, step, cosine, onecycle or constant")
+    sp.add_argument("--warmup-epochs", type=float)
+    sp.add_argument("--label-smoothing", type=float)
+    sp.add_argument("--augmentation", help="alexnet, vgg, rrc or light")
+    sp.add_argument("--init", help="alexnet, gaussian, torchvision or kaiming")
+    sp.add_argument("--dropout", type=float, help="dropout probability (default: the recipe's or the spec's)")
+    sp.add_argument("--seed", type=int)
+    sp.add_argument("--device", help="cpu (default) or cuda")
+    sp.add_argument("--amp", choices=["bf16", "fp16"], help="mixed precision")
+    sp.add_argument("--channels-last", action="store_true")
+    sp.add_argument("--workers", type=int, help="data loading processes (default 2)")
+    sp.add_argument("--synthetic-classes", type=int, help="classes of the built-in data (2-10)")
+    sp.add_argument("--synthetic-train", type=_positive, help="training images of the built-in data")
+    sp.add_argument("--synthetic-val", type=_positive, help="validation images of the built-in data")
+    sp.set_defaults(func=cmd_train)
+
+    sp = sub.add_parser("eval", help="top-1/top-5 error of a trained run (center, 10crop or dense)")
+    sp.add_argument("run", metavar="RUN_DIR_OR_CHECKPOINT")
+    sp.add_argument("--data", help="default: the validation split the run was trained with")
+    sp.add_argument("--protocol", choices=["center", "10crop", "dense"], default="center")
+    sp.add_argument("--scales", help="dense: shorter sides, e.g. 256,384,512 (default: the paper's "
+                    "three scales for the run's image size)")  # fmt: skip
+    sp.add_argument("--checkpoint", choices=["last", "best"], default="last")
+    sp.add_argument("--workers", type=int, default=2)
+    sp.add_argument("--format", choices=["text", "json"], default="text")
+    sp.set_defaults(func=cmd_eval)
+
+    sp = sub.add_parser("predict", help="the top-5 classes of images, with probabilities")
+    sp.add_argument("run", metavar="RUN_DIR_OR_CHECKPOINT")
+    sp.add_argument("images", nargs="+", metavar="IMAGE")
+    sp.add_argument("--checkpoint", choices=["last", "best"], default="last")
+    sp.add_argument("--top", type=_positive, default=5)
+    sp.set_defaults(func=cmd_predict)
 
     sp = sub.add_parser("tour", help="the lecture's networks, checked (the README's first command)")
     sp.set_defaults(func=cmd_tour)

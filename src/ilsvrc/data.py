@@ -1,0 +1,524 @@
+"""Datasets: ImageNet-layout image folders, a generated dataset that needs no download, augmentation.
+
+Every dataset here yields `(image, label)` with `image` a uint8 tensor of shape 3 x H x W in RGB order
+(0..255) and `label` an int; resizing, cropping and normalising belong to the transforms
+(`ilsvrc.transforms`), applied through `Augmented`, which seeds the random number generator per
+sample so that a run is reproducible whatever the number of loader workers and wherever it resumes.
+
+- `SyntheticShapes`: ten classes of procedurally drawn images (shapes and textures), deterministic by
+  (seed, split, index), at any size; the default when no data folder is given.
+- `ImageFolderRGB`: `root/<split>/<class_id>/<image>` trees, as torchvision's `ImageFolder` reads them,
+  with every image converted to RGB (greyscale, palette, CMYK, 16-bit).
+- `open_dataset`: one of the two from a `--data` value.
+- `save_classes` / `load_classes`: the class list (index, id, name) a run saves for `predict`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import warnings
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from .errors import IlsvrcError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+
+class DataError(IlsvrcError):
+    """A dataset cannot be opened or read: missing folder, empty class, undecodable image."""
+
+
+@dataclass(frozen=True)
+class ClassInfo:
+    """One class: its label `index`, its `id` (folder name, e.g. a WordNet id) and a readable `name`."""
+
+    index: int
+    id: str
+    name: str
+
+
+# --------------------------------------------------------------------------------------------------
+# The generated dataset
+
+
+SHAPE_CLASSES: tuple[tuple[str, str], ...] = (
+    ("circle", "filled circle"),
+    ("square", "filled square"),
+    ("triangle", "filled triangle"),
+    ("ring", "ring"),
+    ("cross", "cross"),
+    ("hstripes", "horizontal stripes"),
+    ("vstripes", "vertical stripes"),
+    ("checkerboard", "checkerboard"),
+    ("dstripes", "diagonal stripes"),
+    ("dots", "grid of dots"),
+)
+
+_SPLIT_LENGTHS = {"train": 2000, "val": 500}
+
+
+def _rotate(u: np.ndarray, v: np.ndarray, angle: float) -> tuple[np.ndarray, np.ndarray]:
+    c, s = math.cos(angle), math.sin(angle)
+    return c * u + s * v, -s * u + c * v
+
+
+def _triangle_wave(t: np.ndarray) -> np.ndarray:
+    """Signed distance, in periods, to the nearest edge of a 50% duty-cycle stripe (positive inside)."""
+    return 0.25 - np.abs(t - np.floor(t) - 0.5)
+
+
+def _shape_distance(kind: int, u: np.ndarray, v: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Signed distance (in image half-widths, positive inside) of shape class `kind` at points (u, v).
+
+    Shapes (circle ... cross) get a random centre, size and rotation; textures (stripes ... dots) a
+    random period, phase and, within their class's orientation, a small tilt.
+    """
+    if kind <= 4:  # a single shape somewhere in the middle of the image
+        cu, cv = rng.uniform(-0.3, 0.3, size=2)
+        r = rng.uniform(0.35, 0.6)
+        x, y = _rotate(u - cu, v - cv, rng.uniform(0, 2 * math.pi))
+        if kind == 0:
+            return r - np.sqrt(x * x + y * y)
+        if kind == 1:
+            return 0.85 * r - np.maximum(np.abs(x), np.abs(y))
+        if kind == 2:  # equilateral triangle: inside all three half-planes at distance r/2 from the centre
+            d = np.full_like(x, np.inf)
+            for k in range(3):
+                a = 2 * math.pi * k / 3
+                d = np.minimum(d, 0.5 * r - (math.cos(a) * x + math.sin(a) * y))
+            return d * 1.4
+        if kind == 3:
+            width = rng.uniform(0.2, 0.35) * r
+            return width - np.abs(np.sqrt(x * x + y * y) - (r - width))
+        width = rng.uniform(0.18, 0.3) * r
+        bar1 = np.minimum(width - np.abs(x), r - np.abs(y))
+        bar2 = np.minimum(width - np.abs(y), r - np.abs(x))
+        return np.maximum(bar1, bar2)
+    cycles = rng.uniform(2.5, 6.0)  # periods across the image (2 half-widths)
+    freq = cycles / 2.0
+    phase = rng.uniform(0, 1)
+    tilt = math.radians(rng.uniform(-12, 12))
+    if kind == 5:  # stripes run horizontally: the pattern varies along v
+        _, y = _rotate(u, v, tilt)
+        return _triangle_wave(freq * y + phase) / freq
+    if kind == 6:
+        x, _ = _rotate(u, v, tilt)
+        return _triangle_wave(freq * x + phase) / freq
+    if kind == 8:
+        angle = math.pi / 4 + (math.pi / 2 if rng.random() < 0.5 else 0.0) + tilt
+        x, _ = _rotate(u, v, angle)
+        return _triangle_wave(freq * x + phase) / freq
+    x, y = _rotate(u, v, rng.uniform(0, 2 * math.pi))
+    phase2 = rng.uniform(0, 1)
+    if kind == 7:
+        dx = _triangle_wave(freq * x + phase)
+        dy = _triangle_wave(freq * y + phase2)
+        return np.sign(dx * dy) * np.minimum(np.abs(dx), np.abs(dy)) / freq
+    gx = freq * x + phase
+    gy = freq * y + phase2
+    gx = gx - np.floor(gx) - 0.5
+    gy = gy - np.floor(gy) - 0.5
+    return (rng.uniform(0.2, 0.32) - np.sqrt(gx * gx + gy * gy)) / freq
+
+
+class SyntheticShapes(Dataset):
+    """Procedurally drawn images of up to ten classes; needs no download, deterministic, any size.
+
+    Classes (ids): circle, square, triangle, ring, cross (one shape: random centre, size, rotation),
+    hstripes, vstripes, checkerboard, dstripes, dots (textures: random period, phase, small tilt).
+    Every image has a random background colour, a foreground colour that differs from it by 0.3 to
+    0.7 in every channel, a faint brightness gradient and pixel noise, so the mean colour says almost
+    nothing about the class: the shape has to be seen.
+
+    Item `i` is drawn from a generator seeded with (seed, split, i) alone, so it is the same whatever
+    the process, worker or order of access; train and val use different derived seeds. Labels cycle
+    `i % num_classes`, so every class has the same number of images (to within one).
+    """
+
+    def __init__(
+        self,
+        split: str = "train",
+        image_size: int = 128,
+        num_classes: int = 10,
+        length: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        if split not in _SPLIT_LENGTHS:
+            raise DataError(f"The generated dataset has the splits 'train' and 'val', not {split!r}.")
+        if not isinstance(image_size, int) or image_size < 16:
+            raise DataError(f"The generated dataset needs image_size >= 16 pixels, got {image_size!r}.")
+        if not isinstance(num_classes, int) or not 2 <= num_classes <= len(SHAPE_CLASSES):
+            raise DataError(
+                f"The generated dataset has 2 to {len(SHAPE_CLASSES)} classes; num_classes={num_classes!r}."
+            )
+        if not isinstance(seed, int) or seed < 0:
+            raise DataError(f"The seed must be a whole number >= 0, got {seed!r}.")
+        if length is None:
+            length = _SPLIT_LENGTHS[split]
+        if not isinstance(length, int) or length < 1:
+            raise DataError(f"The dataset length must be a positive whole number, got {length!r}.")
+        self.split = split
+        self.image_size = image_size
+        self.num_classes = num_classes
+        self.length = length
+        self.seed = seed
+        self.classes = [ClassInfo(i, cid, name) for i, (cid, name) in enumerate(SHAPE_CLASSES[:num_classes])]
+        self._split_code = zlib.crc32(split.encode())
+        centres = (np.arange(image_size, dtype=np.float32) + 0.5) * (2.0 / image_size) - 1.0
+        self._v, self._u = np.meshgrid(centres, centres, indexing="ij")  # v down the rows, u across
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+        if not -self.length <= index < self.length:
+            raise IndexError(f"index {index} out of range for {self.length} images")
+        index %= self.length
+        label = index % self.num_classes
+        return torch.from_numpy(self._draw(index, label)), label
+
+    def _draw(self, index: int, label: int) -> np.ndarray:
+        rng = np.random.default_rng([self.seed, self._split_code, index])
+        distance = _shape_distance(label, self._u, self._v, rng)
+        # Anti-aliased coverage: a one-pixel ramp across the edge (a pixel is 2/size half-widths).
+        coverage = distance.astype(np.float32, copy=False)
+        coverage *= self.image_size / 2.0
+        coverage += 0.5
+        np.clip(coverage, 0.0, 1.0, out=coverage)
+        background = rng.uniform(0.0, 1.0, size=3)
+        foreground = (background + rng.uniform(0.3, 0.7, size=3)) % 1.0
+        # Brightness shared by the three channels (a gradient and noise), so it is not a colour cue.
+        # Uniform noise: rng.random in float32 is about 3x faster than standard_normal at 128 px.
+        angle = rng.uniform(0, 2 * math.pi)
+        slope = rng.uniform(0.0, 0.15) * 255.0
+        noise_amplitude = rng.uniform(0.03, 0.12) * 255.0  # noise std = amplitude / sqrt(12)
+        shade = rng.random(coverage.shape, dtype=np.float32)
+        shade -= 0.5
+        shade *= noise_amplitude
+        shade += (slope * math.cos(angle)) * self._u
+        shade += (slope * math.sin(angle)) * self._v
+        image = np.empty((3, *coverage.shape), dtype=np.float32)
+        for c in range(3):  # in place, channel by channel: no (3, H, W) temporaries
+            bg = background[c] * 255.0 + 0.5  # + 0.5: the cast to uint8 below truncates
+            np.multiply(coverage, (foreground[c] - background[c]) * 255.0, out=image[c])
+            image[c] += shade
+            image[c] += bg
+        np.clip(image, 0.0, 255.0, out=image)
+        return image.astype(np.uint8)
+
+
+# --------------------------------------------------------------------------------------------------
+# Image folders
+
+
+def _decode_with_pil(path: Path) -> Tensor:
+    """Decode what torchvision.io cannot (BMP, TIFF, 16-bit PNG...) with PIL, as uint8 3 x H x W RGB."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            image.load()
+            if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+                # 16-bit (or 32-bit integer) greyscale: PIL's convert("RGB") would clip at 255, making
+                # almost every pixel white. Scale 0..65535 to 0..255 instead (rounding to nearest).
+                wide = np.asarray(image).astype(np.int64).clip(0, 65535)
+                grey = ((wide * 255 + 32767) // 65535).astype(np.uint8)
+                array = np.repeat(grey[None], 3, axis=0)
+                return torch.from_numpy(np.ascontiguousarray(array))
+            with warnings.catch_warnings():
+                # "Palette images with Transparency expressed in bytes should be converted to RGBA":
+                # we drop alpha on purpose (see ImageFolderRGB).
+                warnings.simplefilter("ignore", UserWarning)
+                rgb = image.convert("RGB")
+    except (UnidentifiedImageError, OSError, ValueError) as error:
+        raise DataError(f"Cannot decode the image {path}: {error}. Remove or replace the file.") from error
+    return torch.from_numpy(np.asarray(rgb).transpose(2, 0, 1).copy())
+
+
+def read_image(path: str | Path) -> Tensor:
+    """Read an image file as a uint8 tensor 3 x H x W in RGB order.
+
+    torchvision.io decodes JPEG (greyscale and CMYK too), PNG, GIF and WebP; what it refuses (BMP,
+    TIFF, 16-bit PNG) goes to PIL. Alpha is dropped, not composited (see `ImageFolderRGB`).
+    """
+    from torchvision.io import ImageReadMode, decode_image
+
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():
+            # torchvision 0.29 deprecates its decoders in favour of TorchCodec (not a dependency here)
+            # and warns on every call; they still work and are the fast path.
+            warnings.filterwarnings("ignore", "The image decoding", DeprecationWarning)
+            image = decode_image(str(path), mode=ImageReadMode.RGB)
+    except (RuntimeError, NotImplementedError, ValueError):
+        # torchvision 0.29: BMP/TIFF "Unsupported image file"; 16-bit PNG "max_all not implemented
+        # for 'UInt16'"; a truncated or corrupt file fails here too and then in PIL, with its name.
+        return _decode_with_pil(path)
+    if image.ndim == 4:  # an animated GIF gives every frame: keep the first, as PIL does
+        image = image[0]
+    if image.dtype != torch.uint8 or image.shape[0] != 3:
+        return _decode_with_pil(path)
+    return image
+
+
+def _read_class_names(path: Path) -> dict[str, str]:
+    """id -> name from a classes.txt whose lines are `index id name [anything else]`."""
+    names: dict[str, str] = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        fields = line.split()
+        if not fields or fields[0].startswith("#"):
+            continue
+        if len(fields) < 3 or not fields[0].isdigit():
+            raise DataError(
+                f"{path}, line {number}: expected 'index id name', e.g. '0 n01440764 tench', got {line!r}."
+            )
+        names[fields[1]] = fields[2]
+    return names
+
+
+def _image_files(folder: Path) -> list[Path]:
+    """The image files in `folder` and its subfolders (hidden ones skipped), sorted by path.
+
+    os.walk rather than Path.rglob + is_file: it reads file types from the directory listing, one
+    system call per folder instead of one per file (ImageNet's train split has 1.28 million).
+    """
+    found: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        found.extend(
+            Path(dirpath, name)
+            for name in filenames
+            if not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+        )
+    return sorted(found, key=lambda p: p.as_posix())
+
+
+class ImageFolderRGB(Dataset):
+    """Images in the ImageNet layout, `root/<split>/<class_id>/<image>`, read as uint8 RGB tensors.
+
+    Class ids are the class folders' names, sorted (so labels agree with torchvision's `ImageFolder`);
+    class names come from `root/classes.txt` when it exists (lines `index id name [...]`, as Imagenette
+    ships it), otherwise the name is the id. Images are found in each class folder and its subfolders
+    by extension (.jpg .jpeg .png .bmp .gif .webp .tif .tiff, any case), sorted by path.
+
+    Every image comes out as 3 x H x W uint8 RGB: greyscale is repeated, palette colours looked up,
+    CMYK converted, 16-bit greyscale scaled to 8 bits. Alpha (RGBA, LA, palette transparency) is
+    dropped, not composited onto a background: that is what torchvision's decoder in RGB mode and PIL's
+    `convert("RGB")` both do, so the pixels are those torchvision's reference pipelines (and so its
+    pretrained weights) saw.
+    """
+
+    def __init__(self, root: str | Path, split: str) -> None:
+        self.root = Path(root)
+        self.split = split
+        if not self.root.is_dir():
+            raise DataError(
+                f"The data folder {self.root} does not exist (or is not a folder). Give a folder "
+                "that holds train/<class>/... and val/<class>/..., or no --data for the generated dataset."
+            )
+        folder = self.root / split
+        if not folder.is_dir():
+            present = sorted(p.name for p in self.root.iterdir() if p.is_dir())
+            raise DataError(
+                f"The data folder {self.root} has no {split!r} split folder ({folder} is missing); "
+                f"it has {', '.join(present) if present else 'no folders'}. Expected "
+                f"{self.root}/{split}/<class_id>/<image files>."
+            )
+        class_dirs = sorted(
+            (p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")), key=lambda p: p.name
+        )
+        if not class_dirs:
+            raise DataError(
+                f"{folder} has no class folders; put each class's images in {folder}/<class_id>/."
+            )
+        names_file = self.root / "classes.txt"
+        names = _read_class_names(names_file) if names_file.is_file() else {}
+        self.classes = [ClassInfo(i, d.name, names.get(d.name, d.name)) for i, d in enumerate(class_dirs)]
+        self.samples: list[tuple[Path, int]] = []
+        for info, class_dir in zip(self.classes, class_dirs):
+            files = _image_files(class_dir)
+            if not files:
+                raise DataError(
+                    f"The class folder {class_dir} (class {info.id!r}) has no images; give it image "
+                    f"files ({' '.join(IMAGE_EXTENSIONS)}) or remove it."
+                )
+            self.samples.extend((path, info.index) for path in files)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+        path, label = self.samples[index]
+        return read_image(path), label
+
+    def _take_evenly(self, length: int) -> ImageFolderRGB:
+        """A copy with `length` samples spread evenly over the sorted list (so over every class)."""
+        subset = object.__new__(ImageFolderRGB)
+        subset.__dict__.update(self.__dict__)
+        n = len(self.samples)
+        subset.samples = [self.samples[k * n // length] for k in range(min(length, n))]
+        return subset
+
+    def _relabel(self, classes: list[ClassInfo]) -> None:
+        """Use another split's class list: each sample's label becomes that list's index of its class."""
+        index_of = {c.id: c.index for c in classes}
+        ids = [c.id for c in self.classes]
+        self.samples = [(path, index_of[ids[label]]) for path, label in self.samples]
+        self.classes = list(classes)
+
+
+def check_splits(train: Dataset, val: Dataset) -> None:
+    """Check that `val`'s classes are `train`'s, and make their labels agree.
+
+    Raises `DataError` naming the validation classes the training set lacks. When the validation set
+    has only some of the training classes, its labels would be positions in its own shorter list and
+    mean other classes; an `ImageFolderRGB` is then relabelled in place to the training set's indices.
+    """
+    train_classes: list[ClassInfo] = list(train.classes)
+    val_classes: list[ClassInfo] = list(val.classes)
+    train_ids = {c.id for c in train_classes}
+    missing = [c.id for c in val_classes if c.id not in train_ids]
+    if missing:
+        shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
+        raise DataError(
+            f"The validation set has {len(missing)} class(es) the training set lacks: {shown}. A model "
+            "trained on the training set cannot predict them; give both splits the same class folders."
+        )
+    index_of = {c.id: c.index for c in train_classes}
+    if all(index_of[c.id] == c.index for c in val_classes):
+        return
+    if isinstance(val, ImageFolderRGB):
+        val._relabel(train_classes)
+        return
+    raise DataError(
+        "The validation set numbers its classes differently from the training set; give both splits "
+        "the same class folders."
+    )
+
+
+def open_dataset(
+    data: str | Path | None,
+    split: str,
+    image_size: int = 128,
+    seed: int = 0,
+    num_classes: int = 10,
+    length: int | None = None,
+) -> Dataset:
+    """The dataset a `--data` value names: None for `SyntheticShapes`, else an `ImageFolderRGB` root.
+
+    `image_size`, `seed` and `num_classes` apply to the generated dataset only (a folder has its own
+    images and classes). `length` caps either: a folder keeps `length` images spread evenly over its
+    sorted list, so every class keeps its share (deterministic, no seed).
+    """
+    if data is None:
+        return SyntheticShapes(
+            split, image_size=image_size, num_classes=num_classes, length=length, seed=seed
+        )
+    dataset = ImageFolderRGB(data, split)
+    if length is not None:
+        if not isinstance(length, int) or length < 1:
+            raise DataError(f"The dataset length must be a positive whole number, got {length!r}.")
+        dataset = dataset._take_evenly(length)
+    return dataset
+
+
+# --------------------------------------------------------------------------------------------------
+# Augmentation, reproducibly
+
+
+class Augmented(Dataset):
+    """`base` with `transform` applied to each image, the random numbers seeded per sample.
+
+    Item `i` in epoch `e` runs `transform` with torch's CPU generator seeded from (seed, e, i), inside
+    `torch.random.fork_rng`, so the augmentation of a sample depends on nothing else: not the loader
+    worker, its position in the batch, the order of access or where a resumed run starts; and the
+    caller's global generator is left as it was. Transforms must draw their randomness from torch's
+    global generator (torchvision.transforms.v2 and `ilsvrc.transforms` do; Python's `random` and
+    numpy's are not seeded here).
+
+    The epoch lives in a shared-memory tensor, so `set_epoch` reaches loader workers even when they
+    are persistent; call it before iterating over the loader for that epoch.
+    """
+
+    def __init__(self, base: Dataset, transform: Callable[[Tensor], Tensor], seed: int = 0) -> None:
+        self.base = base
+        self.transform = transform
+        if int(seed) < 0:
+            raise DataError(f"The seed must be a whole number >= 0, got {seed!r}.")
+        self.seed = int(seed)
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+
+    @property
+    def classes(self) -> list[ClassInfo]:
+        """The base dataset's classes."""
+        return self.base.classes
+
+    @property
+    def epoch(self) -> int:
+        """The epoch whose augmentations `__getitem__` gives."""
+        return int(self._epoch.item())
+
+    def set_epoch(self, epoch: int) -> None:
+        """Give the augmentations of epoch `epoch` from now on (in this process and in loader workers)."""
+        if int(epoch) < 0:
+            raise DataError(f"The epoch must be a whole number >= 0, got {epoch!r}.")
+        self._epoch.fill_(int(epoch))
+
+    def __len__(self) -> int:
+        return len(self.base)  # type: ignore[arg-type]
+
+    def sample_seed(self, index: int) -> int:
+        """The 64-bit seed of item `index` in the current epoch."""
+        state = np.random.SeedSequence([self.seed, self.epoch, int(index)]).generate_state(2, np.uint32)
+        return int(state[0]) | (int(state[1]) << 32)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Any]:
+        image, label = self.base[index]
+        with torch.random.fork_rng(devices=[]):
+            torch.random.default_generator.manual_seed(self.sample_seed(index))
+            image = self.transform(image)
+        return image, label
+
+
+# --------------------------------------------------------------------------------------------------
+# The class list a run saves
+
+
+def save_classes(path: Path, classes: list[ClassInfo]) -> None:
+    """Write `classes` to `path` as a JSON list of {"index", "id", "name"} objects, in index order."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = [{"index": c.index, "id": c.id, "name": c.name} for c in sorted(classes, key=lambda c: c.index)]
+    path.write_text(json.dumps(rows, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def load_classes(path: Path) -> list[ClassInfo]:
+    """Read a class list written by `save_classes`; `DataError` if it is missing or malformed."""
+    path = Path(path)
+    try:
+        rows = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as error:
+        raise DataError(f"The class list {path} does not exist; a training run writes it.") from error
+    except (OSError, json.JSONDecodeError) as error:
+        raise DataError(f"Cannot read the class list {path}: {error}.") from error
+    try:
+        classes = [ClassInfo(int(r["index"]), str(r["id"]), str(r["name"])) for r in rows]
+    except (TypeError, KeyError, ValueError) as error:
+        raise DataError(
+            f"The class list {path} is malformed ({error!r}); expected a JSON list of "
+            '{"index": 0, "id": "...", "name": "..."} objects.'
+        ) from error
+    if [c.index for c in classes] != list(range(len(classes))):
+        raise DataError(f"The class list {path} must number its classes 0, 1, 2, ... in order.")
+    return classes

@@ -1,0 +1,92 @@
+"""Using a trained run: `ilsvrc eval` (the papers' test protocols) and `ilsvrc predict`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .checkpoint import write_json_atomic
+from .data import Augmented, ClassInfo, open_dataset, read_image
+from .errors import IlsvrcError
+from .evaluate import EvalResult, eval_input_transform, evaluate, plot_confusion, predict_probs
+from .train import load_trained
+
+
+def dense_scales(image_size: int, scales: str | None) -> list[int]:
+    """The shorter sides Q of dense evaluation: given ('256,384,512'), or the VGG paper's three for
+    jittered training (256, 384 and 512 for a 224 crop), scaled to the run's image size."""
+    if scales:
+        try:
+            values = [int(s) for s in str(scales).split(",")]
+        except ValueError:
+            raise IlsvrcError(
+                f"--scales takes whole numbers separated by commas, e.g. 256,384,512; got {scales!r}."
+            ) from None
+        if any(q < image_size for q in values):
+            raise IlsvrcError(
+                f"Dense evaluation needs every scale to be at least the training size {image_size} "
+                f"(the fully connected layers become convolutions of that extent); got {scales}."
+            )
+        return values
+    return [round(image_size * q / 224) for q in (256, 384, 512)]
+
+
+def evaluate_run(
+    run: str | Path,
+    data: str | None = None,
+    protocol: str = "center",
+    which: str = "last",
+    scales: str | None = None,
+    workers: int = 2,
+    batch_size: int = 32,
+) -> tuple[EvalResult, list[Path]]:
+    """Evaluate a run (or checkpoint) on `data`'s val split, or on the split it was trained with.
+
+    Writes eval-PROTOCOL.json and confusion-PROTOCOL.png into the run directory (next to the
+    checkpoints when given a checkpoint directory) and returns the result and the written paths.
+    """
+    model, config, classes, where = load_trained(run, which)
+    net = config.network()
+    size, r = config.image_size, config.recipe
+    qs = dense_scales(size, scales) if protocol == "dense" else []
+    transform = eval_input_transform(protocol, max([size, *qs]), net.info.mean, net.info.std, r.crop_fraction)
+    source = round(size / r.crop_fraction)
+    base = open_dataset(
+        data or config.data, "val", image_size=source, seed=config.seed,
+        num_classes=config.synthetic_classes, length=None if data or config.data else config.synthetic_val,
+    )  # fmt: skip
+    theirs = [c.id for c in base.classes]
+    ours = [c.id for c in classes]
+    if theirs != ours:
+        raise IlsvrcError(
+            f"The classes of {data} ({', '.join(theirs[:5])}...) are not the ones the run was trained on "
+            f"({', '.join(ours[:5])}...); evaluate on data with the same class folders."
+        )
+    loader = torch.utils.data.DataLoader(
+        Augmented(base, transform, seed=config.seed), batch_size=batch_size, num_workers=workers
+    )
+    result = evaluate(model, loader, protocol, crop=size, scales=qs, num_classes=len(classes))
+    run_dir = where.parent.parent if where.parent.name == "checkpoints" else where
+    out = {**result.to_dict(), "checkpoint": str(where), "data": data or config.data or "built-in"}
+    written = [run_dir / f"eval-{protocol}.json", run_dir / f"confusion-{protocol}.png"]
+    write_json_atomic(written[0], out)
+    plot_confusion(result, [c.name for c in classes], written[1])
+    return result, written
+
+
+def predict_images(
+    run: str | Path, images: list[str], which: str = "last", k: int = 5
+) -> list[tuple[str, list[tuple[ClassInfo, float]]]]:
+    """The k most probable classes of each image (centre crop at the run's size)."""
+    model, config, classes, _ = load_trained(run, which)
+    net = config.network()
+    transform = eval_input_transform("center", config.image_size, net.info.mean, net.info.std,
+                                     config.recipe.crop_fraction)  # fmt: skip
+    out = []
+    for path in images:
+        x = transform(read_image(path)).unsqueeze(0)
+        probs = predict_probs(model, x, "center", crop=config.image_size)[0]
+        top = torch.topk(probs, min(k, len(classes)))
+        out.append((path, [(classes[i], float(p)) for p, i in zip(top.values, top.indices.tolist())]))
+    return out

@@ -1,0 +1,511 @@
+"""`ilsvrc train`: the training loop, visible top to bottom.
+
+A run is a directory:
+
+    RUN/config.json       the resolved settings (recipe and overrides), enough to resume or evaluate
+    RUN/classes.json      the class list (index, id, name), used by `ilsvrc predict`
+    RUN/metrics.jsonl     one line per epoch
+    RUN/curves.png        loss and errors against epochs and minutes
+    RUN/checkpoints/      the last and the best checkpoint (see ilsvrc.checkpoint)
+
+Exact resumption on the CPU: the order of the samples of epoch e comes from a generator seeded by
+(seed, e); each sample's augmentation from (seed, e, index) (`data.Augmented`); dropout and the rest
+from torch's global generator, saved in every checkpoint with the optimizer, the schedule and the
+running sums of the epoch. So a run stopped after any step and resumed ends with the same weights as
+one never stopped. With `--time-limit` the schedule follows the clock, which no rerun repeats.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import random
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import checkpoint, specfile
+from .data import Augmented, ClassInfo, check_splits, open_dataset, save_classes
+from .errors import IlsvrcError
+from .evaluate import eval_input_transform, evaluate
+from .nn import Model, create_model
+from .recipes import LRSchedule, Recipe, check, default_recipe, get_recipe
+from .spec import Network
+from .transforms import train_transform
+from .zoo import get_spec
+
+
+class DivergedError(IlsvrcError):
+    """The loss became NaN or infinite."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run needs; saved as RUN/config.json."""
+
+    model: str
+    recipe: Recipe
+    data: str | None = None
+    out: str | None = None
+    seed: int = 0
+    device: str = "cpu"
+    amp: str | None = None  # None, "bf16" or "fp16"
+    channels_last: bool = False
+    workers: int = 2
+    time_limit: float | None = None  # minutes
+    synthetic_classes: int = 10
+    synthetic_train: int | None = None  # images per split of the built-in data (None: its default)
+    synthetic_val: int | None = None
+    spec: dict[str, Any] | None = None  # the network itself when it came from a spec file
+
+    def network(self) -> Network:
+        if self.spec is not None:
+            return specfile.from_dict(self.spec, source=self.model)
+        return get_spec(self.model)
+
+    @property
+    def image_size(self) -> int:
+        return self.recipe.image_size or self.network().input_shape[1]
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["recipe"] = dataclasses.asdict(self.recipe)
+        data["image_size"] = self.image_size
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        data = dict(data)
+        data.pop("image_size", None)
+        recipe = Recipe(**data.pop("recipe"))
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(recipe=recipe, **{k: v for k, v in data.items() if k in names})
+
+
+def make_config(model: str, recipe: str | None = None, **overrides: Any) -> TrainConfig:
+    """A TrainConfig from a model name, a recipe name (default: the model's paper recipe) and
+    overrides of either config fields (data, out, seed, ...) or recipe fields (lr, epochs, ...)."""
+    base = get_recipe(recipe) if recipe else default_recipe(model)
+    recipe_fields = {f.name for f in dataclasses.fields(Recipe)}
+    changes = {k: v for k, v in overrides.items() if k in recipe_fields and v is not None}
+    rest = {k: v for k, v in overrides.items() if k not in recipe_fields and v is not None}
+    if specfile.looks_like_file(model):
+        rest["spec"] = specfile.load(model).to_dict()
+    config = TrainConfig(model=model, recipe=base.replace(**changes), **rest)
+    check(config.recipe)
+    return config
+
+
+# ---------------------------------------------------------------------------------------------------
+# Model set-up
+
+
+def initialise(model: Model, scheme: str) -> None:
+    """Initialise the weights by a named scheme (create_model has applied `torchvision` already).
+
+    torchvision: Kaiming normal (fan-out) convolutions, N(0, 0.01) fully connected, biases 0.
+    kaiming: the same convolutions, Kaiming normal (fan-in) hidden fully connected layers, N(0, 0.01)
+    for the last. alexnet (the paper): weights N(0, 0.01); biases 1 in conv2, conv4, conv5 and the
+    hidden fully connected layers (it gives their ReLUs positive inputs early on), 0 elsewhere.
+    gaussian (ZFNet): weights N(0, 0.01), biases 0.
+    """
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if scheme == "torchvision":
+        return
+    if scheme == "kaiming":
+        for m in linears[:-1]:
+            nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+        return
+    linear_names = [name for name, m in model.named_modules() if isinstance(m, nn.Linear)]
+    ones = {"conv2", "conv4", "conv5", *linear_names[:-1]} if scheme == "alexnet" else set()
+    for name, m in model.named_modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.normal_(m.weight, 0.0, 0.01)
+            if m.bias is not None:
+                nn.init.constant_(m.bias, 1.0 if name in ones else 0.0)
+
+
+@torch.no_grad()
+def renormalise_filters(model: nn.Module, rms_max: float) -> None:
+    """ZFNet: scale each convolution filter whose RMS exceeds `rms_max` back to `rms_max`."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            w = m.weight
+            rms = w.pow(2).mean(dim=(1, 2, 3), keepdim=True).sqrt()
+            w.mul_(torch.where(rms > rms_max, rms_max / rms, torch.ones_like(rms)))
+
+
+def set_dropout(model: nn.Module, p: float) -> None:
+    for m in model.modules():
+        if isinstance(m, nn.Dropout):
+            m.p = p
+
+
+def build_model(config: TrainConfig, num_classes: int) -> Model:
+    model = create_model(config.network(), num_classes=num_classes, input_size=config.image_size)
+    initialise(model, config.recipe.init)
+    if config.recipe.dropout is not None:
+        set_dropout(model, config.recipe.dropout)
+    return model
+
+
+# ---------------------------------------------------------------------------------------------------
+# Data
+
+
+def datasets(config: TrainConfig) -> tuple[Augmented, Augmented, list[ClassInfo]]:
+    spec = config.network()
+    size, r = config.image_size, config.recipe
+    source = round(size / r.crop_fraction)  # the built-in data is drawn with room to crop
+    common = dict(image_size=source, seed=config.seed, num_classes=config.synthetic_classes)
+    lengths = (config.synthetic_train, config.synthetic_val) if config.data is None else (None, None)
+    train_base = open_dataset(config.data, "train", length=lengths[0], **common)
+    val_base = open_dataset(config.data, "val", length=lengths[1], **common)
+    check_splits(train_base, val_base)
+    mean, std = spec.info.mean, spec.info.std
+    train = Augmented(train_base, train_transform(r.augmentation, size, mean, std), seed=config.seed)
+    val_tf = eval_input_transform("center", size, mean, std, r.crop_fraction)
+    val = Augmented(val_base, val_tf, seed=config.seed)
+    return train, val, list(train_base.classes)
+
+
+def epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+    """The batches of an epoch: a permutation seeded by (seed, epoch), cut into full batches."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    order = torch.randperm(n, generator=g).tolist()
+    b = min(batch_size, n)
+    return [order[i : i + b] for i in range(0, n - b + 1, b)]
+
+
+def loader(dataset, batches: list[list[int]], config: TrainConfig, seed: int) -> torch.utils.data.DataLoader:
+    """A DataLoader over given batches; its own generator keeps torch's global one untouched."""
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_sampler=batches,
+        num_workers=config.workers,
+        pin_memory=config.device.startswith("cuda"),  # pinned pages make the copies non-blocking
+        generator=torch.Generator().manual_seed(seed),
+        persistent_workers=False,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------
+# Random states (saved in every checkpoint)
+
+
+def rng_state() -> dict[str, Any]:
+    np_state = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
+        "python": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), int(pos), int(has_gauss), float(cached)))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+
+
+# ---------------------------------------------------------------------------------------------------
+# The loop
+
+
+@dataclass
+class EpochSums:
+    loss: float = 0.0
+    correct: int = 0
+    images: int = 0
+    seconds: float = 0.0  # time spent in training steps (data loading included)
+
+
+def _device(config: TrainConfig) -> torch.device:
+    if config.device.startswith("cuda") and not torch.cuda.is_available():
+        raise IlsvrcError(
+            "--device cuda was asked for, but this machine has no usable GPU; use --device cpu."
+        )
+    if config.device not in ("cpu",) and not config.device.startswith("cuda"):
+        raise IlsvrcError(f"Unknown device {config.device!r}; use cpu or cuda (cuda:N).")
+    return torch.device(config.device)
+
+
+def _autocast(config: TrainConfig, device: torch.device):
+    if config.amp is None:
+        return torch.autocast(device.type, enabled=False)
+    if config.amp not in ("bf16", "fp16"):
+        raise IlsvrcError(f"--amp takes bf16 or fp16, not {config.amp!r}.")
+    dtype = torch.bfloat16 if config.amp == "bf16" else torch.float16
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def new_run_dir(config: TrainConfig) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out = Path(config.out) if config.out else Path("runs") / f"{Path(config.model).stem}-{stamp}"
+    if out.exists() and any(out.iterdir()):
+        raise IlsvrcError(
+            f"Run directory {out} already exists and is not empty; resume it with "
+            f"`ilsvrc train --resume {out}` or choose another --out."
+        )
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise IlsvrcError(f"Cannot create run directory {out}: {exc.strerror or exc}.") from None
+    return out
+
+
+def train(
+    config: TrainConfig | None = None,
+    resume: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    stop_after_steps: int | None = None,
+    progress: bool = True,
+    log=print,
+) -> Path:
+    """Train as `config` says, or resume the run directory `resume`; returns the run directory.
+
+    overrides (with resume): a new `epochs`, `time_limit`, `workers` or `device`; None values keep
+    the run's own. stop_after_steps: stop cleanly (checkpoint, evaluation) after that many steps in
+    total, as a time limit or an interruption would (tests of exact resumption use it).
+    """
+    if resume is not None:
+        run_dir = Path(resume)
+        try:
+            config = TrainConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
+        except (OSError, ValueError, TypeError) as exc:
+            raise IlsvrcError(
+                f"{run_dir} is not a run directory with a readable config.json ({exc})."
+            ) from None
+        changes = {k: v for k, v in (overrides or {}).items() if v is not None}
+        if "epochs" in changes:
+            config.recipe = config.recipe.replace(epochs=changes.pop("epochs"))
+        unknown = set(changes) - {"time_limit", "workers", "device"}
+        if unknown:
+            raise IlsvrcError(
+                f"Only epochs, time limit, workers and device can change on resume, not {unknown}."
+            )
+        config = dataclasses.replace(config, **changes)
+    assert config is not None
+    check(config.recipe)
+    device = _device(config)
+    torch.manual_seed(config.seed)
+    random.seed(config.seed)
+    np.random.seed(config.seed)
+
+    train_set, val_set, classes = datasets(config)
+    model = build_model(config, len(classes)).to(device)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    r = config.recipe
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=r.lr, momentum=r.momentum, nesterov=r.nesterov and r.momentum > 0,
+        weight_decay=r.weight_decay,
+    )  # fmt: skip
+    steps_per_epoch = len(epoch_batches(len(train_set), r.batch_size, config.seed, 0))
+    schedule = LRSchedule(r, steps_per_epoch)
+    scaler = torch.amp.GradScaler(device.type, enabled=config.amp == "fp16")
+    criterion = nn.CrossEntropyLoss(label_smoothing=r.label_smoothing)
+    sums, epoch, offset, step, elapsed, best = EpochSums(), 0, 0, 0, 0.0, math.inf
+
+    if resume is None:
+        run_dir = new_run_dir(config)
+        checkpoint.write_json_atomic(run_dir / "config.json", config.to_dict())
+        save_classes(run_dir / "classes.json", classes)
+        (run_dir / "metrics.jsonl").write_text("")
+    else:
+        weights, state, where = checkpoint.load(run_dir)
+        model.load_state_dict(weights)
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        scaler.load_state_dict(state["scaler"])
+        set_rng_state(state["rng"])
+        epoch, offset, step = state["epoch"], state["offset"], state["step"]
+        elapsed, best = state["elapsed"], state["best"]
+        sums = EpochSums(**state["sums"])
+        _truncate_metrics(run_dir / "metrics.jsonl", epoch)
+        log(f"Resuming {run_dir} from {where.name}: epoch {epoch + 1}, step {step}.")
+
+    total_steps = r.epochs * steps_per_epoch
+    limit = config.time_limit * 60 if config.time_limit else None
+    log(
+        f"Training {config.model} ({sum(p.numel() for p in model.parameters()):,} parameters, "
+        f"{len(classes)} classes) on {config.data or 'the built-in shapes data'}: {len(train_set)} train / "
+        f"{len(val_set)} val images at {config.image_size} px, recipe {r.name}, batch {r.batch_size}, "
+        f"{r.epochs} epochs of {steps_per_epoch} steps"
+        + (f", time limit {config.time_limit:g} min." if limit else ".")
+    )
+
+    def state_now(epoch_: int, offset_: int) -> dict[str, Any]:
+        return {
+            "epoch": epoch_, "offset": offset_, "step": step, "elapsed": elapsed, "best": best,
+            "sums": dataclasses.asdict(sums), "optimizer": optimizer.state_dict(),
+            "schedule": schedule.state_dict(), "scaler": scaler.state_dict(), "rng": rng_state(),
+            "config": config.to_dict(), "classes": [dataclasses.asdict(c) for c in classes],
+        }  # fmt: skip
+
+    stopped = None
+    while epoch < r.epochs and stopped is None:
+        batches = epoch_batches(len(train_set), r.batch_size, config.seed, epoch)[offset:]
+        train_set.set_epoch(epoch)
+        model.train()
+        bar = _progress(len(batches), epoch, r.epochs, progress)
+        start = time.perf_counter()
+        for images, targets in loader(train_set, batches, config, seed=config.seed + epoch):
+            images = images.to(device, non_blocking=True)
+            targets = targets.to(device, non_blocking=True)
+            if config.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            p = step / total_steps
+            if limit:
+                p = max(p, (elapsed + time.perf_counter() - start) / limit)
+            lr = schedule.lr(step, p)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            with _autocast(config, device):
+                logits = model(images)
+                loss = criterion(logits, targets)
+            if not torch.isfinite(loss):
+                raise DivergedError(
+                    f"The loss became {loss.item()} at step {step} (epoch {epoch + 1}, lr {lr:.3g}). "
+                    f"The last good checkpoint in {run_dir / 'checkpoints'} is intact; resume it with a "
+                    "lower --lr (or --warmup-epochs) to continue."
+                )
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            if r.filter_rms_max:
+                renormalise_filters(model, r.filter_rms_max)
+            step += 1
+            offset += 1
+            sums.loss += loss.item() * len(targets)
+            sums.correct += int((logits.argmax(1) == targets).sum())
+            sums.images += len(targets)
+            now = time.perf_counter()
+            sums.seconds += now - start
+            elapsed += now - start
+            start = now
+            bar.update(loss=loss.item(), ips=sums.images / max(sums.seconds, 1e-9))
+            if limit and elapsed >= limit:
+                stopped = f"the time limit of {config.time_limit:g} min"
+            elif stop_after_steps is not None and step >= stop_after_steps:
+                stopped = f"stop after {stop_after_steps} steps"
+            if stopped:
+                break
+        bar.close()
+        finished = offset >= steps_per_epoch
+        result = evaluate(model, _eval_loader(val_set, config), "center", device=device.type,
+                          channels_last=config.channels_last, amp=config.amp)  # fmt: skip
+        line = {
+            "epoch": epoch + 1 if finished else round(epoch + offset / steps_per_epoch, 4),
+            "step": step,
+            "train_loss": sums.loss / max(sums.images, 1),
+            "train_top1_error": 1 - sums.correct / max(sums.images, 1),
+            "val_top1_error": result.top1_error,
+            "val_top5_error": result.top5_error,
+            "lr": optimizer.param_groups[0]["lr"],
+            "images_per_s": sums.images / max(sums.seconds, 1e-9),
+            "seconds": round(elapsed, 3),
+            "complete": finished,
+        }
+        improved = result.top1_error < best
+        best = min(best, result.top1_error)
+        if finished:
+            schedule.end_epoch(result.top1_error)
+            epoch, offset, sums = epoch + 1, 0, EpochSums()
+        with open(run_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(line) + "\n")
+        checkpoint.save(run_dir, step, model.state_dict(), state_now(epoch, offset), best=improved)
+        log(
+            f"epoch {line['epoch']}: train loss {line['train_loss']:.3f}, top-1 error train "
+            f"{line['train_top1_error']:.3f} val {line['val_top1_error']:.3f}, top-5 val "
+            f"{line['val_top5_error']:.3f}, {line['images_per_s']:.0f} images/s, lr {line['lr']:.3g}"
+        )
+        _plot(run_dir)
+    if stopped:
+        log(f"Stopped at step {step} ({stopped}); continue with `ilsvrc train --resume {run_dir}`.")
+    log(f"Best val top-1 error {best:.3f}. Run directory: {run_dir}")
+    return run_dir
+
+
+def _eval_loader(val_set: Augmented, config: TrainConfig) -> torch.utils.data.DataLoader:
+    return torch.utils.data.DataLoader(
+        val_set,
+        batch_size=max(config.recipe.batch_size, 64),
+        num_workers=config.workers,
+        generator=torch.Generator().manual_seed(0),
+        pin_memory=config.device.startswith("cuda"),
+    )
+
+
+def _truncate_metrics(path: Path, epoch: int) -> None:
+    """Keep the lines of epochs the checkpoint includes (a crash may have left a later one)."""
+    if not path.exists():
+        return
+    lines = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+    kept = [x for x in lines if x["epoch"] <= epoch and (x["complete"] or x["epoch"] < epoch)]
+    checkpoint_text = "".join(json.dumps(x) + "\n" for x in kept)
+    path.write_text(checkpoint_text)
+
+
+class _Bar:
+    def __init__(self, total: int, desc: str, enabled: bool) -> None:
+        self.bar = None
+        if enabled:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=desc, unit="step", leave=False, file=sys.stderr, disable=None)
+
+    def update(self, loss: float, ips: float) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix(loss=f"{loss:.3f}", img_s=f"{ips:.0f}", refresh=False)
+            self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _progress(total: int, epoch: int, epochs: int, enabled: bool) -> _Bar:
+    return _Bar(total, f"epoch {epoch + 1}/{epochs}", enabled)
+
+
+def load_trained(path: str | Path, which: str = "last") -> tuple[Model, TrainConfig, list[ClassInfo], Path]:
+    """A trained model from a run directory or checkpoint: (model in eval mode, config, classes, dir)."""
+    weights, state, where = checkpoint.load(path, which)
+    try:
+        config = TrainConfig.from_dict(state["config"])
+        classes = [ClassInfo(**c) for c in state["classes"]]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise checkpoint.CheckpointError(f"{where} does not hold a training state ({exc}).") from None
+    model = build_model(config, len(classes))
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as exc:
+        raise checkpoint.CheckpointError(
+            f"The weights in {where} do not fit {config.model}: {str(exc).splitlines()[0]}"
+        ) from None
+    return model.eval(), config, classes, where
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    path = Path(run_dir) / "metrics.jsonl"
+    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+
+
+def _plot(run_dir: Path) -> None:
+    from .plots import plot_runs
+
+    try:
+        plot_runs([run_dir], run_dir / "curves.png")
+    except OSError:
+        pass  # a picture is not worth failing a run for

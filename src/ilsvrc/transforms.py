@@ -1,0 +1,169 @@
+"""The papers' augmentations and the evaluation resize, on uint8 C x H x W RGB tensors (no PIL).
+
+Each transform takes the uint8 image a dataset gives and returns a normalised float32 tensor
+3 x image_size x image_size. Geometry (resize, crop, flip) runs on uint8, which is smaller and has a
+fast antialiased resize; the image becomes float once, just before colour augmentation and
+normalisation. Random numbers come from torch's global generator, so `ilsvrc.data.Augmented`, which
+seeds it per sample, makes every augmentation reproducible.
+
+Sizes scale with `image_size` as the papers' sizes do with 224: AlexNet resizes to 256 (256/224 of the
+crop), VGG draws the shorter side from [256, 512], evaluation resizes to 224/0.875 = 256.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import Tensor
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as F
+
+from .errors import IlsvrcError
+
+# The eigen-decomposition of ImageNet's RGB covariance (RGB in [0, 1]) that fb.resnet.torch and most
+# re-implementations use; the AlexNet paper gives none. Eigenvalues largest first; the eigenvectors are
+# the COLUMNS of IMAGENET_PCA_EIGVEC (the first, about (-0.57, -0.58, -0.58), is brightness).
+IMAGENET_PCA_EIGVAL: tuple[float, float, float] = (0.2175, 0.0188, 0.0045)
+IMAGENET_PCA_EIGVEC: tuple[tuple[float, float, float], ...] = (
+    (-0.5675, 0.7192, 0.4009),
+    (-0.5808, -0.0045, -0.8140),
+    (-0.5836, -0.6948, 0.4203),
+)
+
+TRAIN_AUGMENTATIONS: tuple[str, ...] = ("alexnet", "vgg", "rrc", "light")
+
+
+class PCALighting(torch.nn.Module):
+    """AlexNet's colour augmentation: add `eigvec @ (alpha * eigval)` to every pixel of the image.
+
+    `alpha` (3 values) ~ N(0, alphastd^2) is drawn once per image from torch's global generator; the
+    same RGB offset is added to every pixel. Input and output: float C x H x W RGB in [0, 1] (before
+    normalisation). Not clamped: the offset is small (std about 0.1 * 0.2175 = 0.02 along the
+    brightness axis) and clamping would bias its mean near black and white; the few values that step
+    outside [0, 1] are harmless to a network.
+    """
+
+    def __init__(
+        self,
+        alphastd: float = 0.1,
+        eigval: Sequence[float] = IMAGENET_PCA_EIGVAL,
+        eigvec: Sequence[Sequence[float]] = IMAGENET_PCA_EIGVEC,
+    ) -> None:
+        super().__init__()
+        self.alphastd = float(alphastd)
+        self.register_buffer("eigval", torch.tensor(eigval, dtype=torch.float32), persistent=False)
+        self.register_buffer("eigvec", torch.tensor(eigvec, dtype=torch.float32), persistent=False)
+        if self.eigval.shape != (3,) or self.eigvec.shape != (3, 3):
+            raise IlsvrcError("PCA lighting needs 3 eigenvalues and a 3 x 3 eigenvector matrix.")
+
+    def offset(self) -> Tensor:
+        """Draw one image's RGB offset, shape (3,): eigvec @ (alpha * eigval), alpha ~ N(0, alphastd^2)."""
+        alpha = torch.randn(3) * self.alphastd
+        return self.eigvec @ (alpha * self.eigval)
+
+    def forward(self, image: Tensor) -> Tensor:
+        """`image` (float 3 x H x W in [0, 1]) plus one random RGB offset for the whole image."""
+        if self.alphastd == 0:
+            return image
+        return image + self.offset().to(image.dtype).view(3, 1, 1)
+
+    def extra_repr(self) -> str:
+        return f"alphastd={self.alphastd}"
+
+
+class RandomShorterSide(torch.nn.Module):
+    """VGG's scale jittering: resize so the shorter side is S, S uniform in [min_size, max_size] (ints)."""
+
+    def __init__(self, min_size: int, max_size: int) -> None:
+        super().__init__()
+        if not 0 < min_size <= max_size:
+            raise IlsvrcError(
+                f"Scale jittering needs 0 < min_size <= max_size, got [{min_size}, {max_size}]."
+            )
+        self.min_size = min_size
+        self.max_size = max_size
+
+    def forward(self, image: Tensor) -> Tensor:
+        size = int(torch.randint(self.min_size, self.max_size + 1, ()).item())
+        return resize_shorter(image, size)
+
+    def extra_repr(self) -> str:
+        return f"min_size={self.min_size}, max_size={self.max_size}"
+
+
+def resize_shorter(image: Tensor, size: int) -> Tensor:
+    """Resize `image` (C x H x W, uint8) so its shorter side is `size`, keeping the aspect ratio.
+
+    Bilinear with antialiasing (as PIL resizes), uint8 in and out.
+    """
+    if size < 1:
+        raise IlsvrcError(f"Cannot resize to a shorter side of {size} pixels.")
+    return F.resize(image, [size], interpolation=v2.InterpolationMode.BILINEAR, antialias=True)
+
+
+def _check(image_size: int, mean: Sequence[float], std: Sequence[float]) -> None:
+    if not isinstance(image_size, int) or image_size < 1:
+        raise IlsvrcError(f"image_size must be a positive whole number of pixels, got {image_size!r}.")
+    if len(mean) != 3 or len(std) != 3 or any(s <= 0 for s in std):
+        raise IlsvrcError(f"mean and std need 3 values each (RGB), std positive; got {mean!r}, {std!r}.")
+
+
+def _to_normalised_float(mean: Sequence[float], std: Sequence[float]) -> list[torch.nn.Module]:
+    return [v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))]
+
+
+def train_transform(
+    kind: str, image_size: int, mean: Sequence[float], std: Sequence[float]
+) -> Callable[[Tensor], Tensor]:
+    """A training augmentation by name: uint8 3 x H x W in, normalised float32 3 x size x size out.
+
+    - "alexnet" [AK]: resize to a square of round(size * 256/224), random size x size crop, horizontal
+      flip, PCA lighting (alphastd 0.1), normalise.
+    - "vgg" [VGG]: shorter side S uniform in [round(size * 256/224), round(size * 512/224)], random crop,
+      flip, and the paper's "random RGB colour shift", which it credits to Krizhevsky et al.: PCA
+      lighting, as in "alexnet"; normalise.
+    - "rrc": torchvision's RandomResizedCrop(size, scale=(0.08, 1)) (the Inception-style crop the
+      torchvision references train with), flip, normalise.
+    - "light": RandomResizedCrop(size, scale=(0.35, 1)), flip, normalise: milder crops for small data
+      and short CPU runs.
+    """
+    _check(image_size, mean, std)
+    base = round(image_size * 256 / 224)
+    flip = v2.RandomHorizontalFlip()
+    bilinear = v2.InterpolationMode.BILINEAR
+    if kind == "alexnet":
+        steps = [v2.Resize([base, base], bilinear, antialias=True), v2.RandomCrop(image_size), flip]
+        lighting: list[torch.nn.Module] = [PCALighting(0.1)]
+    elif kind == "vgg":
+        steps = [RandomShorterSide(base, round(image_size * 512 / 224)), v2.RandomCrop(image_size), flip]
+        lighting = [PCALighting(0.1)]
+    elif kind in ("rrc", "light"):
+        scale = (0.08, 1.0) if kind == "rrc" else (0.35, 1.0)
+        steps = [v2.RandomResizedCrop(image_size, scale=scale, interpolation=bilinear, antialias=True), flip]
+        lighting = []
+    else:
+        raise IlsvrcError(f"Unknown augmentation {kind!r}; the choices are {', '.join(TRAIN_AUGMENTATIONS)}.")
+    to_float, normalise = _to_normalised_float(mean, std)
+    return v2.Compose([*steps, to_float, *lighting, normalise])
+
+
+def eval_transform(
+    image_size: int, mean: Sequence[float], std: Sequence[float], crop_fraction: float = 0.875
+) -> Callable[[Tensor], Tensor]:
+    """The standard single-crop evaluation: shorter side to round(size / crop_fraction), centre crop.
+
+    uint8 3 x H x W in, normalised float32 3 x size x size out; no randomness. With size 224 and the
+    default crop fraction 0.875 this is torchvision's "resize 256, centre crop 224".
+    """
+    _check(image_size, mean, std)
+    if not 0 < crop_fraction <= 1:
+        raise IlsvrcError(f"crop_fraction must be in (0, 1], got {crop_fraction!r}.")
+    resize = round(image_size / crop_fraction)
+    return v2.Compose(
+        [
+            v2.Resize(resize, v2.InterpolationMode.BILINEAR, antialias=True),
+            v2.CenterCrop(image_size),
+            *_to_normalised_float(mean, std),
+        ]
+    )
