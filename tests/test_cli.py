@@ -113,7 +113,7 @@ def test_spec_file_summary_and_strict(tmp_path: Path, capsys) -> None:
 
 
 def test_tour_ends_with_the_lectures_alexnet(capsys) -> None:
-    code, out, _ = run("tour", capsys=capsys)
+    code, out, _ = run("tour", "--no-train", capsys=capsys)
     assert code == 0
     assert "alexnet-lecture" in out and "Total parameters: 28,823,912" in out.split("3. ")[-1]
 

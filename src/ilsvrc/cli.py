@@ -107,20 +107,37 @@ def cmd_spec(args: argparse.Namespace) -> int:
     return 0
 
 
+TOUR_TRAIN = ["alexnet", "--recipe", "cpu", "--image-size", "96", "--epochs", "3"]
+
+
 def cmd_tour(args: argparse.Namespace) -> int:
     bar = "=" * 100
-    _emit(f"{bar}\n1. The zoo: every network as data (`ilsvrc list`)\n{bar}\n")
+
+    def heading(text: str) -> None:
+        _emit(f"\n{bar}\n{text}\n{bar}\n")
+
+    heading("1. The zoo: every network as data (`ilsvrc list`)")
     cmd_list(argparse.Namespace(pattern="*", format="text"))
-    _emit(f"\n{bar}\n2. ZFNet set against AlexNet, as the lecture does "
-          f"(`ilsvrc compare zfnet-lecture alexnet-lecture`)\n{bar}\n")  # fmt: skip
+    heading(
+        "2. ZFNet set against AlexNet, as the lecture does (`ilsvrc compare zfnet-lecture alexnet-lecture`)"
+    )
     ns = argparse.Namespace(a="zfnet-lecture", b="alexnet-lecture", input=None, batch=1,
                             dtype="float32", format="text")  # fmt: skip
     cmd_compare(ns)
-    _emit(f"\n{bar}\n3. The lecture's AlexNet, layer by layer, with the formula behind each number "
-          f"(`ilsvrc summary alexnet-lecture --derive`)\n{bar}\n")  # fmt: skip
+    heading(
+        "3. The lecture's AlexNet, layer by layer, with the formula behind each number "
+        "(`ilsvrc summary alexnet-lecture --derive`)"
+    )
     ns = argparse.Namespace(model="alexnet-lecture", input=None, batch=1, dtype="float32",
                             derive=True, strict=False, format="text")  # fmt: skip
-    return cmd_summary(ns)
+    cmd_summary(ns)
+    if args.no_train:
+        return 0
+    heading(
+        f"4. AlexNet learns the built-in shapes in about a minute (`ilsvrc train {' '.join(TOUR_TRAIN)}`)"
+    )
+    sys.stdout.flush()
+    return main(["train", *TOUR_TRAIN])
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -271,7 +288,8 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--top", type=_positive, default=5)
     sp.set_defaults(func=cmd_predict)
 
-    sp = sub.add_parser("tour", help="the lecture's networks, checked (the README's first command)")
+    sp = sub.add_parser("tour", help="the lecture's networks, checked, and AlexNet trained for a minute")
+    sp.add_argument("--no-train", action="store_true", help="skip the one-minute training at the end")
     sp.set_defaults(func=cmd_tour)
     return p
 
