@@ -138,8 +138,31 @@ def test_alexnet_conv1_as_the_lecture_says() -> None:
     assert model.conv2.groups == 2 and model.conv2.weight.shape == (256, 48, 5, 5)
     with torch.no_grad():
         assert model.conv1(torch.zeros(1, 3, 227, 227)).shape == (1, 96, 55, 55)
-    # LRN: torch divides alpha by the size, so the module holds 5 x 1e-4
-    assert model.norm1.alpha == pytest.approx(5e-4) and model.norm1.size == 5
+    # LRN holds the paper's alpha; it computes what torch's module does with alpha * size
+    assert model.norm1.alpha == pytest.approx(1e-4) and model.norm1.size == 5
+    x = torch.randn(2, 96, 13, 13) * 30
+    reference = nn.LocalResponseNorm(5, alpha=5e-4, beta=0.75, k=2.0)
+    torch.testing.assert_close(model.norm1(x), reference(x))
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 4, 5, 7])
+def test_our_lrn_matches_torch_forward_and_backward(size: int) -> None:
+    from ilsvrc.nn import LocalResponseNorm
+
+    torch.manual_seed(size)
+    x = (torch.randn(3, 9, 5, 6) * 4).requires_grad_()
+    ours, theirs = (
+        LocalResponseNorm(size, 1e-2, 0.75, 2.0),
+        nn.LocalResponseNorm(size, 1e-2 * size, 0.75, 2.0),
+    )
+    grad = torch.randn(3, 9, 5, 6)
+    y1, y2 = ours(x), theirs(x)
+    torch.testing.assert_close(y1, y2)
+    (g1,) = torch.autograd.grad(y1, x, grad)
+    (g2,) = torch.autograd.grad(y2, x, grad)
+    torch.testing.assert_close(g1, g2)
+    xd = (torch.randn(2, 6, 3, 3, dtype=torch.float64) * 3).requires_grad_()
+    assert torch.autograd.gradcheck(lambda t: LocalResponseNorm(size, 0.1, 0.75, 1.0)(t), (xd,))
 
 
 def test_initialisation() -> None:

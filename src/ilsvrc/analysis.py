@@ -601,7 +601,7 @@ def _same(stats: LayerStats, layer: Layer, vin: Volume) -> None:
     if isinstance(layer, LRN):
         stats.formulas.append(f"same volume; b = a / ({layer.k:g} + {layer.alpha:g} * sum over "
                               f"{layer.size} channels of a^2)^{layer.beta:g}; params = 0")  # fmt: skip
-        stats.saved_elements = 4 * vin.elements  # torch's LRN keeps squares, sums and the scale
+        stats.saved_elements = 2 * vin.elements  # its output, and the denominator our LRN keeps
     elif isinstance(layer, BatchNorm):
         stats.weights, stats.biases = vin.channels, vin.channels
         stats.formulas.append(
