@@ -335,6 +335,7 @@ def train(
         log(f"Resuming {run_dir} from {where.name}: epoch {epoch + 1}, step {step}.")
 
     total_steps = r.epochs * steps_per_epoch
+    eval_seconds = 0.0  # the last evaluation's duration: the time limit keeps room for one more
     limit = config.time_limit * 60 if config.time_limit else None
     log(
         f"Training {config.model} ({sum(p.numel() for p in model.parameters()):,} parameters, "
@@ -395,7 +396,7 @@ def train(
             elapsed += now - start
             start = now
             bar.update(loss=loss.item(), ips=sums.images / max(sums.seconds, 1e-9))
-            if limit and elapsed >= limit:
+            if limit and elapsed + eval_seconds >= limit:  # leave time for the final evaluation
                 stopped = f"the time limit of {config.time_limit:g} min"
             elif stop_after_steps is not None and step >= stop_after_steps:
                 stopped = f"stop after {stop_after_steps} steps"
@@ -403,8 +404,11 @@ def train(
                 break
         bar.close()
         finished = offset >= steps_per_epoch
+        start = time.perf_counter()
         result = evaluate(model, _eval_loader(val_set, config), "center", device=device.type,
                           channels_last=config.channels_last, amp=config.amp)  # fmt: skip
+        eval_seconds = time.perf_counter() - start
+        elapsed += eval_seconds
         line = {
             "epoch": epoch + 1 if finished else round(epoch + offset / steps_per_epoch, 4),
             "step": step,
@@ -414,7 +418,8 @@ def train(
             "val_top5_error": result.top5_error,
             "lr": optimizer.param_groups[0]["lr"],
             "images_per_s": sums.images / max(sums.seconds, 1e-9),
-            "seconds": round(elapsed, 3),
+            "seconds": round(elapsed, 3),  # wall time of the run so far, evaluations included
+            "eval_seconds": round(eval_seconds, 3),
             "complete": finished,
         }
         improved = result.top1_error < best
