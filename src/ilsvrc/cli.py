@@ -140,20 +140,20 @@ def cmd_tour(args: argparse.Namespace) -> int:
     return main(["train", *TOUR_TRAIN])
 
 
+# `ilsvrc train` options that override the config or the recipe (None: keep the default)
+TRAIN_SETTINGS = (
+    "data", "out", "seed", "device", "amp", "workers", "time_limit", "epochs", "batch_size",
+    "image_size", "crop_fraction", "lr", "momentum", "weight_decay", "schedule", "warmup_epochs",
+    "label_smoothing", "augmentation", "init", "dropout", "synthetic_classes", "synthetic_train",
+    "synthetic_val",
+)  # fmt: skip
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from .train import make_config, train
 
-    overrides = {
-        "data": args.data, "out": args.out, "seed": args.seed, "device": args.device, "amp": args.amp,
-        "channels_last": args.channels_last or None, "workers": args.workers,
-        "time_limit": args.time_limit, "epochs": args.epochs, "batch_size": args.batch_size,
-        "image_size": args.image_size, "lr": args.lr, "weight_decay": args.weight_decay,
-        "schedule": args.schedule, "warmup_epochs": args.warmup_epochs,
-        "label_smoothing": args.label_smoothing, "augmentation": args.augmentation,
-        "momentum": args.momentum, "init": args.init, "dropout": args.dropout,
-        "synthetic_classes": args.synthetic_classes,
-        "synthetic_train": args.synthetic_train, "synthetic_val": args.synthetic_val,
-    }  # fmt: skip
+    overrides = {name: getattr(args, name) for name in TRAIN_SETTINGS}
+    overrides["channels_last"] = args.channels_last or None
     if args.resume:
         keep = {"epochs": args.epochs, "time_limit": args.time_limit, "workers": args.workers,
                 "device": args.device}  # fmt: skip
@@ -250,6 +250,7 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--epochs", type=_positive)
     sp.add_argument("--batch-size", type=_positive)
     sp.add_argument("--image-size", type=_positive, help="training crop in pixels (e.g. 128 on a CPU)")
+    sp.add_argument("--crop-fraction", type=float, help="evaluation crop over resize (default 0.875)")
     sp.add_argument("--time-limit", type=float, metavar="MINUTES", help="end cleanly after this long")
     sp.add_argument("--lr", type=float)
     sp.add_argument("--momentum", type=float)

@@ -37,7 +37,9 @@ def plot_runs(run_dirs: list[Path], out: Path) -> Path:
         axes[2].plot(minutes, val5, "--", color=c, label=f"{label} val top-5")
     axes[0].set(title="training loss", xlabel="epoch", ylabel="cross-entropy")
     axes[1].set(title="error against epochs", xlabel="epoch", ylabel="error (fraction)", ylim=(0, 1))
-    axes[2].set(title="validation error against time", xlabel="minutes of training", ylim=(0, 1))
+    axes[2].set(
+        title="validation error against time", xlabel="wall-clock minutes (evaluations included)", ylim=(0, 1)
+    )
     for ax in axes:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
