@@ -396,7 +396,8 @@ def train(
             elapsed += now - start
             start = now
             bar.update(loss=loss.item(), ips=sums.images / max(sums.seconds, 1e-9))
-            if limit and elapsed + eval_seconds >= limit:  # leave time for the final evaluation
+            step_seconds = sums.seconds / max(1, round(sums.images / r.batch_size))
+            if limit and elapsed + step_seconds + eval_seconds >= limit:  # room for a final evaluation
                 stopped = f"the time limit of {config.time_limit:g} min"
             elif stop_after_steps is not None and step >= stop_after_steps:
                 stopped = f"stop after {stop_after_steps} steps"
