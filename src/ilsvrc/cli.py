@@ -142,10 +142,10 @@ def cmd_tour(args: argparse.Namespace) -> int:
 
 # `ilsvrc train` options that override the config or the recipe (None: keep the default)
 TRAIN_SETTINGS = (
-    "data", "out", "seed", "device", "amp", "workers", "time_limit", "epochs", "batch_size",
-    "image_size", "crop_fraction", "lr", "momentum", "weight_decay", "schedule", "warmup_epochs",
-    "label_smoothing", "augmentation", "init", "dropout", "synthetic_classes", "synthetic_train",
-    "synthetic_val",
+    "data", "out", "seed", "device", "amp", "workers", "time_limit", "checkpoint_every", "epochs",
+    "batch_size", "image_size", "crop_fraction", "lr", "momentum", "weight_decay", "schedule",
+    "warmup_epochs", "label_smoothing", "augmentation", "init", "dropout", "synthetic_classes",
+    "synthetic_train", "synthetic_val",
 )  # fmt: skip
 
 
@@ -156,7 +156,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     overrides["channels_last"] = args.channels_last or None
     if args.resume:
         keep = {"epochs": args.epochs, "time_limit": args.time_limit, "workers": args.workers,
-                "device": args.device}  # fmt: skip
+                "device": args.device, "checkpoint_every": args.checkpoint_every}  # fmt: skip
         train(resume=args.resume, overrides=keep)
         return 0
     if not args.model:
@@ -252,6 +252,8 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--image-size", type=_positive, help="training crop in pixels (e.g. 128 on a CPU)")
     sp.add_argument("--crop-fraction", type=float, help="evaluation crop over resize (default 0.875)")
     sp.add_argument("--time-limit", type=float, metavar="MINUTES", help="end cleanly after this long")
+    sp.add_argument("--checkpoint-every", type=_positive, metavar="STEPS",
+                    help="also checkpoint every STEPS steps (always at the end of each epoch)")  # fmt: skip
     sp.add_argument("--lr", type=float)
     sp.add_argument("--momentum", type=float)
     sp.add_argument("--weight-decay", type=float)
@@ -316,6 +318,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except IlsvrcError as exc:
         if args.debug:
             raise
+        code = getattr(exc, "exit_code", 2)
+        if code != 2:  # an interrupted run: its message is already printed
+            return code
         print(f"ilsvrc: error: {exc}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `ilsvrc summary vgg16 | head`

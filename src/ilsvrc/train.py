@@ -21,6 +21,7 @@ import dataclasses
 import json
 import math
 import random
+import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -31,19 +32,28 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import checkpoint, specfile
+from . import checkpoint, distributed, specfile
 from .data import Augmented, ClassInfo, check_splits, open_dataset, save_classes
 from .errors import IlsvrcError
 from .evaluate import eval_input_transform, evaluate
 from .nn import Model, create_model
 from .recipes import LRSchedule, Recipe, check, default_recipe, get_recipe
 from .spec import Network
+from .stopping import StopRequest
 from .transforms import train_transform
 from .zoo import get_spec
 
 
 class DivergedError(IlsvrcError):
     """The loss became NaN or infinite."""
+
+
+class RunInterrupted(IlsvrcError):
+    """SIGTERM or SIGINT stopped the run after a clean checkpoint; `exit_code` is 128 + the signal."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.exit_code = 128 + signum
 
 
 @dataclass
@@ -60,6 +70,7 @@ class TrainConfig:
     channels_last: bool = False
     workers: int = 2
     time_limit: float | None = None  # minutes
+    checkpoint_every: int | None = None  # steps; besides the checkpoint at the end of every epoch
     synthetic_classes: int = 10
     synthetic_train: int | None = None  # images per split of the built-in data (None: its default)
     synthetic_val: int | None = None
@@ -288,7 +299,7 @@ def train(
         changes = {k: v for k, v in (overrides or {}).items() if v is not None}
         if "epochs" in changes:
             config.recipe = config.recipe.replace(epochs=changes.pop("epochs"))
-        unknown = set(changes) - {"time_limit", "workers", "device"}
+        unknown = set(changes) - {"time_limit", "workers", "device", "checkpoint_every"}
         if unknown:
             raise IlsvrcError(
                 f"Only epochs, time limit, workers and device can change on resume, not {unknown}."
@@ -296,7 +307,22 @@ def train(
         config = dataclasses.replace(config, **changes)
     assert config is not None
     check(config.recipe)
-    device = _device(config)
+    _device(config)
+    ctx, device = distributed.setup(config.device)
+    try:
+        return _train(config, resume, ctx, device, stop_after_steps, progress and ctx.main,
+                      log if ctx.main else _silent)  # fmt: skip
+    finally:
+        distributed.teardown(ctx)
+
+
+def _silent(*args: Any, **kwargs: Any) -> None:
+    pass
+
+
+def _train(config: TrainConfig, resume: str | Path | None, ctx: distributed.Context, device: torch.device,
+           stop_after_steps: int | None, progress: bool, log) -> Path:  # fmt: skip
+    """The loop itself (on every rank when distributed; only rank 0 writes and prints)."""
     torch.manual_seed(config.seed)
     random.seed(config.seed)
     np.random.seed(config.seed)
@@ -317,11 +343,15 @@ def train(
     sums, epoch, offset, step, elapsed, best = EpochSums(), 0, 0, 0, 0.0, math.inf
 
     if resume is None:
-        run_dir = new_run_dir(config)
-        checkpoint.write_json_atomic(run_dir / "config.json", config.to_dict())
-        save_classes(run_dir / "classes.json", classes)
-        (run_dir / "metrics.jsonl").write_text("")
+        run_dir = None
+        if ctx.main:
+            run_dir = new_run_dir(config)
+            checkpoint.write_json_atomic(run_dir / "config.json", config.to_dict())
+            save_classes(run_dir / "classes.json", classes)
+            (run_dir / "metrics.jsonl").write_text("")
+        run_dir = Path(distributed.broadcast_object(str(run_dir), ctx))
     else:
+        run_dir = Path(resume)
         weights, state, where = checkpoint.load(run_dir)
         model.load_state_dict(weights)
         optimizer.load_state_dict(state["optimizer"])
@@ -330,8 +360,9 @@ def train(
         set_rng_state(state["rng"])
         epoch, offset, step = state["epoch"], state["offset"], state["step"]
         elapsed, best = state["elapsed"], state["best"]
-        sums = EpochSums(**state["sums"])
-        _truncate_metrics(run_dir / "metrics.jsonl", epoch)
+        sums = EpochSums(**state["sums"]) if ctx.main else EpochSums()  # the saved sums are global
+        if ctx.main:
+            _truncate_metrics(run_dir / "metrics.jsonl", epoch)
         log(f"Resuming {run_dir} from {where.name}: epoch {epoch + 1}, step {step}.")
 
     total_steps = r.epochs * steps_per_epoch
@@ -353,99 +384,145 @@ def train(
             "config": config.to_dict(), "classes": [dataclasses.asdict(c) for c in classes],
         }  # fmt: skip
 
-    stopped = None
-    while epoch < r.epochs and stopped is None:
-        batches = epoch_batches(len(train_set), r.batch_size, config.seed, epoch)[offset:]
-        train_set.set_epoch(epoch)
-        model.train()
-        bar = _progress(len(batches), epoch, r.epochs, progress)
-        start = time.perf_counter()
-        for images, targets in loader(train_set, batches, config, seed=config.seed + epoch):
-            images = images.to(device, non_blocking=True)
-            targets = targets.to(device, non_blocking=True)
-            if config.channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
-            p = step / total_steps
-            if limit:
-                p = max(p, (elapsed + time.perf_counter() - start) / limit)
-            lr = schedule.lr(step, p)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            with _autocast(config, device):
-                logits = model(images)
-                loss = criterion(logits, targets)
-            if not torch.isfinite(loss):
-                raise DivergedError(
-                    f"The loss became {loss.item()} at step {step} (epoch {epoch + 1}, lr {lr:.3g}). "
-                    f"The last good checkpoint in {run_dir / 'checkpoints'} is intact; resume it with a "
-                    "lower --lr (or --warmup-epochs) to continue."
-                )
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            if r.filter_rms_max:
-                renormalise_filters(model, r.filter_rms_max)
-            step += 1
-            offset += 1
-            sums.loss += loss.item() * len(targets)
-            sums.correct += int((logits.argmax(1) == targets).sum())
-            sums.images += len(targets)
-            now = time.perf_counter()
-            sums.seconds += now - start
-            elapsed += now - start
-            start = now
-            bar.update(loss=loss.item(), ips=sums.images / max(sums.seconds, 1e-9))
-            step_seconds = sums.seconds / max(1, round(sums.images / r.batch_size))
-            if limit and elapsed + step_seconds + eval_seconds >= limit:  # room for a final evaluation
-                stopped = f"the time limit of {config.time_limit:g} min"
-            elif stop_after_steps is not None and step >= stop_after_steps:
-                stopped = f"stop after {stop_after_steps} steps"
-            if stopped:
-                break
-        bar.close()
-        finished = offset >= steps_per_epoch
-        start = time.perf_counter()
-        result = evaluate(model, _eval_loader(val_set, config), "center", device=device.type,
-                          channels_last=config.channels_last, amp=config.amp)  # fmt: skip
-        eval_seconds = time.perf_counter() - start
-        elapsed += eval_seconds
-        line = {
-            "epoch": epoch + 1 if finished else round(epoch + offset / steps_per_epoch, 4),
-            "step": step,
-            "train_loss": sums.loss / max(sums.images, 1),
-            "train_top1_error": 1 - sums.correct / max(sums.images, 1),
-            "val_top1_error": result.top1_error,
-            "val_top5_error": result.top5_error,
-            "lr": optimizer.param_groups[0]["lr"],
-            "images_per_s": sums.images / max(sums.seconds, 1e-9),
-            "seconds": round(elapsed, 3),  # wall time of the run so far, evaluations included
-            "eval_seconds": round(eval_seconds, 3),
-            "complete": finished,
-        }
-        improved = result.top1_error < best
-        best = min(best, result.top1_error)
-        if finished:
-            schedule.end_epoch(result.top1_error)
-            epoch, offset, sums = epoch + 1, 0, EpochSums()
-        with open(run_dir / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(line) + "\n")
-        checkpoint.save(run_dir, step, model.state_dict(), state_now(epoch, offset), best=improved)
-        log(
-            f"epoch {line['epoch']}: train loss {line['train_loss']:.3f}, top-1 error train "
-            f"{line['train_top1_error']:.3f} val {line['val_top1_error']:.3f}, top-5 val "
-            f"{line['val_top5_error']:.3f}, {line['images_per_s']:.0f} images/s, lr {line['lr']:.3g}"
-        )
-        _plot(run_dir)
+    net = torch.nn.parallel.DistributedDataParallel(model) if ctx.enabled else model
+
+    def global_sums() -> EpochSums:
+        """The epoch's sums over all ranks (time: this rank's)."""
+        loss, correct, images = distributed.sum_floats([sums.loss, sums.correct, sums.images], ctx, device)
+        return EpochSums(loss, int(round(correct)), int(round(images)), sums.seconds)
+
+    def save(epoch_: int, offset_: int, totals: EpochSums, best_now: bool = False) -> None:
+        if ctx.main:
+            state = state_now(epoch_, offset_)
+            state["sums"] = dataclasses.asdict(totals)
+            checkpoint.save(run_dir, step, model.state_dict(), state, best=best_now)
+
+    stopped, signum = None, None
+    with StopRequest() as stop_request:
+        while epoch < r.epochs and stopped is None:
+            batches = epoch_batches(len(train_set), r.batch_size, config.seed, epoch)[offset:]
+            batches = distributed.per_rank_batches(batches, ctx)
+            train_set.set_epoch(epoch)
+            model.train()
+            bar = _progress(len(batches), epoch, r.epochs, progress)
+            start = time.perf_counter()
+            for images, targets in loader(train_set, batches, config, seed=config.seed + epoch):
+                images = images.to(device, non_blocking=True)
+                targets = targets.to(device, non_blocking=True)
+                if config.channels_last:
+                    images = images.contiguous(memory_format=torch.channels_last)
+                p = step / total_steps
+                if limit:
+                    p = max(p, (elapsed + time.perf_counter() - start) / limit)
+                lr = schedule.lr(step, p)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                with _autocast(config, device):
+                    logits = net(images)
+                    loss = criterion(logits, targets)
+                if not torch.isfinite(loss):
+                    raise DivergedError(_diverged(loss.item(), step, epoch, lr, run_dir))
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                if r.filter_rms_max:
+                    renormalise_filters(model, r.filter_rms_max)
+                step += 1
+                offset += 1
+                sums.loss += loss.item() * len(targets)
+                sums.correct += int((logits.argmax(1) == targets).sum())
+                sums.images += len(targets)
+                now = time.perf_counter()
+                sums.seconds += now - start
+                elapsed += now - start
+                start = now
+                bar.update(loss=loss.item(), ips=sums.images * ctx.world / max(sums.seconds, 1e-9))
+                step_seconds = sums.seconds / max(1, round(sums.images * ctx.world / r.batch_size))
+                if stop_request.requested:
+                    stopped, signum = f"{stop_request.name} received", stop_request.signum
+                elif limit and elapsed + step_seconds + eval_seconds >= limit:  # room for a final evaluation
+                    stopped = f"the time limit of {config.time_limit:g} min"
+                elif stop_after_steps is not None and step >= stop_after_steps:
+                    stopped = f"stop after {stop_after_steps} steps"
+                if distributed.any_rank(stopped is not None, ctx, device):
+                    stopped = stopped or "another process stopped"
+                    signum = signum or (signal.SIGTERM if "another" in stopped else None)
+                    break
+                every = config.checkpoint_every
+                if every and step % every == 0 and offset < steps_per_epoch:
+                    save(epoch, offset, global_sums())
+            bar.close()
+            if signum is not None:  # a signal: checkpoint now, no evaluation, and exit
+                save(epoch, offset, global_sums())
+                command = f"ilsvrc train --resume {run_dir}"
+                message = (f"{stopped} at step {step}: checkpoint written in {run_dir / 'checkpoints'}; "
+                           f"continue with `{command}`.")  # fmt: skip
+                log(message)
+                raise RunInterrupted(message, signum)
+            finished = offset >= steps_per_epoch
+            start = time.perf_counter()
+            result = evaluate(model, _eval_loader(val_set, config, ctx), "center", device=device.type,
+                              channels_last=config.channels_last, amp=config.amp)  # fmt: skip
+            result = distributed.combine_results(result, ctx, device)
+            eval_seconds = time.perf_counter() - start
+            elapsed += eval_seconds
+            totals = global_sums()
+            line = {
+                "epoch": epoch + 1 if finished else round(epoch + offset / steps_per_epoch, 4),
+                "step": step,
+                "train_loss": totals.loss / max(totals.images, 1),
+                "train_top1_error": 1 - totals.correct / max(totals.images, 1),
+                "val_top1_error": result.top1_error,
+                "val_top5_error": result.top5_error,
+                "lr": optimizer.param_groups[0]["lr"],
+                "images_per_s": totals.images / max(totals.seconds, 1e-9),
+                "seconds": round(elapsed, 3),  # wall time of the run so far, evaluations included
+                "eval_seconds": round(eval_seconds, 3),
+                "complete": finished,
+            }
+            improved = result.top1_error < best
+            best = min(best, result.top1_error)
+            if finished:
+                schedule.end_epoch(result.top1_error)
+                epoch, offset, sums, totals = epoch + 1, 0, EpochSums(), EpochSums()
+            if ctx.main:
+                with open(run_dir / "metrics.jsonl", "a") as f:
+                    f.write(json.dumps(line) + "\n")
+            save(epoch, offset, totals, best_now=improved)
+            log(
+                f"epoch {line['epoch']}: train loss {line['train_loss']:.3f}, top-1 error train "
+                f"{line['train_top1_error']:.3f} val {line['val_top1_error']:.3f}, top-5 val "
+                f"{line['val_top5_error']:.3f}, {line['images_per_s']:.0f} images/s, lr {line['lr']:.3g}"
+            )
+            if ctx.main:
+                _plot(run_dir)
     if stopped:
         log(f"Stopped at step {step} ({stopped}); continue with `ilsvrc train --resume {run_dir}`.")
     log(f"Best val top-1 error {best:.3f}. Run directory: {run_dir}")
     return run_dir
 
 
-def _eval_loader(val_set: Augmented, config: TrainConfig) -> torch.utils.data.DataLoader:
+def _diverged(loss: float, step: int, epoch: int, lr: float, run_dir: Path) -> str:
+    try:
+        where = f"The last good checkpoint, {checkpoint.resolve(run_dir).name}, is intact; resume it"
+    except checkpoint.CheckpointError:
+        where = "No checkpoint was written yet; start again"
+    return (
+        f"The loss became {loss} at step {step} (epoch {epoch + 1}, lr {lr:.3g}). {where} with a lower "
+        "--lr (or some --warmup-epochs)."
+    )
+
+
+def _eval_loader(
+    val_set: Augmented, config: TrainConfig, ctx: distributed.Context
+) -> torch.utils.data.DataLoader:
+    """This rank's share of the validation set (every world-th image), in order."""
+    part = (
+        torch.utils.data.Subset(val_set, range(ctx.rank, len(val_set), ctx.world)) if ctx.enabled else val_set
+    )
     return torch.utils.data.DataLoader(
-        val_set,
+        part,
         batch_size=max(config.recipe.batch_size, 64),
         num_workers=config.workers,
         generator=torch.Generator().manual_seed(0),

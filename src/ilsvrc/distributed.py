@@ -1,0 +1,136 @@
+"""Data-parallel training across processes with PyTorch's own engine (torchrun + DDP).
+
+`ilsvrc train` runs as one process, or as N processes started by torchrun, which sets RANK, WORLD_SIZE,
+LOCAL_RANK, MASTER_ADDR and MASTER_PORT. Then:
+
+- the process group uses gloo on the CPU and NCCL on GPUs (each process takes GPU LOCAL_RANK);
+- `--batch-size` is the GLOBAL batch (the papers' 128 or 256): each of the N processes takes
+  batch/N images of every global batch, so N processes step exactly as one process would (the sample
+  order comes from (seed, epoch) on every rank, and DDP averages the gradients);
+- the loss, the accuracy and the evaluation counts are summed over all ranks;
+- only rank 0 writes files (config, metrics, checkpoints, pictures) and prints;
+- decisions to stop (time limit, a signal on any rank) are taken by all ranks together.
+
+Batch norm statistics and dropout masks are per process, so those networks match a single process
+only in distribution, not bit for bit.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from .errors import IlsvrcError
+
+
+@dataclass(frozen=True)
+class Context:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world > 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup(device: str) -> tuple[Context, torch.device]:
+    """Join the process group torchrun prepared (if any); returns the context and this rank's device."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Context(), torch.device(device)
+    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    cuda = device.startswith("cuda")
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if cuda else "gloo")
+    if cuda:
+        torch.cuda.set_device(local)
+        return Context(rank, world, local), torch.device("cuda", local)
+    return Context(rank, world, local), torch.device("cpu")
+
+
+def teardown(ctx: Context) -> None:
+    if ctx.enabled and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def per_rank_batches(batches: list[list[int]], ctx: Context) -> list[list[int]]:
+    """This rank's share of every global batch."""
+    if not ctx.enabled:
+        return batches
+    size = len(batches[0]) if batches else 0
+    if size % ctx.world:
+        raise IlsvrcError(
+            f"The global batch of {size} images cannot be split over {ctx.world} processes; use a "
+            f"--batch-size that is a multiple of {ctx.world} (it is the total over all processes)."
+        )
+    share = size // ctx.world
+    return [b[ctx.rank * share : (ctx.rank + 1) * share] for b in batches]
+
+
+def sum_floats(values: list[float], ctx: Context, device: torch.device) -> list[float]:
+    """Element-wise sum over all ranks (float64)."""
+    if not ctx.enabled:
+        return values
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def any_rank(flag: bool, ctx: Context, device: torch.device) -> bool:
+    """True on every rank if it is true on any rank."""
+    if not ctx.enabled:
+        return flag
+    t = torch.tensor([1 if flag else 0], dtype=torch.int32, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
+def sum_tensor(t: torch.Tensor, ctx: Context) -> torch.Tensor:
+    if ctx.enabled:
+        dist.all_reduce(t)
+    return t
+
+
+def barrier(ctx: Context) -> None:
+    if ctx.enabled:
+        dist.barrier()
+
+
+def combine_results(result, ctx: Context, device: torch.device):
+    """One EvalResult from every rank's share of the validation set (counts summed)."""
+    if not ctx.enabled:
+        return result
+    from .evaluate import EvalResult
+
+    confusion = torch.tensor(result.confusion, dtype=torch.float64, device=device)
+    top_k_hits = torch.tensor([(1 - result.top5_error) * result.images], dtype=torch.float64, device=device)
+    dist.all_reduce(confusion)
+    dist.all_reduce(top_k_hits)
+    confusion = confusion.round().long().cpu()
+    images = int(confusion.sum())
+    per_class = confusion.diag().double() / confusion.sum(1).double()
+    return EvalResult(
+        top1_error=1 - float(confusion.diag().sum()) / images,
+        top5_error=1 - round(float(top_k_hits)) / images,
+        images=images,
+        per_class_accuracy=per_class.tolist(),
+        confusion=confusion.tolist(),
+        protocol=result.protocol,
+    )
+
+
+def broadcast_object(obj, ctx: Context):
+    """Rank 0's `obj` on every rank (a run directory name, for instance)."""
+    if not ctx.enabled:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]

@@ -1,0 +1,138 @@
+"""Runs that survive: torchrun with two processes, SIGTERM, kill -9 at any moment, divergence."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from ilsvrc import checkpoint
+from ilsvrc.train import make_config, read_metrics, train
+
+SPEC = """
+name: tiny
+input: [3, 32, 32]
+layers:
+  - {type: conv, name: conv1, out_channels: 8, kernel: 3, padding: 1}
+  - {type: relu, name: relu1}
+  - {type: maxpool, name: pool1, kernel: 2}
+  - {type: conv, name: conv2, out_channels: 16, kernel: 3, padding: 1}
+  - {type: relu, name: relu2}
+  - {type: maxpool, name: pool2, kernel: 2}
+  - {type: flatten, name: flatten}
+  - {type: linear, name: fc6, out_features: 32}
+  - {type: relu, name: relu6}
+  - {type: linear, name: fc8, out_features: 10}
+"""
+COMMON = ["--recipe", "cpu", "--image-size", "32", "--synthetic-classes", "4", "--workers", "0"]
+
+
+@pytest.fixture(scope="module")
+def spec(tmp_path_factory) -> str:
+    path = tmp_path_factory.mktemp("spec") / "tiny.yaml"
+    path.write_text(SPEC)
+    return str(path)
+
+
+def ilsvrc(*args: str, **kwargs) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "ilsvrc", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env, **kwargs)  # fmt: skip
+
+
+def weights(run: Path) -> dict[str, torch.Tensor]:
+    return load_file(checkpoint.resolve(run) / "model.safetensors")
+
+
+def test_two_processes_step_like_one(spec: str, tmp_path: Path) -> None:
+    """torchrun, 2 processes x 32 images = 1 process x 64 (gloo on the CPU)."""
+    args = ["train", spec, *COMMON, "--batch-size", "64", "--epochs", "2", "--synthetic-train", "256",
+            "--synthetic-val", "64"]  # fmt: skip
+    one = ilsvrc(*args, "--out", str(tmp_path / "one"))
+    assert one.wait(timeout=300) == 0, one.stdout.read()
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    two = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "ilsvrc",
+         *args, "--out", str(tmp_path / "two")],
+        capture_output=True, text=True, timeout=300, env=env,
+    )  # fmt: skip
+    assert two.returncode == 0, two.stdout + two.stderr
+    a, b = weights(tmp_path / "one"), weights(tmp_path / "two")
+    for key in a:
+        rel = (a[key] - b[key]).norm() / a[key].norm().clamp_min(1e-12)
+        assert rel <= 1e-5, (key, float(rel))
+    ma, mb = read_metrics(tmp_path / "one"), read_metrics(tmp_path / "two")
+    assert [m["val_top1_error"] for m in ma] == [m["val_top1_error"] for m in mb]  # evaluation reduced
+    assert ma[-1]["train_loss"] == pytest.approx(mb[-1]["train_loss"], rel=1e-5)
+    # only rank 0 wrote: one metrics line per epoch
+    assert len(mb) == 2
+
+
+def _wait_for_step(run: Path, step: int, proc: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    pointer = run / "checkpoints" / "last.json"
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"training ended early: {proc.stdout.read()}")
+        try:
+            if json.loads(pointer.read_text())["step"] >= step:
+                return
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.02)
+    raise AssertionError("no checkpoint in time")
+
+
+def test_sigterm_checkpoints_and_names_the_resume_command(spec: str, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    proc = ilsvrc("train", spec, *COMMON, "--epochs", "50", "--checkpoint-every", "2", "--out", str(run))
+    _wait_for_step(run, 2, proc)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, out
+    assert f"ilsvrc train --resume {run}" in out and "SIGTERM" in out
+    _, state, _ = checkpoint.load(run)
+    assert state["step"] >= 2 and state["epoch"] < 50
+
+
+@pytest.mark.parametrize("kill_after,delay", [(1, 0.0), (3, 0.013), (6, 0.031), (9, 0.002)])
+def test_kill_9_at_any_moment_then_resume_gives_the_same_weights(
+    spec: str, tmp_path: Path, kill_after: int, delay: float
+) -> None:
+    args = ["train", spec, *COMMON, "--epochs", "2", "--synthetic-train", "48", "--synthetic-val", "16",
+            "--batch-size", "8", "--checkpoint-every", "1"]  # fmt: skip
+    reference = tmp_path / "reference"
+    done = ilsvrc(*args, "--out", str(reference))
+    assert done.wait(timeout=300) == 0
+    run = tmp_path / "killed"
+    proc = ilsvrc(*args, "--out", str(run))
+    _wait_for_step(run, kill_after, proc)
+    time.sleep(delay)  # land somewhere in the following step or checkpoint write
+    proc.kill()
+    proc.wait()
+    _, state, _ = checkpoint.load(run)  # a readable checkpoint survives
+    resumed = ilsvrc("train", "--resume", str(run))
+    out, _ = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, out
+    a, b = weights(reference), weights(run)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert [m["epoch"] for m in read_metrics(run) if m["complete"]] == [1, 2]
+
+
+def test_divergence_stops_with_the_step_and_keeps_the_checkpoint(spec: str, tmp_path: Path) -> None:
+    run = tmp_path / "nan"
+    cfg = make_config(spec, "cpu", out=str(run), image_size=32, synthetic_classes=4, workers=0, epochs=3,
+                      synthetic_train=48, synthetic_val=16, batch_size=8, lr=1e6,
+                      schedule="constant")  # fmt: skip
+    with pytest.raises(Exception, match=r"at step \d+") as info:
+        train(cfg, progress=False, log=lambda *a: None)
+    assert "checkpoint" in str(info.value)
+    assert not list((run / "checkpoints").glob("step-*")) or checkpoint.load(run)
