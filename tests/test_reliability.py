@@ -136,3 +136,71 @@ def test_divergence_stops_with_the_step_and_keeps_the_checkpoint(spec: str, tmp_
         train(cfg, progress=False, log=lambda *a: None)
     assert "checkpoint" in str(info.value)
     assert not list((run / "checkpoints").glob("step-*")) or checkpoint.load(run)
+
+
+class _Payload:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def _tiny_run(spec: str, out: Path) -> Path:
+    cfg = make_config(spec, "cpu", out=str(out), image_size=32, synthetic_classes=4, workers=0, epochs=1,
+                      synthetic_train=16, synthetic_val=8, batch_size=8)  # fmt: skip
+    return train(cfg, progress=False, log=lambda *a: None)
+
+
+def test_a_checkpoint_that_would_run_code_is_refused(spec: str, tmp_path: Path) -> None:
+    import pickle
+
+    run = _tiny_run(spec, tmp_path / "run")
+    marker = tmp_path / "pwned"
+    state = checkpoint.resolve(run) / "state.pt"
+    torch.save({"epoch": 1, "payload": _Payload(marker)}, state, pickle_module=pickle)
+    with pytest.raises(checkpoint.CheckpointError, match="refused"):
+        checkpoint.load(run)
+    assert not marker.exists()
+    from ilsvrc.cli import main
+
+    assert main(["eval", str(run)]) == 2
+    assert main(["train", "--resume", str(run)]) == 2
+    assert not marker.exists()
+
+
+def test_a_pointer_cannot_lead_outside_the_run(spec: str, tmp_path: Path) -> None:
+    run = _tiny_run(spec, tmp_path / "run")
+    elsewhere = tmp_path / "step-evil"
+    elsewhere.mkdir()
+    (run / "checkpoints" / "last.json").write_text(json.dumps({"dir": "../../step-evil"}))
+    with pytest.raises(checkpoint.CheckpointError, match="no readable checkpoint"):
+        checkpoint.resolve(run)
+
+
+def test_a_full_disk_keeps_the_previous_checkpoint(spec: str, tmp_path: Path, monkeypatch) -> None:
+    import errno
+
+    run = _tiny_run(spec, tmp_path / "run")
+    before = checkpoint.resolve(run)
+    weights_before = load_file(before / "model.safetensors")
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(checkpoint, "save_file", full)
+    with pytest.raises(
+        checkpoint.CheckpointError, match="No space left on device.*previous checkpoint is intact"
+    ):
+        checkpoint.save(run, 999, {"w": torch.zeros(2)}, {"epoch": 9})
+    assert checkpoint.resolve(run) == before
+    after = load_file(before / "model.safetensors")
+    assert all(torch.equal(after[k], weights_before[k]) for k in after)
+    assert not [p for p in (run / "checkpoints").iterdir() if p.name.startswith(".tmp")]
+
+
+def test_a_cut_metrics_line_is_ignored_on_resume(spec: str, tmp_path: Path) -> None:
+    run = _tiny_run(spec, tmp_path / "run")
+    with open(run / "metrics.jsonl", "a") as f:
+        f.write('{"epoch": 2, "step": 4, "train_lo')  # a kill -9 in the middle of a write
+    assert [m["epoch"] for m in read_metrics(run)] == [1]

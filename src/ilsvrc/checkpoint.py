@@ -121,7 +121,10 @@ def resolve(path: str | Path, which: str = "last") -> Path:
     if not p.exists():
         raise CheckpointError(f"{p} does not exist; give a run directory or a checkpoint directory.")
     try:
-        target = root / json.loads(pointer.read_text())["dir"]
+        name = json.loads(pointer.read_text())["dir"]
+        if not isinstance(name, str) or not name.startswith("step-") or "/" in name or "\\" in name:
+            raise ValueError(f"{pointer} names {name!r}, not a checkpoint directory beside it")
+        target = root / name
     except (OSError, ValueError, KeyError, TypeError):
         raise CheckpointError(
             f"{p} holds no readable checkpoint ({pointer.name} is missing or damaged); give a run "

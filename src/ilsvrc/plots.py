@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 
 def _metrics(run_dir: Path) -> list[dict]:
-    path = Path(run_dir) / "metrics.jsonl"
-    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+    from .train import read_metrics
+
+    return read_metrics(run_dir)
 
 
 def plot_runs(run_dirs: list[Path], out: Path) -> Path:

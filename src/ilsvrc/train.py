@@ -487,8 +487,7 @@ def _train(config: TrainConfig, resume: str | Path | None, ctx: distributed.Cont
                 schedule.end_epoch(result.top1_error)
                 epoch, offset, sums, totals = epoch + 1, 0, EpochSums(), EpochSums()
             if ctx.main:
-                with open(run_dir / "metrics.jsonl", "a") as f:
-                    f.write(json.dumps(line) + "\n")
+                _append_metrics(run_dir, line)
             save(epoch, offset, totals, best_now=improved)
             log(
                 f"epoch {line['epoch']}: train loss {line['train_loss']:.3f}, top-1 error train "
@@ -530,11 +529,22 @@ def _eval_loader(
     )
 
 
+def _append_metrics(run_dir: Path, line: dict[str, Any]) -> None:
+    try:
+        with open(run_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(line) + "\n")  # one write: a crash leaves at most a partial last line
+    except OSError as exc:
+        raise IlsvrcError(
+            f"Cannot write to {run_dir / 'metrics.jsonl'}: {exc.strerror or exc}. The last checkpoint is "
+            "intact; free some space (or make the run directory writable) and resume."
+        ) from None
+
+
 def _truncate_metrics(path: Path, epoch: int) -> None:
     """Keep the lines of epochs the checkpoint includes (a crash may have left a later one)."""
     if not path.exists():
         return
-    lines = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+    lines = _parse_lines(path.read_text())
     kept = [x for x in lines if x["epoch"] <= epoch and (x["complete"] or x["epoch"] < epoch)]
     checkpoint_text = "".join(json.dumps(x) + "\n" for x in kept)
     path.write_text(checkpoint_text)
@@ -580,9 +590,19 @@ def load_trained(path: str | Path, which: str = "last") -> tuple[Model, TrainCon
     return model.eval(), config, classes, where
 
 
+def _parse_lines(text: str) -> list[dict[str, Any]]:
+    """The JSON lines of metrics.jsonl, leaving out a last line a crash cut short."""
+    out = []
+    for x in text.splitlines():
+        try:
+            out.append(json.loads(x))
+        except ValueError:
+            continue
+    return out
+
+
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
-    path = Path(run_dir) / "metrics.jsonl"
-    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+    return _parse_lines((Path(run_dir) / "metrics.jsonl").read_text())
 
 
 def _plot(run_dir: Path) -> None:
