@@ -8,7 +8,9 @@ sample so that a run is reproducible whatever the number of loader workers and w
 - `SyntheticShapes`: ten classes of procedurally drawn images (shapes and textures), deterministic by
   (seed, split, index), at any size; the default when no data folder is given.
 - `ImageFolderRGB`: `root/<split>/<class_id>/<image>` trees, as torchvision's `ImageFolder` reads them,
-  with every image converted to RGB (greyscale, palette, CMYK, 16-bit).
+  with every image converted to RGB (greyscale, palette, CMYK, 16-bit); with `skip_unreadable`, a file
+  that cannot be decoded gives a `Skipped` marker instead of an error, and `collate_skipping` (the
+  loader's collate function) drops it from its batch and hands it on, so a run counts and logs it.
 - `open_dataset`: one of the two from a `--data` value.
 - `save_classes` / `load_classes`: the class list (index, id, name) a run saves for `predict`.
 """
@@ -16,8 +18,10 @@ sample so that a run is reproducible whatever the number of loader workers and w
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
+import struct
 import warnings
 import zlib
 from collections.abc import Callable
@@ -28,9 +32,12 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, default_collate
 
 from .errors import IlsvrcError
+
+logger = logging.getLogger(__name__)
+logger.addHandler(logging.NullHandler())  # a run reports skipped files in its own log; no stderr copy
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
@@ -223,9 +230,11 @@ class SyntheticShapes(Dataset):
 
 
 def _decode_with_pil(path: Path) -> Tensor:
-    """Decode what torchvision.io cannot (BMP, TIFF, 16-bit PNG...) with PIL, as uint8 3 x H x W RGB."""
-    from PIL import Image, UnidentifiedImageError
+    """Decode what torchvision.io cannot or should not (BMP, TIFF, PNG) with PIL, as uint8 3 x H x W RGB."""
+    from PIL import Image
 
+    # What PIL's decoders raise on a corrupt file besides OSError (UnidentifiedImageError is one), ValueError
+    corrupt = (SyntaxError, EOFError, IndexError, struct.error, Image.DecompressionBombError)
     try:
         with Image.open(path) as image:
             image.load()
@@ -241,7 +250,7 @@ def _decode_with_pil(path: Path) -> Tensor:
                 # we drop alpha on purpose (see ImageFolderRGB).
                 warnings.simplefilter("ignore", UserWarning)
                 rgb = image.convert("RGB")
-    except (UnidentifiedImageError, OSError, ValueError) as error:
+    except (OSError, ValueError, *corrupt) as error:
         raise DataError(f"Cannot decode the image {path}: {error}. Remove or replace the file.") from error
     return torch.from_numpy(np.asarray(rgb).transpose(2, 0, 1).copy())
 
@@ -249,12 +258,19 @@ def _decode_with_pil(path: Path) -> Tensor:
 def read_image(path: str | Path) -> Tensor:
     """Read an image file as a uint8 tensor 3 x H x W in RGB order.
 
-    torchvision.io decodes JPEG (greyscale and CMYK too), PNG, GIF and WebP; what it refuses (BMP,
-    TIFF, 16-bit PNG) goes to PIL. Alpha is dropped, not composited (see `ImageFolderRGB`).
+    torchvision.io decodes JPEG (greyscale and CMYK too), GIF and WebP; what it refuses (BMP, TIFF)
+    goes to PIL. PNG (recognised by its signature, whatever the file's name) goes to PIL too: torchvision
+    0.29's PNG decoder crashes the process (segmentation fault) on a corrupt PNG where libpng reports an
+    error, while PIL raises; for a valid PNG the two give the same pixels at about the same speed.
+    Alpha is dropped, not composited (see `ImageFolderRGB`). A file that cannot be read or decoded
+    (missing, unreadable, empty, truncated, not an image) raises `DataError` naming it; truncated
+    files are never partly decoded (both decoders refuse them; PIL's LOAD_TRUNCATED_IMAGES is not set).
     """
     from torchvision.io import ImageReadMode, decode_image
 
     path = Path(path)
+    if _is_png(path):
+        return _decode_with_pil(path)
     try:
         with warnings.catch_warnings():
             # torchvision 0.29 deprecates its decoders in favour of TorchCodec (not a dependency here)
@@ -272,6 +288,15 @@ def read_image(path: str | Path) -> Tensor:
     return image
 
 
+def _is_png(path: Path) -> bool:
+    """Whether the file starts with the PNG signature (False when it cannot be read: PIL will say why)."""
+    try:
+        with open(path, "rb") as file:
+            return file.read(8) == b"\x89PNG\r\n\x1a\n"
+    except OSError:
+        return False
+
+
 def _read_class_names(path: Path) -> dict[str, str]:
     """id -> name from a classes.txt whose lines are `index id name [anything else]`."""
     names: dict[str, str] = {}
@@ -285,6 +310,26 @@ def _read_class_names(path: Path) -> dict[str, str]:
             )
         names[fields[1]] = fields[2]
     return names
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """In place of an image that could not be read: the file's `path` and the `reason` (the decoder's
+    message). `ImageFolderRGB(..., skip_unreadable=True)` gives it; `collate_skipping` takes it out."""
+
+    path: str
+    reason: str
+
+
+def _unreadable_reason(path: Path, error: DataError) -> str:
+    """A short reason for a `read_image` failure: the underlying error's message, or 'empty file'."""
+    try:
+        if path.is_file() and path.stat().st_size == 0:
+            return "empty file (0 bytes)"
+    except OSError:
+        pass
+    cause = error.__cause__
+    return f"{type(cause).__name__}: {cause}" if cause is not None else str(error)
 
 
 def _image_files(folder: Path) -> list[Path]:
@@ -317,11 +362,19 @@ class ImageFolderRGB(Dataset):
     dropped, not composited onto a background: that is what torchvision's decoder in RGB mode and PIL's
     `convert("RGB")` both do, so the pixels are those torchvision's reference pipelines (and so its
     pretrained weights) saw.
+
+    A file that cannot be read or decoded (truncated, corrupt, empty, not an image, unreadable) raises
+    `DataError` naming it; with `skip_unreadable=True` the item is `(Skipped(path, reason), label)`
+    instead, for `collate_skipping` to drop from its batch. Truncated files are skipped whole, never
+    decoded in part with the missing rows grey (`read_image`). Only files are samples: a folder named
+    like an image (`x.jpg/`) is not one. The dataset keeps no record of what it skipped (loader
+    workers are separate processes): the markers travel in the batches to the main process.
     """
 
-    def __init__(self, root: str | Path, split: str) -> None:
+    def __init__(self, root: str | Path, split: str, skip_unreadable: bool = False) -> None:
         self.root = Path(root)
         self.split = split
+        self.skip_unreadable = skip_unreadable
         if not self.root.is_dir():
             raise DataError(
                 f"The data folder {self.root} does not exist (or is not a folder). Give a folder "
@@ -358,9 +411,14 @@ class ImageFolderRGB(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+    def __getitem__(self, index: int) -> tuple[Tensor | Skipped, int]:
         path, label = self.samples[index]
-        return read_image(path), label
+        try:
+            return read_image(path), label
+        except DataError as error:
+            if not self.skip_unreadable:
+                raise
+            return Skipped(str(path), _unreadable_reason(path, error)), label
 
     def _take_evenly(self, length: int) -> ImageFolderRGB:
         """A copy with `length` samples spread evenly over the sorted list (so over every class)."""
@@ -414,18 +472,20 @@ def open_dataset(
     seed: int = 0,
     num_classes: int = 10,
     length: int | None = None,
+    skip_unreadable: bool = False,
 ) -> Dataset:
     """The dataset a `--data` value names: None for `SyntheticShapes`, else an `ImageFolderRGB` root.
 
     `image_size`, `seed` and `num_classes` apply to the generated dataset only (a folder has its own
-    images and classes). `length` caps either: a folder keeps `length` images spread evenly over its
-    sorted list, so every class keeps its share (deterministic, no seed).
+    images and classes), `skip_unreadable` to a folder only (see `ImageFolderRGB`). `length` caps
+    either: a folder keeps `length` images spread evenly over its sorted list, so every class keeps its
+    share (deterministic, no seed).
     """
     if data is None:
         return SyntheticShapes(
             split, image_size=image_size, num_classes=num_classes, length=length, seed=seed
         )
-    dataset = ImageFolderRGB(data, split)
+    dataset = ImageFolderRGB(data, split, skip_unreadable=skip_unreadable)
     if length is not None:
         if not isinstance(length, int) or length < 1:
             raise DataError(f"The dataset length must be a positive whole number, got {length!r}.")
@@ -483,12 +543,50 @@ class Augmented(Dataset):
         state = np.random.SeedSequence([self.seed, self.epoch, int(index)]).generate_state(2, np.uint32)
         return int(state[0]) | (int(state[1]) << 32)
 
-    def __getitem__(self, index: int) -> tuple[Tensor, Any]:
+    def __getitem__(self, index: int) -> tuple[Tensor | Skipped, Any]:
         image, label = self.base[index]
+        if isinstance(image, Skipped):  # nothing to transform; no other sample's randomness changes
+            return image, label
         with torch.random.fork_rng(devices=[]):
             torch.random.default_generator.manual_seed(self.sample_seed(index))
             image = self.transform(image)
         return image, label
+
+
+# --------------------------------------------------------------------------------------------------
+# Skipped files: out of the batches, into the run's counts and log
+
+
+def collate_skipping(samples: list[tuple[Any, Any]]) -> tuple[Tensor | None, Tensor | None, list[Skipped]]:
+    """A DataLoader collate function: `(images, targets, skipped)` with the `Skipped` samples taken out.
+
+    `images` and `targets` stack the readable samples as `default_collate` does (so a batch may be
+    smaller than asked); both are None when every sample of the batch was skipped. `skipped` lists the
+    markers, which is how they reach the main process from loader workers.
+    """
+    kept = [s for s in samples if not isinstance(s[0], Skipped)]
+    skipped = [s[0] for s in samples if isinstance(s[0], Skipped)]
+    if not kept:
+        return None, None, skipped
+    images, targets = default_collate(kept)
+    return images, targets, skipped
+
+
+class SkipLog:
+    """The files a run has skipped: `add` returns those not seen before and logs each once (WARNING on
+    the "ilsvrc.data" logger); `paths` maps every path seen to its reason."""
+
+    def __init__(self) -> None:
+        self.paths: dict[str, str] = {}
+
+    def add(self, skipped: list[Skipped]) -> list[Skipped]:
+        new = []
+        for item in skipped:
+            if item.path not in self.paths:
+                self.paths[item.path] = item.reason
+                logger.warning("Skipped unreadable image %s: %s", item.path, item.reason)
+                new.append(item)
+        return new
 
 
 # --------------------------------------------------------------------------------------------------

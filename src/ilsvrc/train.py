@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from . import checkpoint, distributed, specfile
-from .data import Augmented, ClassInfo, check_splits, open_dataset, save_classes
+from .data import Augmented, ClassInfo, SkipLog, check_splits, collate_skipping, open_dataset, save_classes
 from .errors import IlsvrcError
 from .evaluate import eval_input_transform, evaluate
 from .nn import Model, create_model
@@ -177,8 +177,8 @@ def datasets(config: TrainConfig) -> tuple[Augmented, Augmented, list[ClassInfo]
     source = round(size / r.crop_fraction)  # the built-in data is drawn with room to crop
     common = dict(image_size=source, seed=config.seed, num_classes=config.synthetic_classes)
     lengths = (config.synthetic_train, config.synthetic_val) if config.data is None else (None, None)
-    train_base = open_dataset(config.data, "train", length=lengths[0], **common)
-    val_base = open_dataset(config.data, "val", length=lengths[1], **common)
+    train_base = open_dataset(config.data, "train", length=lengths[0], skip_unreadable=True, **common)
+    val_base = open_dataset(config.data, "val", length=lengths[1], skip_unreadable=True, **common)
     check_splits(train_base, val_base)
     mean, std = spec.info.mean, spec.info.std
     train = Augmented(train_base, train_transform(r.augmentation, size, mean, std), seed=config.seed)
@@ -204,6 +204,7 @@ def loader(dataset, batches: list[list[int]], config: TrainConfig, seed: int) ->
         pin_memory=config.device.startswith("cuda"),  # pinned pages make the copies non-blocking
         generator=torch.Generator().manual_seed(seed),
         persistent_workers=False,
+        collate_fn=collate_skipping,  # batches are (images, targets, skipped files)
     )
 
 
@@ -238,6 +239,7 @@ class EpochSums:
     correct: int = 0
     images: int = 0
     seconds: float = 0.0  # time spent in training steps (data loading included)
+    skipped: int = 0  # unreadable files left out of this epoch's training batches
 
 
 def _device(config: TrainConfig) -> torch.device:
@@ -388,14 +390,22 @@ def _train(config: TrainConfig, resume: str | Path | None, ctx: distributed.Cont
 
     def global_sums() -> EpochSums:
         """The epoch's sums over all ranks (time: this rank's)."""
-        loss, correct, images = distributed.sum_floats([sums.loss, sums.correct, sums.images], ctx, device)
-        return EpochSums(loss, int(round(correct)), int(round(images)), sums.seconds)
+        loss, correct, images, skipped = distributed.sum_floats(
+            [sums.loss, sums.correct, sums.images, sums.skipped], ctx, device
+        )
+        return EpochSums(loss, int(round(correct)), int(round(images)), sums.seconds, int(round(skipped)))
 
     def save(epoch_: int, offset_: int, totals: EpochSums, best_now: bool = False) -> None:
         if ctx.main:
             state = state_now(epoch_, offset_)
             state["sums"] = dataclasses.asdict(totals)
             checkpoint.save(run_dir, step, model.state_dict(), state, best=best_now)
+
+    skip_log, epoch_skipped = SkipLog(), []  # unreadable files: each logged once per run (per process)
+
+    def report_skipped(skipped: list) -> None:
+        for item in skip_log.add(skipped):
+            log(f"Skipped unreadable image {item.path}: {item.reason}")
 
     stopped, signum = None, None
     with StopRequest() as stop_request:
@@ -406,7 +416,13 @@ def _train(config: TrainConfig, resume: str | Path | None, ctx: distributed.Cont
             model.train()
             bar = _progress(len(batches), epoch, r.epochs, progress)
             start = time.perf_counter()
-            for images, targets in loader(train_set, batches, config, seed=config.seed + epoch):
+            for images, targets, skipped in loader(train_set, batches, config, seed=config.seed + epoch):
+                sums.skipped += len(skipped)
+                epoch_skipped.extend(skipped)
+                report_skipped(skipped)
+                if distributed.any_rank(images is None, ctx, device):  # a batch (share) all unreadable:
+                    offset += 1  # used up without a step, on every rank
+                    continue
                 images = images.to(device, non_blocking=True)
                 targets = targets.to(device, non_blocking=True)
                 if config.channels_last:
@@ -462,12 +478,17 @@ def _train(config: TrainConfig, resume: str | Path | None, ctx: distributed.Cont
                 raise RunInterrupted(message, signum)
             finished = offset >= steps_per_epoch
             start = time.perf_counter()
-            result = evaluate(model, _eval_loader(val_set, config, ctx), "center", device=device.type,
+            val_skipped: list = []
+            val_batches = _readable(_eval_loader(val_set, config, ctx), val_skipped)
+            result = evaluate(model, val_batches, "center", device=device.type,
                               channels_last=config.channels_last, amp=config.amp)  # fmt: skip
             result = distributed.combine_results(result, ctx, device)
             eval_seconds = time.perf_counter() - start
             elapsed += eval_seconds
             totals = global_sums()
+            val_skipped = _all_ranks(val_skipped, ctx)
+            report_skipped(_all_ranks(epoch_skipped, ctx) + val_skipped)  # rank 0 logs the others' too
+            epoch_skipped = []
             line = {
                 "epoch": epoch + 1 if finished else round(epoch + offset / steps_per_epoch, 4),
                 "step": step,
@@ -480,6 +501,9 @@ def _train(config: TrainConfig, resume: str | Path | None, ctx: distributed.Cont
                 "seconds": round(elapsed, 3),  # wall time of the run so far, evaluations included
                 "eval_seconds": round(eval_seconds, 3),
                 "complete": finished,
+                "skipped_images": totals.skipped + len(val_skipped),  # unreadable files, train + val
+                "skipped_train": totals.skipped,  # left out of this epoch's training batches so far
+                "skipped_val": len(val_skipped),  # left out of this evaluation
             }
             improved = result.top1_error < best
             best = min(best, result.top1_error)
@@ -526,7 +550,25 @@ def _eval_loader(
         num_workers=config.workers,
         generator=torch.Generator().manual_seed(0),
         pin_memory=config.device.startswith("cuda"),
+        collate_fn=collate_skipping,
     )
+
+
+def _readable(batches, skipped: list):
+    """(images, targets) of each batch of a `collate_skipping` loader; its skipped files go to `skipped`."""
+    for images, targets, missing in batches:
+        skipped.extend(missing)
+        if images is not None:
+            yield images, targets
+
+
+def _all_ranks(items: list, ctx: distributed.Context) -> list:
+    """The lists `items` of every rank, joined (this rank's own when not distributed)."""
+    if not ctx.enabled:
+        return items
+    parts: list = [None] * ctx.world
+    torch.distributed.all_gather_object(parts, items)
+    return [x for part in parts for x in part]
 
 
 def _append_metrics(run_dir: Path, line: dict[str, Any]) -> None:
