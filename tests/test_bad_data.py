@@ -32,33 +32,9 @@ from ilsvrc.evaluate import PROTOCOLS, eval_input_transform
 from ilsvrc.train import epoch_batches, make_config, read_metrics, train
 from ilsvrc.transforms import TRAIN_AUGMENTATIONS, train_transform
 
-TINY = """
-name: tiny
-input: [3, 32, 32]
-layers:
-  - {type: conv, name: conv1, out_channels: 8, kernel: 3, padding: 1}
-  - {type: relu, name: relu1}
-  - {type: maxpool, name: pool1, kernel: 2}
-  - {type: conv, name: conv2, out_channels: 16, kernel: 3, padding: 1}
-  - {type: relu, name: relu2}
-  - {type: maxpool, name: pool2, kernel: 2}
-  - {type: flatten, name: flatten}
-  - {type: linear, name: fc6, out_features: 32}
-  - {type: relu, name: relu6}
-  - {type: dropout, name: drop6}
-  - {type: linear, name: fc8, out_features: 10}
-"""
-
 CLASSES = ("ant", "bee", "cat")
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 ROOT = os.geteuid() == 0  # root reads files whatever their permissions
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> str:
-    path = tmp_path_factory.mktemp("spec") / "tiny.yaml"
-    path.write_text(TINY)
-    return str(path)
 
 
 def pattern(height: int, width: int, seed: int) -> np.ndarray:

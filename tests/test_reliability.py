@@ -17,29 +17,7 @@ from safetensors.torch import load_file
 from ilsvrc import checkpoint
 from ilsvrc.train import make_config, read_metrics, train
 
-SPEC = """
-name: tiny
-input: [3, 32, 32]
-layers:
-  - {type: conv, name: conv1, out_channels: 8, kernel: 3, padding: 1}
-  - {type: relu, name: relu1}
-  - {type: maxpool, name: pool1, kernel: 2}
-  - {type: conv, name: conv2, out_channels: 16, kernel: 3, padding: 1}
-  - {type: relu, name: relu2}
-  - {type: maxpool, name: pool2, kernel: 2}
-  - {type: flatten, name: flatten}
-  - {type: linear, name: fc6, out_features: 32}
-  - {type: relu, name: relu6}
-  - {type: linear, name: fc8, out_features: 10}
-"""
 COMMON = ["--recipe", "cpu", "--image-size", "32", "--synthetic-classes", "4", "--workers", "0"]
-
-
-@pytest.fixture(scope="module")
-def spec(tmp_path_factory) -> str:
-    path = tmp_path_factory.mktemp("spec") / "tiny.yaml"
-    path.write_text(SPEC)
-    return str(path)
 
 
 def ilsvrc(*args: str, **kwargs) -> subprocess.Popen:

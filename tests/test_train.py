@@ -15,30 +15,6 @@ from ilsvrc.cli import main
 from ilsvrc.recipes import RECIPES, LRSchedule, Recipe
 from ilsvrc.train import load_trained, make_config, read_metrics, train
 
-TINY = """
-name: tiny
-input: [3, 32, 32]
-layers:
-  - {type: conv, name: conv1, out_channels: 8, kernel: 3, padding: 1}
-  - {type: relu, name: relu1}
-  - {type: maxpool, name: pool1, kernel: 2}
-  - {type: conv, name: conv2, out_channels: 16, kernel: 3, padding: 1}
-  - {type: relu, name: relu2}
-  - {type: maxpool, name: pool2, kernel: 2}
-  - {type: flatten, name: flatten}
-  - {type: linear, name: fc6, out_features: 32}
-  - {type: relu, name: relu6}
-  - {type: dropout, name: drop6}
-  - {type: linear, name: fc8, out_features: 10}
-"""
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> str:
-    path = tmp_path_factory.mktemp("spec") / "tiny.yaml"
-    path.write_text(TINY)
-    return str(path)
-
 
 def quick(tiny: str, out: Path, **changes) -> dict:
     settings = dict(out=str(out), epochs=2, batch_size=8, image_size=32, workers=0, synthetic_train=48,
