@@ -179,9 +179,9 @@ def test_groups_must_divide_channels() -> None:
 @pytest.mark.parametrize(
     "build,match",
     [
-        (lambda: Conv("c", 0, 3), "out_channels must be positive"),
-        (lambda: Conv("c", 8, 0), "kernel must be positive"),
-        (lambda: Conv("c", 8, 3, padding=-1), "padding must be zero or more"),
+        (lambda: Conv("c", 0, 3), "out_channels must be a positive whole number"),
+        (lambda: Conv("c", 8, 0), "kernel must be a positive whole number"),
+        (lambda: Conv("c", 8, 3, padding=-1), "padding must be a whole number, zero or more"),
         (lambda: Conv("1c", 8, 3), "not usable"),
         (lambda: MaxPool("p", 2, padding=2), "more than half the kernel"),
         (lambda: Network("n", (3, 0, 32), (ReLU("r"),)), "three positive whole numbers"),

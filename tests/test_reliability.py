@@ -81,6 +81,31 @@ def test_sigterm_checkpoints_and_names_the_resume_command(spec: str, tmp_path: P
     assert state["step"] >= 2 and state["epoch"] < 50
 
 
+def test_sigterm_to_torchrun_checkpoints_once_and_resumes(spec: str, tmp_path: Path) -> None:
+    """A cluster stopping the job signals torchrun, which passes SIGTERM on to every worker: the ranks
+    agree on one step, rank 0 writes one checkpoint, and torchrun --resume ends the run."""
+    run = tmp_path / "run"
+    args = ["train", spec, *COMMON, "--epochs", "50", "--checkpoint-every", "2", "--batch-size", "16"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m"]
+    proc = subprocess.Popen([*launcher, "ilsvrc", *args, "--out", str(run)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env)  # fmt: skip
+    _wait_for_step(run, 2, proc, timeout=180)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode != 0  # torchrun reports the signal
+    assert f"ilsvrc train --resume {run}" in out and "SIGTERM" in out, out
+    assert out.count("continue with `ilsvrc train --resume") == 1, out  # rank 0 alone speaks
+    _, state, _ = checkpoint.load(run)
+    stopped_at = state["step"]
+    assert stopped_at >= 2 and state["epoch"] < 50
+    resumed = subprocess.run([*launcher, "ilsvrc", "train", "--resume", str(run), "--epochs", "2"],
+                             capture_output=True, text=True, timeout=300, env=env)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    _, state, _ = checkpoint.load(run)
+    assert state["epoch"] == 2 and state["step"] > stopped_at
+
+
 @pytest.mark.parametrize("kill_after,delay", [(1, 0.0), (3, 0.013), (6, 0.031), (9, 0.002)])
 def test_kill_9_at_any_moment_then_resume_gives_the_same_weights(
     spec: str, tmp_path: Path, kill_after: int, delay: float

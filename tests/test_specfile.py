@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -77,7 +78,7 @@ def test_load_from_disk(tmp_path: Path) -> None:
         ("input: [3, 8, 8]\nlayers: [{type: conv, filters: 8}]", SpecError, "unknown field.*filters"),
         ("input: [3, 8, 8]\nlayers: [{type: conv, kernel: 3.5}]", SpecError, "whole number"),
         ("input: [3, 8, 8]\nlayers: []", SpecFileError, "non-empty list"),
-        ("input: [3, 8, 8]\nlayers: [{type: conv, out_channels: -1}]", SpecError, "must be positive"),
+        ("input: [3, 8, 8]\nlayers: [{type: conv, out_channels: -1}]", SpecError, "positive whole number"),
         ("input: [3, 8, 8]\nlayer: []", SpecFileError, "unknown top-level key"),
     ],
 )
@@ -121,3 +122,12 @@ def test_parse_shape(text: str, shape: list[int]) -> None:
 def test_parse_shape_refuses_nonsense(text: str) -> None:
     with pytest.raises(SpecError, match="channels x height x width|not understood"):
         parse_shape(text)
+
+
+@pytest.mark.parametrize("suffix", [".json", ".yaml"])
+def test_a_byte_order_mark_is_read(tmp_path, suffix: str) -> None:
+    """Some Windows editors start UTF-8 files with a BOM; json.loads refuses one, so it is dropped."""
+    path = tmp_path / f"bom{suffix}"
+    text = json.dumps({"name": "bom", "input": [3, 8, 8], "layers": [{"type": "relu"}]})
+    path.write_bytes(b"\xef\xbb\xbf" + text.encode())
+    assert load(path).name == "bom"

@@ -170,14 +170,31 @@ def test_eval_protocols_and_predict_from_the_command_line(tiny: str, tmp_path: P
         (["train", "--resume", "/nonexistent/run"], "not a run directory"),
         (["eval", "/nonexistent/run"], "does not exist"),
         (["train", "alexnet", "--device", "cuda"], "no usable GPU"),
+        (["train", "alexnet", "--workers", "-3"], "workers must be 0"),
+        (["train", "alexnet", "--time-limit", "-5"], "time_limit must be a positive"),
+        (["train", "alexnet", "--dropout", "1.5"], "dropout must be a probability"),
+        (["train", "alexnet", "--warmup-epochs", "nan"], "warmup_epochs must be a number, got nan"),
+        (["train", "alexnet", "--momentum", "inf"], "momentum must be a number, got inf"),
+        (["train", "alexnet", "--momentum", "1.5"], "momentum must be in [0, 1)"),
+        (["train", "alexnet", "--lr", "-1", "--weight-decay", "-1"], "lr must be positive, got -1.0; weight"),
+        (["train", "alexnet", "--seed", "-1"], "seed must be a whole number from 0"),
+        (["train", "alexnet", "--lr", "x"], "argument --lr: invalid float value"),
+        (["train", "alexnet", "--epochs", "0"], "argument --epochs: 0 must be positive"),
     ],
 )
 def test_bad_training_input_exits_2(args: list[str], match: str, capsys, tmp_path: Path, monkeypatch) -> None:
+    """One paragraph, exit code 2, before anything is written (no run directory appears)."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert main(args) == 2
+    try:
+        code = main(args)
+    except SystemExit as exc:  # argparse's own refusals
+        code = exc.code
+    assert code == 2
     err = capsys.readouterr().err
-    assert match in err and "Traceback" not in err
+    assert err.startswith("ilsvrc: error: ") and match in err and "Traceback" not in err
+    assert err.count("\n") == 1, err
+    assert not list(tmp_path.iterdir())
 
 
 def test_existing_run_directory_is_not_overwritten(tiny: str, tmp_path: Path) -> None:

@@ -18,12 +18,14 @@ Conventions, stated once and printed beside every table:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from .errors import ShapeError, SpecError
+from .errors import ShapeError, SpecError, shown
 from .spec import (
     LRN,
+    MAX_SIZE,
     AdaptiveAvgPool,
     AvgPool,
     BatchNorm,
@@ -38,6 +40,7 @@ from .spec import (
     Network,
     ReLU,
     Residual,
+    is_whole,
 )
 
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8}
@@ -237,8 +240,12 @@ def window_out(n: int, kernel: int, stride: int, padding: int, dilation: int = 1
 
 
 def _adaptive_bins(n: int, out: int) -> int:
-    """Largest bin of adaptive pooling from n to out (PyTorch: floor(i*n/out) .. ceil((i+1)*n/out))."""
-    return max(-(-((i + 1) * n) // out) - (i * n) // out for i in range(out))
+    """Largest bin of adaptive pooling from n to out (PyTorch: floor(i*n/out) .. ceil((i+1)*n/out)).
+
+    Bin i spans ceil((r + n) / out) positions, r = i*n mod out; r runs over the multiples of
+    g = gcd(n, out) below out, so the largest bin is ceil((out - g + n) / out).
+    """
+    return -(-(out - math.gcd(n, out) + n) // out)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -305,14 +312,14 @@ def analyze(
     Raises ShapeError for an impossible configuration; non-integer output sizes become findings.
     """
     if dtype not in DTYPE_BYTES:
-        raise SpecError(f"Unknown dtype {dtype!r}; use one of {', '.join(DTYPE_BYTES)}.")
-    if not isinstance(batch, int) or batch <= 0:
-        raise SpecError(f"Batch size must be a positive whole number, got {batch!r}.")
+        raise SpecError(f"Unknown dtype {shown(dtype)}; use one of {', '.join(DTYPE_BYTES)}.")
+    if not is_whole(batch) or not 0 < batch <= MAX_SIZE:
+        raise SpecError(f"Batch size must be a positive whole number, got {shown(batch)}.")
     shape = tuple(input_shape) if input_shape is not None else network.input_shape
-    if len(shape) != 3 or any(not isinstance(v, int) or v <= 0 for v in shape):
+    if len(shape) != 3 or any(not is_whole(v) or not 0 < v <= MAX_SIZE for v in shape):
         raise SpecError(
             f"Input must be channels x height x width, three positive numbers, e.g. 3x224x224; "
-            f"got {'x'.join(map(str, shape))}."
+            f"got {shown(shape)}."
         )
     c, h, w = shape
     vol = Volume(c, h, w)
@@ -720,9 +727,13 @@ def _exact_padding(report: Report, name: str, layer: Conv | MaxPool) -> str:
     k, s, p = layer.kernel[1], layer.stride[1], layer.padding[1]
     d = layer.dilation[1] if isinstance(layer, Conv) else 1
     eff = d * (k - 1) + 1
-    for extra in range(0, s + 1):
-        if (n + 2 * (p + extra) - eff) % s == 0 and extra:
-            return f"or padding {p + extra} in {name} ((W1 - F + 2P) divisible by {s})"
+    # the smallest extra >= 1 with 2 * extra = -(n + 2p - eff) (mod s), solved rather than searched
+    rem = (n + 2 * p - eff) % s
+    period = s if s % 2 else s // 2  # 2 * extra runs over every residue (s odd) or the even ones
+    if s % 2 or rem % 2 == 0:
+        extra = (-rem * pow(2, -1, s)) % s if s % 2 else (-(rem // 2)) % period
+        extra = extra or period
+        return f"or padding {p + extra} in {name} ((W1 - F + 2P) divisible by {s})"
     return f"no symmetric padding of {name} makes it exact ({n} - {eff} + 2P is never a multiple of {s})"
 
 

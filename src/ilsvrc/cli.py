@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from . import render, specfile
 from .analysis import DTYPE_BYTES, Report, analyze, check_strict, smallest_input
@@ -192,8 +193,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the tool's one-paragraph error (no usage block), exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"ilsvrc: error: {message} (see `{self.prog} --help`).\n")
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="ilsvrc",
         description="The classic ImageNet CNNs (AlexNet, ZFNet, VGG) as data: exact volumes, "
         "parameters, multiply-adds, memory and receptive fields, without running them.",

@@ -29,3 +29,17 @@ class UnknownModelError(IlsvrcError):
 
 class StrictModeError(IlsvrcError):
     """A warning (non-integer output size) turned into an error by --strict."""
+
+
+_SHORT = __import__("reprlib").Repr()
+_SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxtuple, _SHORT.maxdict = 2, 4, 4, 4
+_SHORT.maxstring, _SHORT.maxlong, _SHORT.maxother = 60, 40, 60
+
+
+def shown(value: object) -> str:
+    """`repr(value)` cut short, for quoting a user's value in a message whatever its size.
+
+    A YAML file of a few lines can hold a list that repr() would expand to billions of items
+    (aliases); messages quote values through this, never with `!r`.
+    """
+    return _SHORT.repr(value)

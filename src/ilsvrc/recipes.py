@@ -130,16 +130,28 @@ def check(recipe: Recipe) -> None:
         problems.append(f"schedule {recipe.schedule!r} is not one of {', '.join(SCHEDULES)}")
     if recipe.init not in INITS:
         problems.append(f"init {recipe.init!r} is not one of {', '.join(INITS)}")
-    for name in ("lr", "batch_size", "epochs"):
-        if not getattr(recipe, name) > 0:
-            problems.append(f"{name} must be positive, got {getattr(recipe, name)}")
-    for name in ("weight_decay", "warmup_epochs", "momentum"):
-        if getattr(recipe, name) < 0:
-            problems.append(f"{name} must be zero or more, got {getattr(recipe, name)}")
-    if not 0 <= recipe.label_smoothing < 1:
-        problems.append(f"label_smoothing must be in [0, 1), got {recipe.label_smoothing}")
-    if not 0 < recipe.crop_fraction <= 1:
-        problems.append(f"crop_fraction must be in (0, 1], got {recipe.crop_fraction}")
+
+    def number(name: str, ok: Any, rule: str, optional: bool = False) -> None:
+        value = getattr(recipe, name)
+        if value is None and optional:
+            return
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            problems.append(f"{name} must be a number, got {value!r}")
+        elif not ok(value):
+            problems.append(f"{name} must be {rule}, got {value}")
+
+    for name in ("lr", "batch_size", "epochs", "plateau_patience", "step_epochs"):
+        number(name, lambda v: v > 0, "positive")
+    for name in ("batch_size", "epochs", "plateau_patience", "step_epochs"):
+        if not isinstance(getattr(recipe, name), int):
+            problems.append(f"{name} must be a whole number, got {getattr(recipe, name)!r}")
+    for name in ("weight_decay", "warmup_epochs"):
+        number(name, lambda v: v >= 0, "zero or more")
+    number("momentum", lambda v: 0 <= v < 1, "in [0, 1) (0.9 in the papers)")
+    number("label_smoothing", lambda v: 0 <= v < 1, "in [0, 1)")
+    number("crop_fraction", lambda v: 0 < v <= 1, "in (0, 1]")
+    number("dropout", lambda v: 0 <= v < 1, "a probability in [0, 1)", optional=True)
+    number("filter_rms_max", lambda v: v > 0, "positive", optional=True)
     if recipe.image_size is not None and recipe.image_size < 16:
         problems.append(f"image_size must be at least 16, got {recipe.image_size}")
     if problems:

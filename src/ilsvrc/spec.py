@@ -14,29 +14,35 @@ same spec can be analysed or built at any input size.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from .errors import SpecError
+from .errors import SpecError, shown
 
 Size = int | tuple[int, int]
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+MAX_SIZE = 2**63 - 1  # torch's sizes are int64; larger ones are certainly mistakes (and overflow floats)
+
+
+def is_whole(v: Any) -> bool:
+    """An int that is not a bool (YAML's true is not a size)."""
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_real(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def pair(value: Size, what: str = "size") -> tuple[int, int]:
     """Return `value` as a (height, width) pair, checking it is made of whole numbers."""
-    if isinstance(value, bool):
-        raise SpecError(f"{what} must be a whole number or a pair of them, not {value!r}.")
-    if isinstance(value, int):
+    if is_whole(value):
         return (value, value)
-    if (
-        isinstance(value, (tuple, list))
-        and len(value) == 2
-        and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
-    ):
+    if isinstance(value, (tuple, list)) and len(value) == 2 and all(is_whole(v) for v in value):
         return (int(value[0]), int(value[1]))
-    raise SpecError(f"{what} must be a whole number or a pair [height, width], not {value!r}.")
+    raise SpecError(f"{what} must be a whole number or a pair [height, width], not {shown(value)}.")
 
 
 @dataclass(frozen=True)
@@ -47,9 +53,9 @@ class Layer:
     kind: ClassVar[str] = "layer"
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not _NAME.match(self.name):
+        if not isinstance(self.name, str) or not _NAME.fullmatch(self.name):
             raise SpecError(
-                f"Layer name {self.name!r} is not usable: names are letters, digits and underscores "
+                f"Layer name {shown(self.name)} is not usable: names are letters, digits and underscores "
                 "and must not start with a digit (they become torch submodule names), e.g. 'conv1'."
             )
 
@@ -75,20 +81,32 @@ class Layer:
         return {"type": self.kind, **self.fields()}
 
 
-def _check_positive(layer: Layer, **values: Any) -> None:
+def _check_whole(layer: Layer, minimum: int, pairs: bool = False, **values: Any) -> None:
+    """Each value (a number, or with `pairs` a (height, width) pair) is whole, `minimum` to MAX_SIZE."""
     for what, value in values.items():
-        for v in value if isinstance(value, tuple) else (value,):
-            if v <= 0:
-                raise SpecError(f"Layer {layer.name} ({layer.kind}): {what} must be positive, got {value}.")
-
-
-def _check_non_negative(layer: Layer, **values: Any) -> None:
-    for what, value in values.items():
-        for v in value if isinstance(value, tuple) else (value,):
-            if v < 0:
+        for v in value if pairs and isinstance(value, tuple) else (value,):
+            if not is_whole(v) or not minimum <= v <= MAX_SIZE:
+                need = "a positive whole number" if minimum == 1 else "a whole number, zero or more"
                 raise SpecError(
-                    f"Layer {layer.name} ({layer.kind}): {what} must be zero or more, got {value}."
+                    f"Layer {layer.name} ({layer.kind}): {what} must be {need} "
+                    f"(at most 2**63 - 1), got {shown(value)}."
                 )
+
+
+def _check_real(layer: Layer, what: str, value: Any, ok: Any, requirement: str) -> None:
+    """`value` is a finite number for which `ok(value)` holds; `requirement` says so in words."""
+    if not _is_real(value) or not ok(value):
+        raise SpecError(
+            f"Layer {layer.name} ({layer.kind}): {what} must be {requirement}, got {shown(value)}."
+        )
+
+
+def _check_flags(layer: Layer, **values: Any) -> None:
+    for what, value in values.items():
+        if not isinstance(value, bool):
+            raise SpecError(
+                f"Layer {layer.name} ({layer.kind}): {what} must be true or false, got {shown(value)}."
+            )
 
 
 @dataclass(frozen=True)
@@ -111,9 +129,10 @@ class Conv(Layer):
         super().__post_init__()
         for f in ("kernel", "stride", "padding", "dilation"):
             object.__setattr__(self, f, pair(getattr(self, f), f"{self.name}: {f}"))
-        _check_positive(self, out_channels=self.out_channels, groups=self.groups)
-        _check_positive(self, kernel=self.kernel, stride=self.stride, dilation=self.dilation)
-        _check_non_negative(self, padding=self.padding)
+        _check_whole(self, 1, out_channels=self.out_channels, groups=self.groups)
+        _check_whole(self, 1, pairs=True, kernel=self.kernel, stride=self.stride, dilation=self.dilation)
+        _check_whole(self, 0, pairs=True, padding=self.padding)
+        _check_flags(self, bias=self.bias)
         if self.out_channels % self.groups:
             raise SpecError(
                 f"Layer {self.name} (conv): {self.out_channels} filters cannot be split into "
@@ -144,8 +163,9 @@ class MaxPool(Layer):
         stride = self.kernel if self.stride is None else self.stride
         object.__setattr__(self, "stride", pair(stride, f"{self.name}: stride"))
         object.__setattr__(self, "padding", pair(self.padding, f"{self.name}: padding"))
-        _check_positive(self, kernel=self.kernel, stride=self.stride)
-        _check_non_negative(self, padding=self.padding)
+        _check_whole(self, 1, pairs=True, kernel=self.kernel, stride=self.stride)
+        _check_whole(self, 0, pairs=True, padding=self.padding)
+        _check_flags(self, ceil_mode=self.ceil_mode)
         for p, k in zip(self.padding, self.kernel):
             if 2 * p > k:
                 raise SpecError(
@@ -171,7 +191,7 @@ class AdaptiveAvgPool(Layer):
     def __post_init__(self) -> None:
         super().__post_init__()
         object.__setattr__(self, "output_size", pair(self.output_size, f"{self.name}: output_size"))
-        _check_positive(self, output_size=self.output_size)
+        _check_whole(self, 1, pairs=True, output_size=self.output_size)
 
 
 @dataclass(frozen=True)
@@ -190,7 +210,10 @@ class LRN(Layer):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check_positive(self, size=self.size)
+        _check_whole(self, 1, size=self.size)
+        _check_real(self, "alpha", self.alpha, lambda v: v >= 0, "a number, zero or more")
+        _check_real(self, "beta", self.beta, lambda v: v >= 0, "a number, zero or more")
+        _check_real(self, "k", self.k, lambda v: v > 0, "a positive number (it keeps the division defined)")
 
 
 @dataclass(frozen=True)
@@ -205,8 +228,15 @@ class BatchNorm(Layer):
     """Batch normalisation over channels: a scale and a shift per channel (2C parameters)."""
 
     eps: float = 1e-5
-    momentum: float = 0.1
+    momentum: float | None = 0.1
     kind: ClassVar[str] = "batchnorm"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_real(self, "eps", self.eps, lambda v: v > 0, "a small positive number, e.g. 1e-5")
+        if self.momentum is not None:
+            _check_real(self, "momentum", self.momentum, lambda v: 0 <= v <= 1,
+                        "a number from 0 to 1 (or null: a cumulative average)")  # fmt: skip
 
     @property
     def has_parameters(self) -> bool:
@@ -222,8 +252,7 @@ class Dropout(Layer):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not 0.0 <= self.p < 1.0:
-            raise SpecError(f"Layer {self.name} (dropout): p must be in [0, 1), got {self.p}.")
+        _check_real(self, "p", self.p, lambda v: 0 <= v < 1, "a probability in [0, 1)")
 
 
 @dataclass(frozen=True)
@@ -243,7 +272,8 @@ class Linear(Layer):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check_positive(self, out_features=self.out_features)
+        _check_whole(self, 1, out_features=self.out_features)
+        _check_flags(self, bias=self.bias)
 
     @property
     def has_parameters(self) -> bool:
@@ -253,8 +283,7 @@ class Linear(Layer):
 def _check_children(owner: Layer, layers: tuple[Layer, ...], what: str) -> None:
     if not isinstance(layers, tuple) or not all(isinstance(x, Layer) for x in layers):
         raise SpecError(f"Layer {owner.name} ({owner.kind}): {what} must be a tuple of layers.")
-    names = [x.name for x in layers]
-    dupes = sorted({n for n in names if names.count(n) > 1})
+    dupes = sorted(n for n, count in Counter(x.name for x in layers).items() if count > 1)
     if dupes:
         raise SpecError(
             f"Layer {owner.name} ({owner.kind}): the name(s) {', '.join(dupes)} appear more than once "
@@ -349,6 +378,26 @@ class ModelInfo:
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     notes: str = ""
 
+    def __post_init__(self) -> None:
+        for what in ("title", "paper", "result", "notes"):
+            if not isinstance(getattr(self, what), str):
+                raise SpecError(f"info: {what} must be text, got {shown(getattr(self, what))}.")
+        if self.year is not None and not is_whole(self.year):
+            raise SpecError(f"info: year must be a whole number such as 2012, got {shown(self.year)}.")
+        for what, positive in (("mean", False), ("std", True)):
+            value = getattr(self, what)
+            if (
+                not isinstance(value, (tuple, list))
+                or len(value) != 3
+                or not all(_is_real(v) and (v > 0 or not positive) for v in value)
+            ):
+                need = "three positive numbers" if positive else "three numbers"
+                raise SpecError(
+                    f"info: {what} must be {need}, one per RGB channel (pixel values in [0, 1]), "
+                    f"got {shown(value)}."
+                )
+            object.__setattr__(self, what, tuple(float(v) for v in value))
+
 
 @dataclass(frozen=True)
 class Network:
@@ -364,12 +413,16 @@ class Network:
         if (
             not isinstance(shape, tuple)
             or len(shape) != 3
-            or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in shape)
+            or not all(is_whole(v) and 0 < v <= MAX_SIZE for v in shape)
         ):
             raise SpecError(
-                f"Network {self.name}: input must be three positive whole numbers "
-                f"(channels, height, width), e.g. [3, 224, 224]; got {shape!r}."
+                f"Network {shown(self.name)}: input must be three positive whole numbers "
+                f"(channels, height, width), e.g. [3, 224, 224]; got {shown(shape)}."
             )
+        if not isinstance(self.name, str):
+            raise SpecError(f"A network's name must be text, got {shown(self.name)}.")
+        if not isinstance(self.info, ModelInfo):
+            raise SpecError(f"Network {self.name}: info must be a ModelInfo, got {shown(self.info)}.")
         if not self.layers:
             raise SpecError(f"Network {self.name} has no layers.")
         holder = Block("network", tuple(self.layers))  # reuses the duplicate-name check
@@ -380,8 +433,8 @@ class Network:
 
     def with_num_classes(self, num_classes: int) -> Network:
         """The same network with its last fully connected layer giving `num_classes` outputs."""
-        if not isinstance(num_classes, int) or num_classes <= 0:
-            raise SpecError(f"num_classes must be a positive whole number, got {num_classes!r}.")
+        if not is_whole(num_classes) or not 0 < num_classes <= MAX_SIZE:
+            raise SpecError(f"num_classes must be a positive whole number, got {shown(num_classes)}.")
         layers = list(self.layers)
         for i in range(len(layers) - 1, -1, -1):
             if isinstance(layers[i], Linear):

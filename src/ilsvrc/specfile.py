@@ -23,10 +23,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .errors import IlsvrcError, SpecError, SpecFileError
-from .spec import NODE_TYPES, Block, Concat, Layer, ModelInfo, Network, Residual
+from .errors import IlsvrcError, SpecError, SpecFileError, shown
+from .spec import MAX_SIZE, NODE_TYPES, Block, Concat, Layer, ModelInfo, Network, Residual
 
 SUFFIXES = (".yaml", ".yml", ".json")
+MAX_DEPTH = 64  # lists and mappings inside one another; a ResNet spec needs about 8
+MAX_VALUES = 200_000  # values once YAML aliases are expanded; vgg19 has about 300
 
 
 def looks_like_file(name: str) -> bool:
@@ -37,7 +39,7 @@ def load(path: str | Path) -> Network:
     """Read a spec file (.yaml, .yml or .json). Raises SpecFileError / SpecError with the reason."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark, as some editors write, is fine
     except FileNotFoundError:
         raise SpecFileError(f"Spec file {path} does not exist; check the path.") from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -54,11 +56,15 @@ def loads(text: str, source: str = "<spec>", json_format: bool = False) -> Netwo
             raise SpecFileError(
                 f"{source} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}."
             ) from None
+        except RecursionError:
+            raise _too_deep(source) from None
     else:
         import yaml
 
         try:
             data = yaml.safe_load(text)
+        except RecursionError:
+            raise _too_deep(source) from None
         except yaml.YAMLError as exc:
             where = getattr(exc, "problem_mark", None)
             at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
@@ -67,15 +73,62 @@ def loads(text: str, source: str = "<spec>", json_format: bool = False) -> Netwo
                 f"{source} is not valid YAML{at}: {problem}. (Tags that build Python objects, such "
                 "as !!python/object, are refused: a spec is plain data.)"
             ) from None
-    try:
-        return from_dict(data, source)
-    except IlsvrcError:
-        raise
-    except (TypeError, ValueError) as exc:  # a value of the wrong kind deep inside
-        raise SpecFileError(f"{source}: {exc}") from None
+    return from_dict(data, source)
+
+
+def _too_deep(source: str) -> SpecFileError:
+    return SpecFileError(
+        f"{source} nests lists or mappings more than {MAX_DEPTH} deep; a network spec needs far "
+        "fewer levels (write repeated stages one after another)."
+    )
+
+
+def check_size(data: Any, source: str = "<spec>") -> int:
+    """The number of values in `data` with YAML aliases expanded, refusing more than MAX_VALUES, nesting
+    deeper than MAX_DEPTH, and a structure that contains itself. Shared parts are counted once per use
+    but visited once, so a "billion laughs" file is refused in time proportional to its length."""
+    seen: dict[int, int] = {}
+    open_: set[int] = set()
+
+    def count(value: Any, depth: int) -> int:
+        if not isinstance(value, (list, dict)):
+            return 1
+        key = id(value)
+        if key in seen:
+            return seen[key]
+        if depth > MAX_DEPTH:
+            raise _too_deep(source)
+        if key in open_:
+            raise SpecFileError(f"{source} contains itself (a YAML alias inside its own anchor).")
+        open_.add(key)
+        total = 1
+        for item in value.values() if isinstance(value, dict) else value:
+            total += count(item, depth + 1)
+            if total > MAX_VALUES:
+                raise SpecFileError(
+                    f"{source} holds more than {MAX_VALUES:,} values once its YAML aliases (*name) are "
+                    "expanded; a network spec is far smaller. Write the layers out, or build large "
+                    "networks in Python."
+                )
+        open_.discard(key)
+        seen[key] = total
+        return total
+
+    return count(data, 0)
 
 
 def from_dict(data: Any, source: str = "<spec>") -> Network:
+    """A Network from plain data (a parsed spec file). Raises SpecFileError / SpecError for bad data."""
+    check_size(data, source)
+    try:
+        return _network(data, source)
+    except IlsvrcError:
+        raise
+    except (TypeError, ValueError, OverflowError) as exc:  # a value of the wrong kind deep inside
+        raise SpecFileError(f"{source}: {shown(str(exc))}") from None
+
+
+def _network(data: Any, source: str) -> Network:
     if not isinstance(data, dict):
         raise SpecFileError(
             f"{source} must hold a mapping with 'name', 'input' and 'layers', not {type(data).__name__}."
@@ -83,18 +136,22 @@ def from_dict(data: Any, source: str = "<spec>") -> Network:
     unknown = set(data) - {"name", "input", "layers", "info"}
     if unknown:
         raise SpecFileError(
-            f"{source}: unknown top-level key(s) {', '.join(sorted(map(str, unknown)))}; a spec has "
+            f"{source}: unknown top-level key(s) {', '.join(sorted(map(shown, unknown)))}; a spec has "
             "name, input, layers and optionally info."
         )
     for key in ("input", "layers"):
         if key not in data:
             raise SpecFileError(f"{source} has no '{key}'; see `ilsvrc spec alexnet` for an example.")
-    name = str(data.get("name") or Path(source).stem)
+    name = data.get("name") or Path(source).stem
+    if isinstance(name, (int, float)) and not isinstance(name, bool):
+        name = str(name)  # `name: 2012` in YAML
+    if not isinstance(name, str):
+        raise SpecFileError(f"{source}: name must be text, got {shown(name)}.")
     shape = data["input"]
     if isinstance(shape, str):
         shape = parse_shape(shape)
     if not isinstance(shape, list) or len(shape) != 3:
-        raise SpecFileError(f"{source}: input must be [channels, height, width], got {shape!r}.")
+        raise SpecFileError(f"{source}: input must be [channels, height, width], got {shown(shape)}.")
     layers = _layers(data["layers"], f"{source}: layers")
     info = _info(data.get("info") or {}, source)
     return Network(name, tuple(shape), layers, info)
@@ -103,9 +160,8 @@ def from_dict(data: Any, source: str = "<spec>") -> Network:
 def _info(data: Any, source: str) -> ModelInfo:
     fields = {f.name for f in dataclasses.fields(ModelInfo)}
     if not isinstance(data, dict) or set(data) - fields:
-        raise SpecFileError(f"{source}: info may hold {', '.join(sorted(fields))}.")
-    data = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
-    return ModelInfo(**data)
+        raise SpecFileError(f"{source}: info must be a mapping of {', '.join(sorted(fields))}.")
+    return ModelInfo(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
 
 def _layers(items: Any, where: str) -> tuple[Layer, ...]:
@@ -119,13 +175,15 @@ def _layer(item: Any, where: str, counts: dict[str, int]) -> Layer:
     if not isinstance(item, dict) or "type" not in item:
         raise SpecFileError(f"{where} must be a mapping with a 'type', e.g. {{type: conv, ...}}.")
     kind = item["type"]
-    cls = NODE_TYPES.get(kind)
+    cls = NODE_TYPES.get(kind) if isinstance(kind, str) else None
     if cls is None:
         import difflib
 
-        close = difflib.get_close_matches(str(kind), NODE_TYPES, n=1)
+        close = difflib.get_close_matches(kind, NODE_TYPES, n=1) if isinstance(kind, str) else []
         hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise SpecError(f"{where}: unknown layer type {kind!r}.{hint} Known types: {', '.join(NODE_TYPES)}.")
+        raise SpecError(
+            f"{where}: unknown layer type {shown(kind)}.{hint} Known types: {', '.join(NODE_TYPES)}."
+        )
     counts[kind] = counts.get(kind, 0) + 1
     values = {k: v for k, v in item.items() if k != "type"}
     values.setdefault("name", f"{kind}{counts[kind]}")
@@ -133,10 +191,10 @@ def _layer(item: Any, where: str, counts: dict[str, int]) -> Layer:
     unknown = set(values) - allowed
     if unknown:
         raise SpecError(
-            f"{where} ({kind}): unknown field(s) {', '.join(sorted(map(str, unknown)))}; "
+            f"{where} ({kind}): unknown field(s) {', '.join(sorted(map(shown, unknown)))}; "
             f"a {kind} takes {', '.join(sorted(allowed))}."
         )
-    label = f"{where} ({kind} {values['name']})"
+    label = f"{where} ({kind} {shown(values['name'])})"
     if cls is Block:
         values["layers"] = _layers(values.get("layers"), f"{label}.layers")
     elif cls is Concat:
@@ -156,7 +214,7 @@ def _layer(item: Any, where: str, counts: dict[str, int]) -> Layer:
     try:
         return cls(**values)
     except TypeError as exc:
-        raise SpecError(f"{label}: {exc}.") from None
+        raise SpecError(f"{label}: {shown(str(exc))}.") from None
 
 
 def _block(data: Any, where: str, default_name: str) -> Block:
@@ -164,7 +222,7 @@ def _block(data: Any, where: str, default_name: str) -> Block:
         data = {"layers": data}
     if not isinstance(data, dict) or set(data) - {"name", "layers", "type"}:
         raise SpecFileError(f"{where} must be a mapping with 'layers' (and optionally 'name').")
-    return Block(str(data.get("name", default_name)), _layers(data.get("layers"), f"{where}.layers"))
+    return Block(data.get("name", default_name), _layers(data.get("layers"), f"{where}.layers"))
 
 
 def dumps(network: Network, fmt: str = "yaml") -> str:
@@ -187,15 +245,16 @@ def parse_shape(text: str) -> list[int]:
         numbers = [int(p) for p in parts]
     except ValueError:
         raise SpecError(
-            f"Input size {text!r} is not understood; write channels x height x width, "
+            f"Input size {shown(text)} is not understood; write channels x height x width, "
             "e.g. 3x224x224 (or 224 for a square RGB image)."
         ) from None
     if len(numbers) == 1:
         numbers = [3, numbers[0], numbers[0]]
     elif len(numbers) == 2:
         numbers = [3, *numbers]
-    if len(numbers) != 3 or any(n <= 0 for n in numbers):
+    if len(numbers) != 3 or any(n <= 0 or n > MAX_SIZE for n in numbers):
         raise SpecError(
-            f"Input size {text!r} must be three positive numbers, channels x height x width, e.g. 3x224x224."
+            f"Input size {shown(text)} must be three positive numbers, channels x height x width, "
+            "e.g. 3x224x224."
         )
     return numbers

@@ -111,6 +111,15 @@ def make_config(model: str, recipe: str | None = None, **overrides: Any) -> Trai
         rest["spec"] = specfile.load(model).to_dict()
     config = TrainConfig(model=model, recipe=base.replace(**changes), **rest)
     check(config.recipe)
+    problems = []
+    if not 0 <= config.seed < 2**32:
+        problems.append(f"seed must be a whole number from 0 to 2**32 - 1, got {config.seed}")
+    if config.workers < 0:
+        problems.append(f"workers must be 0 (load in the main process) or more, got {config.workers}")
+    if config.time_limit is not None and not (math.isfinite(config.time_limit) and config.time_limit > 0):
+        problems.append(f"time_limit must be a positive number of minutes, got {config.time_limit}")
+    if problems:
+        raise IlsvrcError("Bad training settings: " + "; ".join(problems) + ".")
     return config
 
 
