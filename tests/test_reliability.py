@@ -207,3 +207,72 @@ def test_a_cut_metrics_line_is_ignored_on_resume(spec: str, tmp_path: Path) -> N
     with open(run / "metrics.jsonl", "a") as f:
         f.write('{"epoch": 2, "step": 4, "train_lo')  # a kill -9 in the middle of a write
     assert [m["epoch"] for m in read_metrics(run)] == [1]
+
+
+@pytest.fixture
+def tmpfs(tmp_path: Path):
+    """Mount small tmpfs file systems under tmp_path (needs root and mount rights; skipped otherwise)."""
+    mounted: list[Path] = []
+
+    def mount(name: str, size_kb: int) -> Path:
+        point = tmp_path / name
+        point.mkdir()
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kb}k", "tmpfs", str(point)],
+                              capture_output=True, text=True)  # fmt: skip
+        if done.returncode:
+            pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+        mounted.append(point)
+        return point
+
+    yield mount
+    for point in mounted:
+        subprocess.run(["umount", "-l", str(point)], capture_output=True)
+
+
+def _copy_run(src: Path, dst: Path) -> None:
+    import shutil
+
+    for item in src.iterdir():
+        (shutil.copytree if item.is_dir() else shutil.copy2)(item, dst / item.name)
+
+
+def _used_kb(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) // 1024
+
+
+def test_a_really_full_disk_stops_with_a_clear_error_and_the_run_resumes(spec: str, tmp_path: Path, tmpfs,
+                                                                         capsys) -> None:  # fmt: skip
+    """A real file system that fills up: the next checkpoint cannot be written; exit 2, one paragraph,
+    the previous checkpoint stays readable, and the run resumes once there is room."""
+    from ilsvrc.cli import main
+
+    original = _tiny_run(spec, tmp_path / "original")
+    disk = tmpfs("disk", _used_kb(original) + 64)  # room for the run, not for another checkpoint
+    _copy_run(original, disk)
+    before = checkpoint.resolve(disk)
+    capsys.readouterr()
+    assert main(["train", "--resume", str(disk), "--epochs", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ilsvrc: error: ") and "No space left on device" in err, err
+    assert checkpoint.resolve(disk) == before
+    checkpoint.load(disk)
+    assert not [p for p in (disk / "checkpoints").iterdir() if p.name.startswith(".tmp")]
+    roomy = tmp_path / "roomy"
+    roomy.mkdir()
+    _copy_run(disk, roomy)
+    assert main(["train", "--resume", str(roomy), "--epochs", "2"]) == 0
+
+
+def test_a_read_only_run_directory_is_a_clear_error(spec: str, tmp_path: Path, tmpfs, capsys) -> None:
+    from ilsvrc.cli import main
+
+    original = _tiny_run(spec, tmp_path / "original")
+    disk = tmpfs("ro", _used_kb(original) + 1024)
+    _copy_run(original, disk)
+    subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
+    capsys.readouterr()
+    assert main(["train", "--resume", str(disk), "--epochs", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ilsvrc: error: ") and "Read-only file system" in err, err
+    assert err.count("\n") == 1
+    checkpoint.load(disk)

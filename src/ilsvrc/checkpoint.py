@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .errors import IlsvrcError
@@ -81,10 +82,15 @@ def save(
         write_json_atomic(root / "last.json", pointer)
         if best:
             write_json_atomic(root / "best.json", pointer)
-    except OSError as exc:
+    except (OSError, RuntimeError, SafetensorError) as exc:  # torch.save and safetensors wrap OSErrors
         shutil.rmtree(locals().get("tmp", root / ".none"), ignore_errors=True)
+        reason = getattr(exc, "strerror", None) or str(exc).strip().splitlines()[-1]
+        try:
+            reason += f" ({shutil.disk_usage(root).free // 1024:,} KB free there)"
+        except OSError:
+            pass
         raise CheckpointError(
-            f"Could not write a checkpoint in {root}: {exc.strerror or exc}. The previous checkpoint "
+            f"Could not write a checkpoint in {root}: {reason}. The previous checkpoint "
             "is intact; free some space or choose another --out, then resume."
         ) from None
     _prune(root)

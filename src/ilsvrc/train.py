@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import random
 import signal
 import sys
@@ -373,6 +374,7 @@ def _train(config: TrainConfig, resume: str | Path | None, ctx: distributed.Cont
         elapsed, best = state["elapsed"], state["best"]
         sums = EpochSums(**state["sums"]) if ctx.main else EpochSums()  # the saved sums are global
         if ctx.main:
+            _check_writable(run_dir)
             _truncate_metrics(run_dir / "metrics.jsonl", epoch)
         log(f"Resuming {run_dir} from {where.name}: epoch {epoch + 1}, step {step}.")
 
@@ -588,6 +590,19 @@ def _append_metrics(run_dir: Path, line: dict[str, Any]) -> None:
         raise IlsvrcError(
             f"Cannot write to {run_dir / 'metrics.jsonl'}: {exc.strerror or exc}. The last checkpoint is "
             "intact; free some space (or make the run directory writable) and resume."
+        ) from None
+
+
+def _check_writable(run_dir: Path) -> None:
+    """Refuse to resume into a run directory that cannot take a checkpoint, before any training."""
+    probe = run_dir / "checkpoints" / f".probe-{os.getpid()}"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise IlsvrcError(
+            f"The run directory {run_dir} cannot be written: {exc.strerror or exc}. Nothing was changed; "
+            "make it writable, or copy it to a writable place and resume that copy."
         ) from None
 
 
