@@ -37,6 +37,7 @@ from . import checkpoint, distributed, specfile
 from .data import Augmented, ClassInfo, SkipLog, check_splits, collate_skipping, open_dataset, save_classes
 from .errors import IlsvrcError
 from .evaluate import eval_input_transform, evaluate
+from .metrics import _parse_lines, read_metrics  # noqa: F401 (read_metrics: re-exported)
 from .nn import Model, create_model
 from .recipes import LRSchedule, Recipe, check, default_recipe, get_recipe
 from .spec import Network
@@ -654,21 +655,6 @@ def load_trained(path: str | Path, which: str = "last") -> tuple[Model, TrainCon
             f"The weights in {where} do not fit {config.model}: {str(exc).splitlines()[0]}"
         ) from None
     return model.eval(), config, classes, where
-
-
-def _parse_lines(text: str) -> list[dict[str, Any]]:
-    """The JSON lines of metrics.jsonl, leaving out a last line a crash cut short."""
-    out = []
-    for x in text.splitlines():
-        try:
-            out.append(json.loads(x))
-        except ValueError:
-            continue
-    return out
-
-
-def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
-    return _parse_lines((Path(run_dir) / "metrics.jsonl").read_text())
 
 
 def _plot(run_dir: Path) -> None:
