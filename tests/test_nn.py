@@ -555,3 +555,20 @@ def test_lrn_after_flatten_is_refused() -> None:
         nn.LocalResponseNorm(5)(torch.zeros(1, 32))
     with pytest.raises(ShapeError):
         analyze(net)
+
+
+def test_models_run_channels_last_by_default_with_the_same_results() -> None:
+    """The default layout (channels-last weights, inputs laid out to match) changes speed, not results."""
+    torch.manual_seed(0)
+    model = create_model("alexnet", num_classes=10, input_size=99).eval()
+    assert model.channels_last
+    assert model.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    x = torch.randn(2, 3, 99, 99)  # an ordinary NCHW tensor
+    with torch.no_grad():
+        fast = model(x)
+        model.set_channels_last(False)
+        assert model.conv1.weight.is_contiguous()
+        plain = model(x)
+    torch.testing.assert_close(fast, plain, rtol=1e-4, atol=1e-5)
+    keys = set(create_model("alexnet", num_classes=10, input_size=99).state_dict())
+    assert keys == set(model.state_dict())

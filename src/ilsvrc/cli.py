@@ -154,7 +154,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .train import make_config, train
 
     overrides = {name: getattr(args, name) for name in TRAIN_SETTINGS}
-    overrides["channels_last"] = args.channels_last or None
+    overrides["channels_last"] = args.channels_last
     if args.resume:
         keep = {"epochs": args.epochs, "time_limit": args.time_limit, "workers": args.workers,
                 "device": args.device, "checkpoint_every": args.checkpoint_every}  # fmt: skip
@@ -274,7 +274,8 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=int)
     sp.add_argument("--device", help="cpu (default) or cuda")
     sp.add_argument("--amp", choices=["bf16", "fp16"], help="mixed precision")
-    sp.add_argument("--channels-last", action="store_true")
+    sp.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                    help="channels-last memory layout (default on)")  # fmt: skip
     sp.add_argument("--workers", type=int, help="data loading processes (default 2)")
     sp.add_argument("--synthetic-classes", type=int, help="classes of the built-in data (2-10)")
     sp.add_argument("--synthetic-train", type=_positive, help="training images of the built-in data")
