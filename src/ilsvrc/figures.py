@@ -28,7 +28,6 @@ COLOURS = {
     "linear": "#82c99a",
     "other": "#e5e8e8",
 }
-GPU_COLOURS = ("#7fb3d5", "#f0b27a")  # the two halves of a grouped (two-GPU) volume
 INK = "#263238"
 MUTED = "#607d8b"
 RUN_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
@@ -65,7 +64,7 @@ def save(fig: Figure, out: str | Path) -> Path:
     out = Path(out)
     fmt = image_format(out)
     try:
-        fig.savefig(out, format=fmt, dpi=DPI, facecolor="white")
+        _savefig(fig, out, fmt)
     except OSError as exc:
         raise FigureError(
             f"Cannot write {out}: {exc.strerror or exc}. Check that its folder exists and is writable."
@@ -76,5 +75,13 @@ def save(fig: Figure, out: str | Path) -> Path:
 def to_bytes(fig: Figure, fmt: str = "png") -> bytes:
     """`fig` as the bytes of a PNG (at DPI) or an SVG file, for embedding in a page."""
     buf = io.BytesIO()
-    fig.savefig(buf, format=fmt, dpi=DPI, facecolor="white")
+    _savefig(fig, buf, fmt)
     return buf.getvalue()
+
+
+def _savefig(fig: Figure, target: str | Path | io.BytesIO, fmt: str) -> None:
+    """SVG text stays text (searchable, smaller); PNG at DPI."""
+    import matplotlib
+
+    with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "ilsvrc"}):
+        fig.savefig(target, format=fmt, dpi=DPI, facecolor="white")
