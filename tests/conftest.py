@@ -41,3 +41,9 @@ def spec(tmp_path_factory) -> str:
     path = tmp_path_factory.mktemp("spec") / "tiny.yaml"
     path.write_text(tiny_yaml(dropout=False))
     return str(path)
+
+
+@pytest.fixture(autouse=True)
+def _cache_in_tmp(tmp_path_factory, monkeypatch) -> None:
+    """Decoded-image caches (ilsvrc.cache) go to a temporary folder, never the user's ~/.cache."""
+    monkeypatch.setenv("ILSVRC_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "decoded-cache"))

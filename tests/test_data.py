@@ -366,7 +366,7 @@ def test_train_transforms_shapes_and_randomness():
 def test_paper_sizes_and_flips():
     alexnet = train_transform("alexnet", 224, MEAN, STD)
     assert list(alexnet.transforms[0].size) == [256, 256]  # resize to 256 x 256, crop 224
-    assert isinstance(alexnet.transforms[-2], PCALighting)
+    assert isinstance(alexnet.transforms[-1].lighting, PCALighting)
     vgg = train_transform("vgg", 224, MEAN, STD)
     jitter = vgg.transforms[0]
     assert isinstance(jitter, RandomShorterSide) and (jitter.min_size, jitter.max_size) == (256, 512)

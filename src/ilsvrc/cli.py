@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import NoReturn
 
 from . import render, specfile
@@ -26,6 +27,9 @@ EXAMPLES = """examples:
   ilsvrc summary my-net.yaml --strict         a spec file of your own
   ilsvrc compare zfnet-lecture alexnet-lecture
   ilsvrc spec alexnet > alexnet.yaml          a built-in network as an editable spec file
+  ilsvrc draw alexnet -o alexnet.svg          the volumes as boxes, the two-GPU split visible
+  ilsvrc chart alexnet --vs vgg16 -o c.png    parameters and multiply-adds per layer
+  ilsvrc report alexnet --run runs/x -o report.html
 """
 
 
@@ -146,7 +150,7 @@ TRAIN_SETTINGS = (
     "data", "out", "seed", "device", "amp", "workers", "time_limit", "checkpoint_every", "epochs",
     "batch_size", "image_size", "crop_fraction", "lr", "momentum", "weight_decay", "schedule",
     "warmup_epochs", "label_smoothing", "augmentation", "init", "dropout", "synthetic_classes",
-    "synthetic_train", "synthetic_val",
+    "synthetic_train", "synthetic_val", "channels_last", "cache",
 )  # fmt: skip
 
 
@@ -154,7 +158,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .train import make_config, train
 
     overrides = {name: getattr(args, name) for name in TRAIN_SETTINGS}
-    overrides["channels_last"] = args.channels_last
     if args.resume:
         keep = {"epochs": args.epochs, "time_limit": args.time_limit, "workers": args.workers,
                 "device": args.device, "checkpoint_every": args.checkpoint_every}  # fmt: skip
@@ -190,6 +193,60 @@ def cmd_predict(args: argparse.Namespace) -> int:
         _emit(f"{path}\n")
         for rank, (cls, prob) in enumerate(top, 1):
             _emit(f"  {rank}. {cls.name} ({cls.id}, class {cls.index}): {prob:.4f}\n")
+    return 0
+
+
+def cmd_visualize(args: argparse.Namespace) -> int:
+    from .viz import visualize
+
+    out = visualize(args.kind, args.run, args.image, out=args.out, layer=args.layer, label=args.label,
+                    patch=args.patch, stride=args.stride, top=args.top, which=args.checkpoint)  # fmt: skip
+    _emit(f"written: {out}\n")
+    return 0
+
+
+def _default_out(model: str, what: str, suffix: str) -> str:
+    """`alexnet-diagram.png`, `my-net-chart.png`: a file name from a zoo name or a spec file's stem."""
+    stem = Path(model).stem if specfile.looks_like_file(model) else model
+    return f"{stem}-{what}{suffix}"
+
+
+def cmd_draw(args: argparse.Namespace) -> int:
+    from .draw import draw
+
+    out = args.out or _default_out(args.model, "diagram", ".png")
+    _emit(f"written: {draw(_analyze(args, args.model), out)}\n")
+    return 0
+
+
+def cmd_chart(args: argparse.Namespace) -> int:
+    from .charts import chart
+
+    reports = [_analyze(args, args.model)] + ([_analyze(args, args.vs)] if args.vs else [])
+    name = args.model if not args.vs else f"{args.model}-vs-{Path(args.vs).stem}"
+    out = args.out or _default_out(name, "chart", ".png")
+    _emit(f"written: {chart(reports, out, log=args.log)}\n")
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from . import figures
+    from .plots import curves_figure, load_runs
+
+    figures.image_format(args.out)  # a bad file name fails before the runs are read
+    _emit(f"written: {figures.save(curves_figure(load_runs(args.runs)), args.out)}\n")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import write_report
+
+    out = args.out or _default_out(args.model, "report", ".html")
+    command = " ".join(["ilsvrc report", args.model]
+                       + (["--input", args.input] if args.input else [])
+                       + (["--run", args.run] if args.run else [])
+                       + (["--image", args.image] if args.image else []) + ["-o", out])  # fmt: skip
+    _emit(f"written: {write_report(_analyze(args, args.model), out, args.run, args.image, command)}\n")
     return 0
 
 
@@ -276,6 +333,8 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--amp", choices=["bf16", "fp16"], help="mixed precision")
     sp.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
                     help="channels-last memory layout (default on)")  # fmt: skip
+    sp.add_argument("--cache", action=argparse.BooleanOptionalAction, default=None,
+                    help="decode --data images once into ILSVRC_CACHE_DIR (default on)")  # fmt: skip
     sp.add_argument("--workers", type=int, help="data loading processes (default 2)")
     sp.add_argument("--synthetic-classes", type=int, help="classes of the built-in data (2-10)")
     sp.add_argument("--synthetic-train", type=_positive, help="training images of the built-in data")
@@ -299,6 +358,66 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--checkpoint", choices=["last", "best"], default="last")
     sp.add_argument("--top", type=_positive, default=5)
     sp.set_defaults(func=cmd_predict)
+
+    sp = sub.add_parser("visualize", help="what a trained network learned: filters, feature maps, "
+                        "occlusion, deconvnet projections; where max pooling sends its gradient",
+                        description="One picture from a run (or checkpoint) and an image file, drawn as the "
+                        "run's evaluation sees the image. pool-gradient needs neither.")  # fmt: skip
+    sp.add_argument("kind", choices=["filters", "features", "occlusion", "deconv", "pool-gradient"])
+    sp.add_argument("run", nargs="?", metavar="RUN_DIR", help="run directory or checkpoint")
+    sp.add_argument("image", nargs="?", metavar="IMAGE", help="image file (features, occlusion, deconv)")
+    sp.add_argument("--layer", help="dotted layer name, e.g. conv1 (default: the first conv for features, "
+                    "the last layer with feature maps for deconv)")  # fmt: skip
+    sp.add_argument("--label", help="occlusion: class index, id or name (default: the predicted class)")
+    sp.add_argument("--patch", type=_positive, help="occlusion: grey square's side in pixels (size/8)")
+    sp.add_argument("--stride", type=_positive, help="occlusion: step of the square in pixels (patch/2)")
+    sp.add_argument("--top", type=_positive, default=9, help="deconv: channels to project")
+    sp.add_argument("--checkpoint", choices=["last", "best"], default="last")
+    sp.add_argument("-o", "--out", help="picture to write, .png or .svg (default: KIND.png)")
+    sp.set_defaults(func=cmd_visualize)
+
+    def picture_options(sp: argparse.ArgumentParser, default: str) -> None:
+        sp.add_argument(
+            "--input", metavar="CxHxW", help="input volume, e.g. 3x224x224 (default: the network's own)"
+        )
+        sp.add_argument("-o", "--out", help=f"file to write (default: {default})")
+        sp.set_defaults(batch=1, dtype="float32")
+
+    sp = sub.add_parser("draw", help="architecture diagram: the volumes as 3-D boxes (.svg or .png)",
+                        description="Draw MODEL (a zoo name or spec file) in the style of the AlexNet paper's "
+                        "figure: every volume a box, kernel/stride on the arrows, parameters per layer.")  # fmt: skip
+    sp.add_argument("model")
+    picture_options(sp, "MODEL-diagram.png")
+    sp.set_defaults(func=cmd_draw)
+
+    sp = sub.add_parser(
+        "chart", help="parameters and multiply-adds per layer as bars (--vs OTHER: two networks)"
+    )
+    sp.add_argument("model")
+    sp.add_argument(
+        "--vs", metavar="OTHER", help="a second network, drawn beside the first on the same scale"
+    )
+    sp.add_argument("--log", action="store_true", help="logarithmic scale (small layers become visible)")
+    picture_options(sp, "MODEL-chart.png")
+    sp.set_defaults(func=cmd_chart)
+
+    sp = sub.add_parser("plot", help="loss and top-1/top-5 error of runs, against epochs and wall time")
+    sp.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories of `ilsvrc train`, overlaid")
+    sp.add_argument(
+        "-o", "--out", default="curves.png", help="picture to write, .png or .svg (default: curves.png)"
+    )
+    sp.set_defaults(func=cmd_plot)
+
+    sp = sub.add_parser("report", help="one self-contained HTML page: diagram, layer table, charts, run",
+                        description="Write an HTML page about MODEL that needs nothing else to open: its facts, "
+                        "diagram, layer table and charts; with --run, the run's curves and what it learned.")  # fmt: skip
+    sp.add_argument("model")
+    sp.add_argument("--run", metavar="RUN_DIR", help="add a training run: its metrics, curves and pictures")
+    sp.add_argument(
+        "--image", metavar="IMAGE", help="with --run: feature maps, occlusion and deconv of this image"
+    )
+    picture_options(sp, "MODEL-report.html")
+    sp.set_defaults(func=cmd_report)
 
     sp = sub.add_parser("tour", help="the lecture's networks, checked, and AlexNet trained for a minute")
     sp.add_argument("--no-train", action="store_true", help="skip the one-minute training at the end")

@@ -408,17 +408,36 @@ class ImageFolderRGB(Dataset):
                 )
             self.samples.extend((path, info.index) for path in files)
 
+    decoded = None  # a cache.DecodedImages of `samples`, once `use_cache` has made one
+
+    def use_cache(
+        self, root: Path | None = None, progress: bool = False, max_bytes: int | None = None
+    ) -> bool:
+        """Decode every image once into a memory-mapped cache (`ilsvrc.cache`) and read from it from
+        now on; the pixels are the same. Returns False, changing nothing, when the decoded images would
+        take more than `max_bytes` (default `cache.MAX_BYTES`, 16 GiB)."""
+        from . import cache
+
+        paths = [path for path, _ in self.samples]
+        limit = cache.MAX_BYTES if max_bytes is None else max_bytes
+        if cache.estimated_bytes(paths) > limit:
+            return False
+        self.decoded = cache.DecodedImages(paths, root, progress)
+        return True
+
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, index: int) -> tuple[Tensor | Skipped, int]:
         path, label = self.samples[index]
         try:
-            return read_image(path), label
+            image = self.decoded.get(index) if self.decoded is not None else read_image(path)
+            return image, label
         except DataError as error:
             if not self.skip_unreadable:
                 raise
-            return Skipped(str(path), _unreadable_reason(path, error)), label
+            reason = self.decoded.reason(index) if self.decoded is not None else None
+            return Skipped(str(path), reason or _unreadable_reason(path, error)), label
 
     def _take_evenly(self, length: int) -> ImageFolderRGB:
         """A copy with `length` samples spread evenly over the sorted list (so over every class)."""
@@ -426,6 +445,7 @@ class ImageFolderRGB(Dataset):
         subset.__dict__.update(self.__dict__)
         n = len(self.samples)
         subset.samples = [self.samples[k * n // length] for k in range(min(length, n))]
+        subset.decoded = None  # its indices are the full list's: cache the subset anew if wanted
         return subset
 
     def _relabel(self, classes: list[ClassInfo]) -> None:
@@ -568,6 +588,14 @@ def collate_skipping(samples: list[tuple[Any, Any]]) -> tuple[Tensor | None, Ten
     skipped = [s[0] for s in samples if isinstance(s[0], Skipped)]
     if not kept:
         return None, None, skipped
+    first = kept[0][0]
+    if isinstance(first, Tensor) and first.dim() == 3 and first.stride(0) == 1 and first.shape[0] > 1:
+        # channels-last images (the decoded cache's layout, kept by the crops): stack their H x W x C
+        # views, a plain copy, into an N x C x H x W batch with channels-last strides, the layout the
+        # model runs in. default_collate would gather them into planar layout, element by element.
+        images = torch.stack([s[0].permute(1, 2, 0) for s in kept]).permute(0, 3, 1, 2)
+        targets = default_collate([s[1] for s in kept])
+        return images, targets, skipped
     images, targets = default_collate(kept)
     return images, targets, skipped
 

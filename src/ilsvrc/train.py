@@ -70,6 +70,7 @@ class TrainConfig:
     device: str = "cpu"
     amp: str | None = None  # None, "bf16" or "fp16"
     channels_last: bool = True  # see ilsvrc.nn.Model: the default layout, faster on CPUs and GPUs
+    cache: bool = True  # decode a folder's images once into ILSVRC_CACHE_DIR (see ilsvrc.cache)
     workers: int = 2
     time_limit: float | None = None  # minutes
     checkpoint_every: int | None = None  # steps; besides the checkpoint at the end of every epoch
@@ -182,7 +183,7 @@ def build_model(config: TrainConfig, num_classes: int) -> Model:
 # Data
 
 
-def datasets(config: TrainConfig) -> tuple[Augmented, Augmented, list[ClassInfo]]:
+def datasets(config: TrainConfig, progress: bool = False) -> tuple[Augmented, Augmented, list[ClassInfo]]:
     spec = config.network()
     size, r = config.image_size, config.recipe
     source = round(size / r.crop_fraction)  # the built-in data is drawn with room to crop
@@ -191,6 +192,9 @@ def datasets(config: TrainConfig) -> tuple[Augmented, Augmented, list[ClassInfo]
     train_base = open_dataset(config.data, "train", length=lengths[0], skip_unreadable=True, **common)
     val_base = open_dataset(config.data, "val", length=lengths[1], skip_unreadable=True, **common)
     check_splits(train_base, val_base)
+    if config.data is not None and config.cache:
+        for base in (train_base, val_base):
+            base.use_cache(progress=progress)  # quietly not, when too large to be worth it
     mean, std = spec.info.mean, spec.info.std
     train = Augmented(train_base, train_transform(r.augmentation, size, mean, std), seed=config.seed)
     val_tf = eval_input_transform("center", size, mean, std, r.crop_fraction)
@@ -340,7 +344,7 @@ def _train(config: TrainConfig, resume: str | Path | None, ctx: distributed.Cont
     random.seed(config.seed)
     np.random.seed(config.seed)
 
-    train_set, val_set, classes = datasets(config)
+    train_set, val_set, classes = datasets(config, progress=progress)
     model = build_model(config, len(classes)).to(device)
     model.set_channels_last(config.channels_last)
     r = config.recipe
