@@ -255,6 +255,7 @@ class EpochSums:
     images: int = 0
     seconds: float = 0.0  # time spent in training steps (data loading included)
     skipped: int = 0  # unreadable files left out of this epoch's training batches
+    data_seconds: float = 0.0  # of `seconds`, the time spent waiting for the data loader's next batch
 
 
 def _device(config: TrainConfig) -> torch.device:
@@ -408,7 +409,8 @@ def _train(config: TrainConfig, resume: str | Path | None, ctx: distributed.Cont
         loss, correct, images, skipped = distributed.sum_floats(
             [sums.loss, sums.correct, sums.images, sums.skipped], ctx, device
         )
-        return EpochSums(loss, int(round(correct)), int(round(images)), sums.seconds, int(round(skipped)))
+        return EpochSums(loss, int(round(correct)), int(round(images)), sums.seconds, int(round(skipped)),
+                         sums.data_seconds)  # fmt: skip
 
     def save(epoch_: int, offset_: int, totals: EpochSums, best_now: bool = False) -> None:
         if ctx.main:
@@ -432,6 +434,7 @@ def _train(config: TrainConfig, resume: str | Path | None, ctx: distributed.Cont
             bar = _progress(len(batches), epoch, r.epochs, progress)
             start = time.perf_counter()
             for images, targets, skipped in loader(train_set, batches, config, seed=config.seed + epoch):
+                sums.data_seconds += time.perf_counter() - start  # since the last step ended
                 sums.skipped += len(skipped)
                 epoch_skipped.extend(skipped)
                 report_skipped(skipped)
@@ -511,6 +514,7 @@ def _train(config: TrainConfig, resume: str | Path | None, ctx: distributed.Cont
                 "val_top5_error": result.top5_error,
                 "lr": optimizer.param_groups[0]["lr"],
                 "images_per_s": totals.images / max(totals.seconds, 1e-9),
+                "data_wait_fraction": round(totals.data_seconds / max(totals.seconds, 1e-9), 4),
                 "seconds": round(elapsed, 3),  # wall time of the run so far, evaluations included
                 "eval_seconds": round(eval_seconds, 3),
                 "complete": finished,
