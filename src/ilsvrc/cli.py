@@ -384,8 +384,8 @@ def parser() -> argparse.ArgumentParser:
         sp.set_defaults(batch=1, dtype="float32")
 
     sp = sub.add_parser("draw", help="architecture diagram: the volumes as 3-D boxes (.svg or .png)",
-                        description="Draw MODEL (a zoo name or spec file) in the style of the AlexNet paper's "
-                        "figure: every volume a box, kernel/stride on the arrows, parameters per layer.")  # fmt: skip
+                        description="Draw MODEL (a zoo name or spec file) as the AlexNet paper draws it: "
+                        "every volume a box, kernel/stride on the arrows, parameters per layer.")  # fmt: skip
     sp.add_argument("model")
     picture_options(sp, "MODEL-diagram.png")
     sp.set_defaults(func=cmd_draw)
@@ -409,8 +409,9 @@ def parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_plot)
 
     sp = sub.add_parser("report", help="one self-contained HTML page: diagram, layer table, charts, run",
-                        description="Write an HTML page about MODEL that needs nothing else to open: its facts, "
-                        "diagram, layer table and charts; with --run, the run's curves and what it learned.")  # fmt: skip
+                        description="Write an HTML page about MODEL that needs nothing else to open: "
+                        "its facts, diagram, layer table and charts; with --run, the run's curves and "
+                        "what it learned.")  # fmt: skip
     sp.add_argument("model")
     sp.add_argument("--run", metavar="RUN_DIR", help="add a training run: its metrics, curves and pictures")
     sp.add_argument(

@@ -328,3 +328,36 @@ def to_latex(t: Table) -> str:
 
 def dump_json(data: dict) -> str:
     return json.dumps(data, indent=2) + "\n"
+
+
+def to_html(t: Table) -> str:
+    """The table as an HTML <table> (escaped text; numeric columns carry class "num", formulas of
+    --derive a <div class="formula"> under the layer name, the footer a <ul class="notes"> after it).
+
+    The title's first line is the caption; its further lines (paper, result) are left to the page.
+    """
+    from html import escape
+
+    head = "".join(f'<th{" class=num" if i in t.numeric else ""} scope="col">{escape(c)}</th>'
+                   for i, c in enumerate(t.columns))  # fmt: skip
+    body = []
+    for i, row in enumerate(t.rows):
+        cells = []
+        for j, cell in enumerate(row):
+            text = escape(cell.strip())
+            if j == 0:
+                depth = (len(cell) - len(cell.lstrip(" "))) // 2
+                style = f' style="padding-left:{0.6 + 1.2 * depth:.1f}em"' if depth else ""
+                formulas = "".join(f'<div class="formula">{escape(f)}</div>' for f in t.details.get(i, []))
+                cells.append(f'<th scope="row"{style}>{text}{formulas}</th>')
+            else:
+                cells.append(f"<td{' class=num' if j in t.numeric else ''}>{text}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    caption = escape(t.title.splitlines()[0]) if t.title else ""
+    notes = "".join(f"<li>{escape(f)}</li>" for f in t.footer)
+    return (
+        f"<table>\n<caption>{caption}</caption>\n<thead><tr>{head}</tr></thead>\n<tbody>\n"
+        + "\n".join(body)
+        + "\n</tbody>\n</table>\n"
+        + (f'<ul class="notes">{notes}</ul>\n' if notes else "")
+    )
