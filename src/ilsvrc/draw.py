@@ -691,7 +691,9 @@ def diagram_figure(report: Report) -> Figure:
     rows = _wrap(nodes, scale)
     sizes = [r.size(scale) for r in rows]
     margin, title_h, row_gap = 24.0, 40.0, 26.0
-    width = max(max(w for w, _, _ in sizes) + 2 * margin + 30, 560)
+    head, sub = _title_texts(report)
+    titles = max(text_width(head, 12, bold=True), text_width(sub, SMALL + 0.5))
+    width = max(max(w for w, _, _ in sizes) + 2 * margin + 30, titles + 2 * margin, 560)
     legend = [x for line in _legend_lines(report, nodes) for x in wrap_text(line, width - 2 * margin, SMALL)]
     legend_h = 14 + 12 * len(legend)
     height = title_h + sum(u + d for _, u, d in sizes) + row_gap * (len(rows) - 1) + legend_h + margin
@@ -722,7 +724,7 @@ def diagram_figure(report: Report) -> Figure:
     return fig
 
 
-def _title(ax: Axes, report: Report, x: float, y: float) -> None:
+def _title_texts(report: Report) -> tuple[str, str]:
     net = report.network
     i = report.input
     head = f"{net.name}" + (f": {net.info.title}" if net.info.title else "")
@@ -730,6 +732,11 @@ def _title(ax: Axes, report: Report, x: float, y: float) -> None:
         f"input {i.width}x{i.height}x{i.channels}; {report.params:,} parameters ({short(report.params)}); "
         f"{short(report.macs)} multiply-adds per image; {report.weight_layers} layers with weights"
     )
+    return head, sub
+
+
+def _title(ax: Axes, report: Report, x: float, y: float) -> None:
+    head, sub = _title_texts(report)
     ax.text(x, y, head, fontsize=12, weight="bold", va="top", color=figures.INK)
     ax.text(x, y - 16, sub, fontsize=SMALL + 0.5, va="top", color=figures.MUTED)
 

@@ -151,7 +151,10 @@ def _run_summary(run: Path, rows: list[dict[str, Any]]) -> str:
             f"{_pct(last.get('val_top1_error'))} / {_pct(last.get('val_top5_error'))}",
         ),
         ("best val top-1 error", f"{_pct(best.get('val_top1_error'))} (epoch {best.get('epoch')})"),
-        ("wall-clock time", f"{seconds / 60:.1f} minutes" if seconds is not None else ""),
+        (
+            "wall-clock time",
+            "" if seconds is None else f"{seconds / 60:.1f} minutes" if seconds >= 60 else f"{seconds:.0f} s",
+        ),
         ("training speed", f"{speed:.0f} images/s" if speed is not None else ""),
     ]
     return _facts_html(facts)
@@ -229,7 +232,7 @@ STYLE = """
 html { -webkit-text-size-adjust: 100%; text-size-adjust: 100%; }
 body { margin: 0; background: #fff; color: var(--ink);
   font: 16px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif; }
-main { max-width: 70em; margin: 0 auto; padding: 1.25rem 1rem 3rem; }
+main { max-width: 76em; margin: 0 auto; padding: 1.25rem 1rem 3rem; }
 h1 { font-size: 1.75rem; line-height: 1.25; margin: .2rem 0 1rem; }
 h2 {
   font-size: 1.3rem;
@@ -244,7 +247,7 @@ h2 {
   letter-spacing: .05em;
   text-transform: uppercase;
 }
-nav { font-size: .95rem; }
+nav { margin-top: 1rem; font-size: .95rem; }
 nav a { margin-right: 1em; white-space: nowrap; }
 a { color: #1565c0; }
 .facts {
