@@ -643,9 +643,10 @@ def deconv_projection(model: Model, image: Tensor, layer: str, top: int = 9) -> 
     return_indices=True)`; values whose windows overlap and share a max are added); a ReLU by a ReLU on
     the projected signal (the deconvnet's rule, not the gradient's mask); average pooling by its
     transpose; batch norm (eval) by its per-channel scale. LRN and dropout pass the signal through
-    unchanged: LRN divides each activation by a positive factor that varies slowly across positions and
-    is not a linear map with a transpose; the paper's reconstruction inverts only unpooling, ReLU and
-    filtering. The projections are exactly zero outside each unit's receptive field.
+    unchanged: LRN divides each activation by a positive factor computed from the neighbouring channels
+    at the same position (it rescales, never moves or zeroes, and is not linear, so it has no
+    transpose); the paper describes the reconstruction as unpooling, rectification and filtering only.
+    The projections are exactly zero outside each unit's receptive field.
     """
     x = _check_image(model, image)
     with _evaluating(model), torch.no_grad():
@@ -681,10 +682,10 @@ def deconv_figure(model: Model, image: Tensor, layer: str, top: int = 9) -> Figu
     (grey = 0) beside the image patch under the unit's receptive field, as in the ZFNet paper's figure 2."""
     proj = deconv_projection(model, image, layer, top)
     n = len(proj.channels)
-    cols = min(3, n)
+    cols = 1 if n == 1 else 2 if n <= 4 else 3
     rows = math.ceil(n / cols)
-    fig = Figure(figsize=(3.6 + 2.6 * cols, max(3.4, 1.35 * rows + 0.7)), constrained_layout=True)
-    left, right = fig.subfigures(1, 2, width_ratios=(3.4, 2.6 * cols))
+    fig = Figure(figsize=(3.2 + 2.3 * cols, max(3.1, 1.25 * rows + 0.6)), constrained_layout=True)
+    left, right = fig.subfigures(1, 2, width_ratios=(3.0, 2.3 * cols))
     picture = _display(model, image)
     ax = left.subplots()
     ax.imshow(picture, interpolation="nearest")
