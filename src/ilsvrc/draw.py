@@ -22,6 +22,7 @@ measured with matplotlib's TextPath. No torch is imported here.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,15 +77,17 @@ def short(value: float) -> str:
     return f"{value:g}"
 
 
+@functools.lru_cache(maxsize=4096)
 def text_width(text: str, size: float, bold: bool = False) -> float:
-    """Width of `text` in points at font `size` (matplotlib's default font)."""
+    """Width of `text` in points at font `size` (matplotlib's default font), from the font's advances."""
     if not text:
         return 0.0
     from matplotlib.font_manager import FontProperties
-    from matplotlib.textpath import TextPath
+    from matplotlib.textpath import text_to_path
 
-    prop = FontProperties(weight="bold" if bold else "normal")
-    return TextPath((0, 0), text, size=size, prop=prop).get_extents().width + 1.0
+    prop = FontProperties(weight="bold" if bold else "normal", size=size)
+    width, _, _ = text_to_path.get_text_width_height_descent(text, prop, ismath=False)
+    return width + 1.0
 
 
 def _hw(v: tuple) -> str:
