@@ -110,7 +110,7 @@ def test_feature_maps_are_the_layer_output_even_before_an_in_place_relu(tmp_path
     fig = viz.feature_maps_figure(model, x, "conv1", count=4)
     panels = [ax for ax in fig.axes if ax.images]
     assert len(panels) == 1 + 4  # the input, then one panel per channel shown
-    assert [ax.get_title() for ax in panels][0] == "input"
+    assert panels[0].get_title() == "input (24x24)"
     means = maps.mean(dim=(1, 2))
     assert [int(ax.get_title().split()[1]) for ax in panels[1:]] == torch.argsort(means, descending=True)[
         :4
@@ -262,12 +262,12 @@ def test_a_projection_is_zero_outside_the_units_receptive_field() -> None:
     nonzero = 0
     for layer in ("conv1", "pool1", "conv2", "relu2", "pool2"):
         c, h, w = viz.feature_maps(model, x, layer).shape
-        for row in range(h):
-            for col in range(w):
-                p = viz.deconv_unit(model, x, layer, channel=(row + col) % c, row=row, col=col)
-                box = viz.receptive_box(model, layer, row, col)
-                assert not (support(p) & ~box_mask(box)).any(), (layer, row, col, box)
-                nonzero += bool(support(p).any())
+        units = [((row + col) % c, row, col) for row in range(h) for col in range(w)]
+        projections = viz.deconv_units(model, x, layer, units)  # every position, one unit each
+        for (_, row, col), p in zip(units, projections):
+            box = viz.receptive_box(model, layer, row, col)
+            assert not (support(p) & ~box_mask(box)).any(), (layer, row, col, box)
+            nonzero += bool(support(p).any())
     assert nonzero > 100
     # pool2's field: 25 pixels, 8 apart, the first centred on pixel 6, so rows -6..18, clipped
     assert viz.receptive_box(model, "pool2", 0, 0) == (0, 0, 19, 19)
@@ -388,13 +388,19 @@ def test_visualize_pool_gradient_needs_no_run(tmp_path: Path) -> None:
         (["filters"], "needs a run directory"),
         (["filters", "NOWHERE"], "NOWHERE"),
         (["features", "RUN", "NOWHERE.jpg"], "NOWHERE.jpg"),
+        (["filters", "RUN", "IMAGE"], "IMAGE does not apply to `ilsvrc visualize filters`"),
+        (["deconv", "RUN", "IMAGE", "--label", "1"], "--label does not apply"),
+        (["pool-gradient", "RUN"], "RUN_DIR does not apply"),
+        (["filters", "RUN", "-o", "x.jpg"], "end it in .png or .svg"),
     ],
 )
 def test_visualize_errors_are_one_paragraph_and_exit_2(args: list[str], message: str, run: Path, photo: Path,
                                                        tmp_path: Path, capsys) -> None:  # fmt: skip
     args = [{"RUN": str(run), "IMAGE": str(photo)}.get(a, a) for a in args]
     args = [str(tmp_path / a) if a.startswith("NOWHERE") else a for a in args]
-    assert main(["visualize", *args, "-o", str(tmp_path / "x.png")]) == 2
+    if "-o" not in args:
+        args += ["-o", str(tmp_path / "x.png")]
+    assert main(["visualize", *args]) == 2
     err = capsys.readouterr().err
     assert err.startswith("ilsvrc: error: ") and message in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1

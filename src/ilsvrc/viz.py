@@ -10,7 +10,7 @@ that returns tensors, so they can be checked or drawn another way:
 | `filter_grid(weight, groups)` | `filters_figure(model)` |
 | `feature_maps(model, image, layer)` | `feature_maps_figure(model, image, layer)` |
 | `occlusion_map(model, image, target, patch, stride)` | `occlusion_figure(...)` |
-| `deconv_projection(model, image, layer, top)`, `deconv_unit(...)` | `deconv_figure(...)` |
+| `deconv_projection(model, image, layer, top)`, `deconv_units(...)` | `deconv_figure(...)` |
 | `maxpool_gradient_example(x, kernel, stride, upstream)` | `maxpool_gradient_figure()` |
 
 Conventions. `model` is an `ilsvrc.nn.Model` (a chain of submodules named as the spec names its layers);
@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     from .train import TrainConfig
 
 __all__ = [
+    "FilterGrid",
     "KINDS",
     "Projection",
     "VisualizationError",
@@ -59,6 +60,7 @@ __all__ = [
     "deconv_figure",
     "deconv_projection",
     "deconv_unit",
+    "deconv_units",
     "eval_image",
     "feature_maps",
     "feature_maps_figure",
@@ -109,7 +111,7 @@ def _check_layer(model: Model, name: str, spatial: bool, what: str) -> None:
     close = difflib.get_close_matches(name, valid, n=1)
     hint = f" Did you mean {close[0]!r}?" if close else ""
     if spatial and name in layer_names(model):
-        why = f"{name!r} gives a flat vector, not feature maps, so it has no {what}."
+        why = f"{name!r} gives a flat vector, not feature maps: it has no {what} to show."
     else:
         why = f"{model.spec.name} has no layer {name!r}.{hint}"
     raise VisualizationError(
@@ -329,7 +331,7 @@ def feature_maps(model: Model, image: Tensor, layer: str) -> Tensor:
     The forward pass stops right after `layer`. Raises VisualizationError for an unknown layer or one
     whose output is a flat vector, listing the valid names with a did-you-mean.
     """
-    _check_layer(model, layer, spatial=True, what="feature maps")
+    _check_layer(model, layer, spatial=True, what="channels")
     x = _check_image(model, image)
     got: list[Tensor] = []
 
@@ -347,35 +349,34 @@ def feature_maps(model: Model, image: Tensor, layer: str) -> Tensor:
 
 
 def feature_maps_figure(model: Model, image: Tensor, layer: str, count: int = 32) -> Figure:
-    """The image, then the `count` most active channels of `layer` (largest mean activation first), one
-    panel each, labelled with the channel index, on one shared colour scale (so a weak channel looks
-    weak). Panels: 1 + min(count, channels)."""
+    """The image (left), then the `count` most active channels of `layer` (largest mean activation
+    first), one panel each, labelled with the channel index, on one shared colour scale (so a weak
+    channel looks weak). Panels with an image: 1 + min(count, channels); plus a colour bar."""
     maps = feature_maps(model, image, layer)
-    channels = maps.shape[0]
+    channels, h, w = maps.shape
     shown = torch.argsort(maps.mean(dim=(1, 2)), descending=True)[: max(1, count)].tolist()
-    n = len(shown) + 1
-    cols = min(n, 8)
+    n = len(shown)
+    cols = min(n, 12, max(4, math.ceil(math.sqrt(2 * n))))
     rows = math.ceil(n / cols)
-    fig = Figure(figsize=(1.6 * cols + 0.8, 1.7 * rows + 0.6), constrained_layout=True)
-    axes = fig.subplots(rows, cols, squeeze=False).ravel()
-    axes[0].imshow(_display(model, image))
-    axes[0].set_title("input", fontsize=8)
+    fig = Figure(figsize=(2.6 + 1.35 * cols + 0.9, max(2.6, 1.4 * rows + 0.5)), constrained_layout=True)
+    left, right = fig.subfigures(1, 2, width_ratios=(2.6, 1.35 * cols + 0.9))
+    ax = left.subplots()
+    ax.imshow(_display(model, image), interpolation="nearest")
+    ax.set_title(f"input ({image.shape[2]}x{image.shape[1]})", fontsize=9)
+    _no_ticks(ax)
+    axes = right.subplots(rows, cols, squeeze=False).ravel()
     lo, hi = float(maps[shown].min()), float(maps[shown].max())
-    last = None
-    for ax, c in zip(axes[1:], shown):
-        last = ax.imshow(maps[c].numpy(), cmap="viridis", vmin=lo, vmax=hi, interpolation="nearest")
+    drawn = None
+    for ax, c in zip(axes, shown):
+        drawn = ax.imshow(maps[c].numpy(), cmap="viridis", vmin=lo, vmax=hi, interpolation="nearest")
         ax.set_title(f"ch {c}", fontsize=8)
-    for ax in axes[:n]:
         _no_ticks(ax)
     for ax in axes[n:]:
-        fig.delaxes(ax)
-    h, w = maps.shape[1:]
+        right.delaxes(ax)
+    right.colorbar(drawn, ax=list(axes[:n]), shrink=0.7, label="activation")
     fig.suptitle(
-        f"{model.spec.name} {layer}: {len(shown)} of {channels} maps ({w}x{h}), most active first",
-        fontsize=10,
+        f"{model.spec.name} {layer}: {n} of {channels} maps ({w}x{h}), most active first", fontsize=10
     )
-    if last is not None:
-        fig.colorbar(last, ax=list(axes[1:n]), shrink=0.6, label="activation")
     return fig
 
 
@@ -515,7 +516,7 @@ class _Step:
 def _forward_trace(model: Model, x: Tensor, layer: str) -> tuple[list[_Step], Tensor]:
     """Run the model leaf by leaf up to `layer` (included; for a block, its last leaf), recording what
     the way back needs: each leaf's input size, max pooling's switches, average pooling's input."""
-    _check_layer(model, layer, spatial=True, what="deconvnet projection")
+    _check_layer(model, layer, spatial=True, what="positions")
     nodes = walk(model.spec.layers)
     inside = [name for name, _ in nodes if name == layer or name.startswith(layer + ".")]
     last = inside[-1]
@@ -617,20 +618,28 @@ def receptive_box(model: Model, layer: str, row: int, col: int) -> tuple[int, in
     return top, left, bottom, right
 
 
-def deconv_unit(model: Model, image: Tensor, layer: str, channel: int, row: int, col: int) -> Tensor:
-    """The deconvnet projection of one unit of `layer`: keep the activation at (channel, row, col), zero
-    every other, and go back to pixel space (see `deconv_projection`). Returns 3 x H x W."""
+def deconv_units(model: Model, image: Tensor, layer: str, units: Sequence[tuple[int, int, int]]) -> Tensor:
+    """Deconvnet projections of several units of `layer`, each on its own: for each (channel, row, col),
+    keep that one activation, zero every other, and go back to pixel space (see `deconv_projection`).
+    One forward pass, one batched way back. Returns N x 3 x H x W (normalised pixel units)."""
     x = _check_image(model, image)
     with _evaluating(model), torch.no_grad():
         steps, out = _forward_trace(model, x, layer)
         c, h, w = out.shape[1:]
-        if not (0 <= channel < c and 0 <= row < h and 0 <= col < w):
-            raise VisualizationError(
-                f"{layer} has {c} channels of {h}x{w}; unit ({channel}, {row}, {col}) is outside it."
-            )
-        signal = torch.zeros_like(out)
-        signal[0, channel, row, col] = out[0, channel, row, col]
-        return _backward(steps, signal)[0]
+        signal = out.new_zeros(len(units), c, h, w)
+        for k, (channel, row, col) in enumerate(units):
+            if not (0 <= channel < c and 0 <= row < h and 0 <= col < w):
+                raise VisualizationError(
+                    f"{layer} has {c} channels of {h}x{w}; unit ({channel}, {row}, {col}) is outside it "
+                    "(channel, row and column count from 0)."
+                )
+            signal[k, channel, row, col] = out[0, channel, row, col]
+        return _backward(steps, signal)
+
+
+def deconv_unit(model: Model, image: Tensor, layer: str, channel: int, row: int, col: int) -> Tensor:
+    """The deconvnet projection of one unit of `layer` (`deconv_units` for one unit): 3 x H x W."""
+    return deconv_units(model, image, layer, [(channel, row, col)])[0]
 
 
 def deconv_projection(model: Model, image: Tensor, layer: str, top: int = 9) -> Projection:
@@ -655,7 +664,7 @@ def deconv_projection(model: Model, image: Tensor, layer: str, top: int = 9) -> 
         c, h, w = out.shape
         best, where = out.flatten(1).max(dim=1)
         channels = torch.argsort(best, descending=True)[: max(1, min(top, c))].tolist()
-        signal = torch.zeros(len(channels), c, h, w)
+        signal = out.new_zeros(len(channels), c, h, w)
         positions, values = [], []
         for k, ch in enumerate(channels):
             r, col = divmod(int(where[ch]), w)
@@ -919,6 +928,17 @@ def maxpool_gradient_figure(examples: Sequence[dict[str, Tensor]] | None = None)
 # One entry point for the command line
 
 
+# which kinds take each argument of `visualize` (the command line's names)
+_USES = {
+    "RUN_DIR": ("filters", "features", "occlusion", "deconv"),
+    "IMAGE": ("features", "occlusion", "deconv"),
+    "--layer": ("features", "deconv"),
+    "--label": ("occlusion",),
+    "--patch": ("occlusion",),
+    "--stride": ("occlusion",),
+}
+
+
 def visualize(
     kind: str,
     run: str | Path | None = None,
@@ -934,16 +954,28 @@ def visualize(
     """Make one picture of `kind` (one of KINDS) from a run directory (or checkpoint) and an image file,
     and write it to `out` (default KIND.png); return the path. `pool-gradient` needs neither run nor
     image. `layer` defaults to the first convolution (features) or the last layer with feature maps
-    (deconv); `label` (a class index, id or name) defaults to the predicted class."""
+    (deconv); `label` (a class index, id or name) defaults to the predicted class. An argument that
+    does not apply to `kind` (an image for filters, --label for deconv...) is an error, not ignored."""
     if kind not in KINDS:
         raise VisualizationError(f"Unknown visualisation {kind!r}; the choices are {', '.join(KINDS)}.")
+    given = {"RUN_DIR": run, "IMAGE": image, "--layer": layer, "--label": label, "--patch": patch,
+             "--stride": stride}  # fmt: skip
+    for option, value in given.items():
+        if value is not None and kind not in _USES[option]:
+            raise VisualizationError(
+                f"{option} does not apply to `ilsvrc visualize {kind}`; it is for {', '.join(_USES[option])}."
+            )
+    from .figures import image_format
+
     out = Path(out) if out is not None else Path(f"{kind}.png")
+    image_format(out)  # a name that is neither .png nor .svg fails before any work
     if kind == "pool-gradient":
         return save(maxpool_gradient_figure(), out)
     if run is None:
+        example = "" if kind == "filters" else " photo.jpg"
         raise VisualizationError(
-            f"`ilsvrc visualize {kind}` needs a run directory (or checkpoint) with a trained model, "
-            "e.g. `ilsvrc visualize {kind} runs/inette photo.jpg -o {kind}.png`.".replace("{kind}", kind)
+            f"`ilsvrc visualize {kind}` needs a run directory (or checkpoint) with a trained model, e.g. "
+            f"`ilsvrc visualize {kind} runs/inette{example} -o {kind}.png`."
         )
     from .train import load_trained
 
@@ -960,8 +992,6 @@ def visualize(
         return save(feature_maps_figure(model, x, layer or _first_conv(model)[0]), out)
     if kind == "deconv":
         return save(deconv_figure(model, x, layer or layer_names(model, spatial=True)[-1], top), out)
-    if layer is not None:
-        raise VisualizationError("--layer applies to features and deconv, not to occlusion.")
     target = class_index(classes, label) if label is not None else None
     fig = occlusion_figure(model, x, target, patch, stride, [c.name for c in classes])
     return save(fig, out)
