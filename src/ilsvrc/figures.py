@@ -56,15 +56,15 @@ def image_format(out: str | Path) -> str:
 
 
 def save(fig: Figure, out: str | Path) -> Path:
-    """Write `fig` to `out` as PNG (at DPI) or SVG, by the suffix; returns the path written.
+    """Write `fig` to `out` as PNG (at DPI, 256 colours) or SVG, by the suffix; returns the path written.
 
     Raises FigureError for an unknown suffix or a file that cannot be written (missing folder, no
     permission, full disk), naming the path and what to do.
     """
     out = Path(out)
-    fmt = image_format(out)
+    data = to_bytes(fig, image_format(out))
     try:
-        _savefig(fig, out, fmt)
+        out.write_bytes(data)
     except OSError as exc:
         raise FigureError(
             f"Cannot write {out}: {exc.strerror or exc}. Check that its folder exists and is writable."
@@ -72,16 +72,25 @@ def save(fig: Figure, out: str | Path) -> Path:
     return out
 
 
-def to_bytes(fig: Figure, fmt: str = "png") -> bytes:
-    """`fig` as the bytes of a PNG (at DPI) or an SVG file, for embedding in a page."""
-    buf = io.BytesIO()
-    _savefig(fig, buf, fmt)
-    return buf.getvalue()
+def to_bytes(fig: Figure, fmt: str = "png", dpi: float = DPI) -> bytes:
+    """`fig` as the bytes of a PNG or an SVG file. SVG text stays text (searchable, smaller).
 
-
-def _savefig(fig: Figure, target: str | Path | io.BytesIO, fmt: str) -> None:
-    """SVG text stays text (searchable, smaller); PNG at DPI."""
+    PNGs are reduced to a palette of 256 colours, without dithering: diagrams and charts are flat
+    colours and thin lines, so nothing visible changes and the file is about 3x smaller (photographs
+    would band: draw those with matplotlib's own savefig).
+    """
     import matplotlib
 
+    buf = io.BytesIO()
     with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": "ilsvrc"}):
-        fig.savefig(target, format=fmt, dpi=DPI, facecolor="white")
+        fig.savefig(buf, format=fmt, dpi=dpi, facecolor="white")
+    if fmt != "png":
+        return buf.getvalue()
+    from PIL import Image
+
+    buf.seek(0)
+    with Image.open(buf) as im:
+        small = im.convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    out = io.BytesIO()
+    small.save(out, format="PNG", optimize=True, dpi=(dpi, dpi))
+    return out.getvalue()

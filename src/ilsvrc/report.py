@@ -26,7 +26,7 @@ from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import charts, draw, plots, render
+from . import charts, draw, figures, plots, render
 from .analysis import Report
 from .errors import IlsvrcError
 from .metrics import load_run
@@ -59,15 +59,14 @@ class Picture:
         )
 
 
-def picture(fig: Figure, caption: str, alt: str, wide: bool = False) -> Picture:
-    """`fig` drawn as a PNG at REPORT_DPI."""
+def picture(fig: Figure, caption: str, alt: str, wide: bool = False, palette: bool = True) -> Picture:
+    """`fig` drawn as a PNG at REPORT_DPI; `palette`: 256 colours (diagrams, charts), not for photographs."""
     import io
 
-    import matplotlib
-
+    if palette:
+        return Picture(figures.to_bytes(fig, "png", dpi=REPORT_DPI), caption, alt, wide)
     buf = io.BytesIO()
-    with matplotlib.rc_context({"savefig.dpi": REPORT_DPI}):
-        fig.savefig(buf, format="png", dpi=REPORT_DPI, facecolor="white")
+    fig.savefig(buf, format="png", dpi=REPORT_DPI, facecolor="white")
     return Picture(buf.getvalue(), caption, alt, wide)
 
 
@@ -216,7 +215,7 @@ def learned_pictures(run: Path, image: Path | None) -> tuple[list[Picture], list
     pictures = []
     for title, caption, make in jobs:
         try:
-            pictures.append(picture(make(), f"{title}. {caption}.", title))
+            pictures.append(picture(make(), f"{title}. {caption}.", title, palette=False))
         except Exception as exc:  # noqa: BLE001 (a picture is not worth losing the page for)
             notes.append(f"{title}: not drawn ({type(exc).__name__}: {exc}).")
             print(f"ilsvrc: warning: report: {title} not drawn: {exc}", file=sys.stderr)
