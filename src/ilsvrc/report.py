@@ -152,7 +152,7 @@ def _run_summary(run: Path, rows: list[dict[str, Any]]) -> str:
         ("best val top-1 error", f"{_pct(best.get('val_top1_error'))} (epoch {best.get('epoch')})"),
         (
             "wall-clock time",
-            "" if seconds is None else f"{seconds / 60:.1f} minutes" if seconds >= 60 else f"{seconds:.0f} s",
+            "" if seconds is None else f"{seconds / 60:.1f} minutes" if seconds >= 60 else f"{seconds:.3g} s",
         ),
         ("training speed", f"{speed:.0f} images/s" if speed is not None else ""),
     ]
@@ -215,7 +215,8 @@ def learned_pictures(run: Path, image: Path | None) -> tuple[list[Picture], list
     pictures = []
     for title, caption, make in jobs:
         try:
-            pictures.append(picture(make(), f"{title}. {caption}.", title, palette=False))
+            wide = title != "First-layer filters"  # the others are rows of panels: scroll them on a phone
+            pictures.append(picture(make(), f"{title}. {caption}.", title, wide=wide, palette=False))
         except Exception as exc:  # noqa: BLE001 (a picture is not worth losing the page for)
             notes.append(f"{title}: not drawn ({type(exc).__name__}: {exc}).")
             print(f"ilsvrc: warning: report: {title} not drawn: {exc}", file=sys.stderr)
@@ -327,15 +328,17 @@ def build_page(report: Report, run: str | Path | None = None, image: str | Path 
     sections.append(_section("diagram", "Architecture", diagram.html()))
     table = render.to_html(render.summary_table(report))
     sections.append(_section("layers", "Layers", f'<div class="table-wrap">\n{table}</div>\n'))
-    chart = picture(charts.chart_figure([report]), "Parameters and multiply-adds per layer with weights.",
-                    f"Bar charts of parameters and multiply-adds per layer of {net.name}")  # fmt: skip
+    alt = f"Bar charts of parameters and multiply-adds per layer of {net.name}"
+    chart = picture(
+        charts.chart_figure([report]), "Parameters and multiply-adds per layer with weights.", alt, wide=True
+    )
     sections.append(_section("charts", "Parameters and arithmetic", chart.html()))
     nav = [("diagram", "Architecture"), ("layers", "Layers"), ("charts", "Charts")]
     if run is not None and rows is not None:
         run = Path(run)
         caption = "Training loss and top-1/top-5 error against epochs and wall-clock minutes."
         curves = picture(
-            plots.curves_figure(plots.load_runs([run])), caption, f"Training curves of {run.name}"
+            plots.curves_figure(plots.load_runs([run])), caption, f"Training curves of {run.name}", wide=True
         )
         learned, notes = learned_pictures(run, Path(image) if image is not None else None)
         body = _run_summary(run, rows) + curves.html()
