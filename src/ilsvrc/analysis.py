@@ -190,9 +190,11 @@ class Report:
         """Bytes for this batch and dtype; the model behind the numbers is in docs/conventions.md.
 
         inference: weights + the largest (input + output) pair of consecutive activations.
-        training: weights, gradients and one optimizer buffer (SGD momentum), the input batch, and
-        every activation kept for the backward pass (in-place ReLU and flatten keep nothing new;
-        max pooling keeps int64 indices, dropout a byte mask, LRN its intermediate sums).
+        training: weights, gradients and one optimizer buffer (SGD momentum), the input batch, every
+        activation kept for the backward pass (in-place ReLU and flatten keep nothing new; max pooling
+        keeps int64 indices, dropout a byte mask, LRN its intermediate sums), and the matrix-product
+        workspace: about one copy of the largest layer's weights, which PyTorch's CPU matrix products
+        keep as a packing buffer (measured: benchmarks/RESULTS.md, "Cost growth").
         """
         item = DTYPE_BYTES[self.dtype]
         weights = self.params * item
@@ -200,12 +202,14 @@ class Report:
         peak = max((r.input.elements + r.output.elements) * self.batch * item for r in self.leaves)
         saved = sum(r.saved_elements for r in self.leaves) * self.batch * item
         activations = sum(r.output.elements for r in self.leaves) * self.batch * item
+        workspace = max((r.weights for r in self.leaves), default=0) * item
         return {
             "weights": weights,
             "activations_forward": activations,
             "inference_peak": weights + peak,
             "training_activations": int(saved) + input_bytes,
-            "training_total": 3 * weights + int(saved) + input_bytes,
+            "training_workspace": workspace,
+            "training_total": 3 * weights + int(saved) + input_bytes + workspace,
         }
 
     def first_linear(self) -> LayerStats | None:

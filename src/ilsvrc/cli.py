@@ -161,13 +161,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume:
         keep = {"epochs": args.epochs, "time_limit": args.time_limit, "workers": args.workers,
                 "device": args.device, "checkpoint_every": args.checkpoint_every}  # fmt: skip
-        train(resume=args.resume, overrides=keep)
+        train(resume=args.resume, overrides=keep, stop_after_steps=args.max_steps)
         return 0
     if not args.model:
         raise IlsvrcError(
             "Name the model to train (e.g. `ilsvrc train alexnet --recipe cpu`), or --resume RUN_DIR."
         )
-    train(make_config(args.model, args.recipe, **overrides))
+    train(make_config(args.model, args.recipe, **overrides), stop_after_steps=args.max_steps)
     return 0
 
 
@@ -317,6 +317,8 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--image-size", type=_positive, help="training crop in pixels (e.g. 128 on a CPU)")
     sp.add_argument("--crop-fraction", type=float, help="evaluation crop over resize (default 0.875)")
     sp.add_argument("--time-limit", type=float, metavar="MINUTES", help="end cleanly after this long")
+    sp.add_argument("--max-steps", type=_positive, metavar="STEPS",
+                    help="stop cleanly (checkpoint, evaluation) after STEPS steps in all")  # fmt: skip
     sp.add_argument("--checkpoint-every", type=_positive, metavar="STEPS",
                     help="also checkpoint every STEPS steps (always at the end of each epoch)")  # fmt: skip
     sp.add_argument("--lr", type=float)

@@ -112,7 +112,8 @@ def summary_footer(report: Report) -> list[str]:
         f"Memory, batch {report.batch}, {report.dtype}: weights {human_bytes(mem['weights'])}; "
         f"inference peak ~{human_bytes(mem['inference_peak'])}; training ~"
         f"{human_bytes(mem['training_total'])} (weights + gradients + SGD momentum + "
-        f"{human_bytes(mem['training_activations'])} of activations kept for backward)",
+        f"{human_bytes(mem['training_activations'])} of activations kept for backward + "
+        f"{human_bytes(mem['training_workspace'])} of matrix-product workspace)",
         "Conventions: " + CONVENTIONS + " RF = receptive field of one output unit, in input pixels.",
     ]
     for f in report.findings:

@@ -1,0 +1,137 @@
+"""Every performance case of issue 5, each beside its reference in the same run.
+
+    python -m benchmarks            # the full run, about 25 minutes on this project's 2-core machine
+    python -m benchmarks --quick    # every case, fewer repeats and points: under 3 minutes
+    python -m benchmarks --only models,data --no-write
+
+It prints each case as it finishes and writes them all, with the machine, the versions and the
+command, into benchmarks/RESULTS.md between the markers `<!-- bench:start -->` and `<!-- bench:end
+-->` (the rest of that file is left as it is), and the cost-growth plot to benchmarks/cost_growth.png.
+Progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))  # the cases import `harness` as a plain module
+
+import cases  # noqa: E402
+import costs  # noqa: E402
+from harness import Section, log, machine, matmul_rate  # noqa: E402
+
+DEFAULT_DATA = HERE.parent.parent / "shared" / "data" / "imagenette"
+CASES = ("models", "alexnet", "data", "e2e", "analyzer", "costs")
+START, END = "<!-- bench:start -->", "<!-- bench:end -->"
+
+
+def cost_section(results: list[dict], plot: Path | None) -> Section:
+    s = Section("Cost growth: a training step's time and memory against batch and input size",
+                ["network", "batch", "input", "seconds per step", "measured MiB", "predicted MiB",
+                 "predicted / measured"])  # fmt: skip
+    within = []
+    for r in results:
+        ratio = r["predicted_bytes"] / r["measured_bytes"]
+        within.append(0.75 <= ratio <= 1.25)
+        s.rows.append([r["network"], str(r["batch"]), f"{r['size']} px", f"{r['seconds']:.3f}",
+                       f"{r['measured_bytes'] / 2**20:,.0f}", f"{r['predicted_bytes'] / 2**20:,.0f}",
+                       f"{ratio:.2f}"])  # fmt: skip
+    s.target("the analyzer's predicted training memory within 25% of the measured peak, at every point",
+             all(within), f"{sum(within)} of {len(within)} points within 25%")  # fmt: skip
+    slack = [r for r in results if r.get("measured_default_malloc_bytes")]
+    if slack:
+        parts = []
+        for r in slack:
+            value = r["measured_default_malloc_bytes"]
+            parts.append(f"{r['network']} batch {r['batch']}: {value / 2**20:,.0f} MiB "
+                         f"({value / r['measured_bytes']:.2f}x)")  # fmt: skip
+        s.notes.append("With glibc's default allocator settings the same steps peak higher (freed blocks "
+                       "kept resident): " + "; ".join(parts) + ".")  # fmt: skip
+    if plot is not None:
+        s.notes.append(f"\n![cost growth]({plot.name})")
+    return s
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repeats and points (under 3 minutes)")
+    parser.add_argument("--only", help=f"comma-separated cases among {', '.join(CASES)}")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the Imagenette folder")
+    parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
+    args = parser.parse_args(argv)
+    chosen = args.only.split(",") if args.only else list(CASES)
+    unknown = set(chosen) - set(CASES)
+    if unknown:
+        parser.error(f"unknown case(s) {', '.join(sorted(unknown))}; choose among {', '.join(CASES)}")
+    if {"data", "e2e"} & set(chosen) and not (args.data / "train").is_dir():
+        parser.error(f"{args.data} holds no train/ folder; give --data IMAGENETTE or leave out data,e2e")
+    started = time.time()
+    log("matrix-product rate (4096^3 float32)...")
+    rate = matmul_rate()
+    log(f"  {rate:.0f} GFLOP/s")
+    sections: list[Section] = []
+
+    def done(new: Section | list[Section]) -> None:
+        for section in new if isinstance(new, list) else [new]:
+            sections.append(section)
+            print(section.markdown(), flush=True)
+
+    if "models" in chosen:
+        log("inference and training steps: ilsvrc against torchvision...")
+        done(cases.model_speed(rate, args.quick))
+    if "alexnet" in chosen:
+        log("the published AlexNet and its LRN...")
+        done(cases.published_alexnet(rate, args.quick))
+    if "data" in chosen:
+        log("data pipeline alone...")
+        done(cases.data_pipeline(args.data, args.quick))
+    if "e2e" in chosen:
+        log("end-to-end training on Imagenette...")
+        done(cases.end_to_end(args.data, args.quick))
+    if "analyzer" in chosen:
+        log("ilsvrc summary against torchinfo...")
+        done(cases.analyzer(args.quick))
+    if "costs" in chosen:
+        log("cost growth (one process per point)...")
+        results = costs.run(args.quick)
+        plot = None if args.no_write else costs.plot(results, HERE / "cost_growth.png")
+        done(cost_section(results, plot))
+    rate_after = matmul_rate()
+    minutes = (time.time() - started) / 60
+    command = "python -m benchmarks" + (" --quick" if args.quick else "")
+    command += f" --only {args.only}" if args.only else ""
+    header = [
+        "## Performance (issue 5): every case beside its reference, one run",
+        "",
+        f"Command: `{command}`, {time.strftime('%Y-%m-%d %H:%M')} UTC, {minutes:.1f} minutes.",
+        f"Machine: {machine()}.",
+        f"Matrix-product rate (4096^3 float32, best of 5): {rate:.0f} GFLOP/s at the start, {rate_after:.0f} "
+        'at the end; the "fraction of matmul rate" columns divide by the first.',
+        "",
+    ]
+    text = "\n".join(header) + "\n" + "\n".join(s.markdown() for s in sections)
+    if not args.no_write:
+        write_results(HERE / "RESULTS.md", text)
+        log(f"written to {HERE / 'RESULTS.md'}")
+    return 0
+
+
+def write_results(path: Path, text: str) -> None:
+    """Put `text` between the markers of `path` (appended with markers the first time)."""
+    old = path.read_text() if path.exists() else "# Benchmark results\n"
+    block = f"{START}\n{text}\n{END}"
+    if START in old and END in old:
+        new = old[: old.index(START)] + block + old[old.index(END) + len(END) :]
+    else:
+        new = old.rstrip("\n") + "\n\n" + block + "\n"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(new)
+    tmp.replace(path)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
