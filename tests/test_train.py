@@ -219,3 +219,17 @@ def test_the_readme_main_job_learns(tmp_path: Path, capsys) -> None:
 
 def _quiet(*args, **kwargs) -> None:
     pass
+
+
+@pytest.mark.slow
+def test_compiled_training_ends_where_eager_training_does(spec: str, tmp_path: Path) -> None:
+    """--compile (torch.compile, inductor) changes speed, not the run: weights close to eager's."""
+    weights = {}
+    for compiled in (False, True):
+        cfg = make_config(spec, "cpu", out=str(tmp_path / str(compiled)), image_size=32, synthetic_classes=4,
+                          workers=0, epochs=1, synthetic_train=32, synthetic_val=16, batch_size=8,
+                          compile=compiled)  # fmt: skip
+        run = train(cfg, progress=False, log=lambda *a: None)
+        weights[compiled] = load_file(checkpoint.resolve(run) / "model.safetensors")
+    for key in weights[False]:
+        torch.testing.assert_close(weights[True][key], weights[False][key], rtol=1e-3, atol=1e-4)

@@ -150,7 +150,7 @@ TRAIN_SETTINGS = (
     "data", "out", "seed", "device", "amp", "workers", "time_limit", "checkpoint_every", "epochs",
     "batch_size", "image_size", "crop_fraction", "lr", "momentum", "weight_decay", "schedule",
     "warmup_epochs", "label_smoothing", "augmentation", "init", "dropout", "synthetic_classes",
-    "synthetic_train", "synthetic_val", "channels_last", "cache",
+    "synthetic_train", "synthetic_val", "channels_last", "cache", "compile",
 )  # fmt: skip
 
 
@@ -333,6 +333,8 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=int)
     sp.add_argument("--device", help="cpu (default) or cuda")
     sp.add_argument("--amp", choices=["bf16", "fp16"], help="mixed precision")
+    sp.add_argument("--compile", action="store_true", default=None,
+                    help="torch.compile the model (for GPUs; compiling takes minutes)")  # fmt: skip
     sp.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
                     help="channels-last memory layout (default on)")  # fmt: skip
     sp.add_argument("--cache", action=argparse.BooleanOptionalAction, default=None,
