@@ -32,10 +32,11 @@ GPU_NOTE = """### What a GPU run would change
 Nothing here ran on a GPU (this project is lent none); the GPU path is the same code and runs on the
 CPU in the tests. On a GPU: `--device cuda` moves model and batches, with pinned loader memory and
 non-blocking copies, so the next batch crosses while the current one computes; channels-last (the
-default) is the layout tensor cores want, and `--amp bf16|fp16` (autocast, with a gradient scaler
-for fp16) would roughly double the convolution throughput again; `--compile` (torch.compile) fuses
-ReLU, LRN and the normalisation into the kernels around them, which on a CPU costs more to compile
-than a short run saves. The data side would then decide the speed: the decoded cache removes JPEG
+default) is the layout tensor cores work in, and `--amp bf16|fp16` (autocast, with a gradient scaler
+for fp16) runs the convolutions and matrix products in half precision on them; `--compile`
+(torch.compile) fuses ReLU, LRN and the normalisation into the kernels around them, which on this
+CPU costs more time to compile (about half a minute for a small network) than a short run saves.
+None of these GPU effects is measured here. The data side would then decide the speed: the decoded cache removes JPEG
 decoding from every epoch, and more `--workers` would be needed to feed thousands of images a second.
 The matrix-product rate, the fractions and the ratios above are CPU figures and do not carry over.
 """
