@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import math
+import operator
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -422,12 +423,14 @@ def occlusion_map(
     _, h, w = model.input_shape
     patch, stride = _default_patch(min(h, w), patch, stride)
     full = _probabilities(model, x)[0]
-    target = int(full.argmax()) if target is None else target
     classes = full.shape[0]
-    if not isinstance(target, int) or not 0 <= target < classes:
-        raise VisualizationError(
-            f"The target class must be an index from 0 to {classes - 1}, got {target!r}."
-        )
+    given = target
+    try:
+        target = int(full.argmax()) if given is None else operator.index(given)
+    except TypeError:
+        target = -1  # not a whole number
+    if isinstance(given, bool) or not 0 <= target < classes:
+        raise VisualizationError(f"The target class must be an index from 0 to {classes - 1}, got {given!r}.")
     tops, lefts = range(0, h - patch + 1, stride), range(0, w - patch + 1, stride)
     corners = [(t, left) for t in tops for left in lefts]
     probs = []
