@@ -36,8 +36,9 @@ default) is the layout tensor cores work in, and `--amp bf16|fp16` (autocast, wi
 for fp16) runs the convolutions and matrix products in half precision on them; `--compile`
 (torch.compile) fuses ReLU, LRN and the normalisation into the kernels around them, which on this
 CPU costs more time to compile (about half a minute for a small network) than a short run saves.
-None of these GPU effects is measured here. The data side would then decide the speed: the decoded cache removes JPEG
-decoding from every epoch, and more `--workers` would be needed to feed thousands of images a second.
+None of these GPU effects is measured here. The data side would then decide the speed: the decoded
+cache removes JPEG decoding from every epoch, and more `--workers` would be needed to feed
+thousands of images a second.
 The matrix-product rate, the fractions and the ratios above are CPU figures and do not carry over.
 """
 
