@@ -6,6 +6,8 @@ No downloads: torchvision models are built with `weights=None` (random weights, 
 from __future__ import annotations
 
 import copy
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -572,3 +574,32 @@ def test_models_run_channels_last_by_default_with_the_same_results() -> None:
     torch.testing.assert_close(fast, plain, rtol=1e-4, atol=1e-5)
     keys = set(create_model("alexnet", num_classes=10, input_size=99).state_dict())
     assert keys == set(model.state_dict())
+
+
+ONEDNN_CASES = {
+    # a 1-wide kernel dilated, strided and padded, on a 1x1 channels-last input: segmentation fault
+    "dilated-1x1": "Conv('c', 8, 1, stride=(1, 2), padding=1, dilation=(1, 2))",
+    # a 1x1 convolution with unequal strides: heap corruption in its channels-last backward pass
+    "strided-1x1": "Conv('c', 4, 1, stride=(2, 1))",
+}
+
+
+@pytest.mark.parametrize("case", sorted(ONEDNN_CASES))
+def test_layers_that_crash_onednn_channels_last_are_built_around_it(case: str) -> None:
+    """Two oneDNN crashes the random networks found (torch 2.14, channels-last): each network trains
+    and runs, in a child process so that a crash fails this test instead of killing the run."""
+    shape = "(8, 1, 1)" if case == "dilated-1x1" else "(3, 32, 38)"
+    code = f"""
+import torch
+from ilsvrc.nn import build
+from ilsvrc.spec import Conv, Flatten, Linear, Network
+net = Network('n', {shape}, ({ONEDNN_CASES[case]}, Flatten('flatten'), Linear('fc', 3)))
+for _ in range(50):
+    model = build(net)
+    x = torch.randn(2, *net.input_shape, requires_grad=True)
+    model(x).sum().backward()
+print(model.channels_last)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-1500:]
+    assert done.stdout.strip() == "False"  # both have a 1x1 kernel with unequal strides: kept NCHW

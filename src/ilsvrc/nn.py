@@ -42,6 +42,7 @@ from .spec import (
     Network,
     ReLU,
     Residual,
+    walk,
 )
 from .zoo import get_spec
 
@@ -215,13 +216,17 @@ def leaf_module(layer: Layer, channels: int, inplace: bool = True) -> nn.Module:
     vector (a fully connected layer's `in_features`). `inplace` applies to ReLU only.
     """
     if isinstance(layer, Conv):
+        # Dilation means nothing along an axis where the kernel is 1 wide; it is dropped there (the
+        # same convolution). oneDNN 3.x in torch 2.14 crashes (segmentation fault) on a channels-last
+        # 1x1 input through a 1-wide kernel dilated, strided and padded along one axis.
+        dilation = tuple(1 if k == 1 else d for k, d in zip(layer.kernel, layer.dilation))
         return nn.Conv2d(
             channels,
             layer.out_channels,
             layer.kernel,
             stride=layer.stride,
             padding=layer.padding,
-            dilation=layer.dilation,
+            dilation=dilation,
             groups=layer.groups,
             bias=layer.bias,
         )
@@ -333,7 +338,20 @@ def build(
     stats = {row.name: row for row in report.rows}
     modules, _ = _Builder(stats).chain(network.layers, "", owned=False, cls=Model)
     c, h, w = shape
-    return Model(modules, network, (c, h, w)).set_channels_last(channels_last)
+    return Model(modules, network, (c, h, w)).set_channels_last(
+        channels_last and _channels_last_safe(network)
+    )
+
+
+def _channels_last_safe(network: Network) -> bool:
+    """False for a network that oneDNN (torch 2.14) cannot train channels-last: a 1x1 convolution with
+    unequal strides along the two axes corrupts the heap in its backward pass (found by the random
+    networks of tests/test_nn.py; minimal case: Conv2d(3, 4, 1, stride=(2, 1)), N x 3 x 32 x 38).
+    Such a network keeps torch's default layout."""
+    return not any(
+        isinstance(layer, Conv) and layer.kernel == (1, 1) and layer.stride[0] != layer.stride[1]
+        for _, layer in walk(network.layers)
+    )
 
 
 def init_weights(module: nn.Module) -> nn.Module:
