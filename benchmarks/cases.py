@@ -226,7 +226,7 @@ def _reference_run(data: Path, steps: int) -> dict:
 
 
 def end_to_end(data: Path, quick: bool) -> Section:
-    steps, rounds = (30, 1) if quick else (120, 2)
+    steps, rounds = (20, 1) if quick else (120, 2)
     s = Section(f"End to end: training on Imagenette at 128 px, batch 32, {steps} steps, loading included",
                 ["run", "images/s", "ratio", "time waiting for data"])  # fmt: skip
     results: dict[str, list[dict]] = {"ref": [], "tv": [], "lrn": []}
