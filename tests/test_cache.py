@@ -88,3 +88,32 @@ def test_training_with_and_without_the_cache_ends_with_the_same_weights(tiny: st
         runs[cache] = load_file(checkpoint.resolve(train(cfg, progress=False, log=lambda *a: None))
                                 / "model.safetensors")  # fmt: skip
     assert all(torch.equal(runs[True][k], runs[False][k]) for k in runs[True])
+
+
+def test_a_cache_that_cannot_be_written_leaves_the_run_going(tiny: str, tmp_path: Path, monkeypatch,
+                                                             caplog) -> None:  # fmt: skip
+    """The cache is a speed-up, not a requirement: an unwritable cache folder is a warning."""
+    root = tmp_path / "data"
+    for split in ("train", "val"):
+        for c in ("a", "b"):
+            (root / split / c).mkdir(parents=True)
+            for i in range(4):
+                Image.fromarray(pattern(20, 20, i)).save(root / split / c / f"{i}.png")
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the cache folder should be")
+    monkeypatch.setenv("ILSVRC_CACHE_DIR", str(blocker / "cache"))
+    cfg = make_config(tiny, "cpu", data=str(root), out=str(tmp_path / "run"), epochs=1, batch_size=4,
+                      image_size=32, workers=0)  # fmt: skip
+    run = train(cfg, progress=False, log=lambda *a: None)
+    assert checkpoint.resolve(run)
+    assert "Training without it" in caplog.text
+
+
+def test_a_dataset_larger_than_half_the_free_space_is_not_cached(tree, tmp_path: Path, monkeypatch) -> None:
+    from ilsvrc import cache
+
+    root, _ = tree
+    monkeypatch.setattr(cache, "free_bytes", lambda folder: 1000)
+    data = ImageFolderRGB(root, "val", skip_unreadable=True)
+    assert not data.use_cache(tmp_path)
+    assert data.decoded is None

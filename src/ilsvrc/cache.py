@@ -51,6 +51,14 @@ def _key(paths: Sequence[Path]) -> str:
     return digest.hexdigest()[:24]
 
 
+def free_bytes(folder: Path) -> int:
+    """Free space where `folder` is (or would be created)."""
+    for parent in (folder, *folder.parents):
+        if parent.exists():
+            return shutil.disk_usage(parent).free
+    return 0
+
+
 def estimated_bytes(paths: Sequence[Path], probe: int = 16) -> int:
     """Decoded size of `paths`, estimated from up to `probe` images spread over the list."""
     if not paths:
@@ -99,10 +107,7 @@ class DecodedImages:
         return entry["reason"] if entry else None
 
     def _build(self, progress: bool) -> None:
-        self.folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.folder.with_name(f".tmp-{self.folder.name}-{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
         index = np.zeros((len(self.paths), 3), dtype=np.int64)
         reasons: dict[str, dict[str, str]] = {}
         offset = 0
@@ -113,6 +118,9 @@ class DecodedImages:
             bar = tqdm(total=len(self.paths), desc=f"decoding {len(self.paths)} images once", unit="img",
                        leave=False)  # fmt: skip
         try:
+            self.folder.parent.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir()
             with open(tmp / PIXELS, "wb") as out:
                 for i, path in enumerate(self.paths):
                     try:

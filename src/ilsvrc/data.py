@@ -415,12 +415,15 @@ class ImageFolderRGB(Dataset):
     ) -> bool:
         """Decode every image once into a memory-mapped cache (`ilsvrc.cache`) and read from it from
         now on; the pixels are the same. Returns False, changing nothing, when the decoded images would
-        take more than `max_bytes` (default `cache.MAX_BYTES`, 16 GiB)."""
+        take more than `max_bytes` (default `cache.MAX_BYTES`, 16 GiB) or more than half the free space
+        where the cache goes. Raises `DataError` if writing the cache fails all the same."""
         from . import cache
 
         paths = [path for path, _ in self.samples]
         limit = cache.MAX_BYTES if max_bytes is None else max_bytes
-        if cache.estimated_bytes(paths) > limit:
+        folder = root or cache.cache_root()
+        needed = cache.estimated_bytes(paths)
+        if needed > limit or needed > cache.free_bytes(folder) // 2:  # leave the disk half its room
             return False
         self.decoded = cache.DecodedImages(paths, root, progress)
         return True

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import os
 import random
@@ -34,7 +35,16 @@ import torch
 from torch import nn
 
 from . import checkpoint, distributed, specfile
-from .data import Augmented, ClassInfo, SkipLog, check_splits, collate_skipping, open_dataset, save_classes
+from .data import (
+    Augmented,
+    ClassInfo,
+    DataError,
+    SkipLog,
+    check_splits,
+    collate_skipping,
+    open_dataset,
+    save_classes,
+)
 from .errors import IlsvrcError
 from .evaluate import eval_input_transform, evaluate
 from .metrics import _parse_lines, read_metrics  # noqa: F401 (read_metrics: re-exported)
@@ -195,7 +205,10 @@ def datasets(config: TrainConfig, progress: bool = False) -> tuple[Augmented, Au
     check_splits(train_base, val_base)
     if config.data is not None and config.cache:
         for base in (train_base, val_base):
-            base.use_cache(progress=progress)  # quietly not, when too large to be worth it
+            try:
+                base.use_cache(progress=progress)  # quietly not, when too large for the room there
+            except DataError as error:  # the cache is a speed-up: without it the run goes on
+                logging.getLogger("ilsvrc.data").warning("%s Training without it.", error)
     mean, std = spec.info.mean, spec.info.std
     train = Augmented(train_base, train_transform(r.augmentation, size, mean, std), seed=config.seed)
     val_tf = eval_input_transform("center", size, mean, std, r.crop_fraction)
