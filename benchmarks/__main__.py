@@ -13,6 +13,7 @@ Progress goes to stderr.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -112,7 +113,10 @@ def main(argv: list[str] | None = None) -> int:
     if "costs" in chosen:
         log("cost growth (one process per point)...")
         results = costs.run(args.quick)
-        plot = None if args.no_write else costs.plot(results, HERE / "cost_growth.png")
+        plot = None
+        if not args.no_write:  # the raw points too, to redraw the plot without measuring again
+            (HERE / "cost_growth.json").write_text(json.dumps(results, indent=1) + "\n")
+            plot = costs.plot(results, HERE / "cost_growth.png")
         done(cost_section(results, plot))
     rate_after = matmul_rate()
     minutes = (time.time() - started) / 60

@@ -137,6 +137,7 @@ def plot(results: list[dict], path: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
 
     fig, axes = plt.subplots(1, 3, figsize=(16, 5.2))
     names = sorted({r["network"] for r in results}, key=lambda n: [x["network"] for x in results].index(n))
@@ -158,6 +159,9 @@ def plot(results: list[dict], path: Path) -> Path:
     ):
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         ax.set_xlabel("batch size")
         ax.set_ylabel(unit)
         ax.set_title(title, fontsize=10)
@@ -174,6 +178,9 @@ def plot(results: list[dict], path: Path) -> Path:
                     label="within 25%")  # fmt: skip
     ax.set_xscale("log")
     ax.set_yscale("log")
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        axis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     ax.set_xlabel("predicted by the analyzer (GiB)")
     ax.set_ylabel("measured peak (GiB)")
     ax.set_title("Every point: predicted against measured training memory", fontsize=10)
