@@ -156,6 +156,20 @@ def _shade(colour: str, factor: float) -> tuple[float, float, float]:
     return (r + (1 - r) * t, g + (1 - g) * t, b + (1 - b) * t)
 
 
+def _cuboid(ax: Axes, x0: float, y0: float, t: float, h: float, dx: float, dy: float,
+            colour: str | tuple[float, ...]) -> None:  # fmt: skip
+    """A box seen from the front-right: front face t x h at (x0, y0), its top and side going back by
+    (dx, dy); the side darker and the top lighter than the front."""
+    from matplotlib.patches import Polygon
+
+    front = [(x0, y0), (x0 + t, y0), (x0 + t, y0 + h), (x0, y0 + h)]
+    top = [(x0, y0 + h), (x0 + t, y0 + h), (x0 + t + dx, y0 + h + dy), (x0 + dx, y0 + h + dy)]
+    side = [(x0 + t, y0), (x0 + t + dx, y0 + dy), (x0 + t + dx, y0 + h + dy), (x0 + t, y0 + h)]
+    for poly, f in ((side, 0.78), (top, 1.35), (front, 1.0)):
+        ax.add_patch(Polygon(poly, closed=True, facecolor=_shade(colour, f), edgecolor=figures.INK,
+                             linewidth=0.6, zorder=3))  # fmt: skip
+
+
 @dataclass
 class Scale:
     """Points per unit: edges = k * sqrt(pixels), depth = a * log2(channels) + b, bars = c * log2(units)."""
@@ -303,8 +317,6 @@ class Box(Node):
         return [(right, c + dy / 2) for c in self._centres(yc, scale)]
 
     def draw(self, ax: Axes, x: float, yc: float, scale: Scale) -> None:
-        from matplotlib.patches import Polygon
-
         t, h, dx, dy, pitch, body = self._geometry(scale)
         left = self._left(x, scale)
         colour = _kind_colour(self.layer)
@@ -313,13 +325,7 @@ class Box(Node):
             part = self.parts - 1 - j
             base = _shade(colour, 0.9) if part % 2 else colour
             for i in range(max(len(self.stats), 1)):
-                x0, y0 = left + i * DECK, c - h / 2
-                front = [(x0, y0), (x0 + t, y0), (x0 + t, y0 + h), (x0, y0 + h)]
-                top = [(x0, y0 + h), (x0 + t, y0 + h), (x0 + t + dx, y0 + h + dy), (x0 + dx, y0 + h + dy)]
-                side = [(x0 + t, y0), (x0 + t + dx, y0 + dy), (x0 + t + dx, y0 + h + dy), (x0 + t, y0 + h)]
-                for poly, f in ((side, 0.78), (top, 1.35), (front, 1.0)):
-                    ax.add_patch(Polygon(poly, closed=True, facecolor=_shade(base, f), edgecolor=figures.INK,
-                                         linewidth=0.6, zorder=3))  # fmt: skip
+                _cuboid(ax, left + i * DECK, c - h / 2, t, h, dx, dy, base)
         if self.parts > 1:  # name the groups: GPU 1 on top, as in the AlexNet paper
             for j, c in enumerate(centres):
                 label = f"GPU {j + 1}" if self.parts == 2 else str(j + 1)
@@ -352,17 +358,9 @@ class Bar(Node):
         return [(self._left(x, scale) + BAR_THICK + 1.5, yc + 1.5)]
 
     def draw(self, ax: Axes, x: float, yc: float, scale: Scale) -> None:
-        from matplotlib.patches import Polygon
-
         h, t, d = self._h(scale), BAR_THICK, 3.0
         x0, y0 = self._left(x, scale), yc - self._h(scale) / 2 - 1.5
-        base = figures.COLOURS["linear"]
-        front = [(x0, y0), (x0 + t, y0), (x0 + t, y0 + h), (x0, y0 + h)]
-        top = [(x0, y0 + h), (x0 + t, y0 + h), (x0 + t + d, y0 + h + d), (x0 + d, y0 + h + d)]
-        side = [(x0 + t, y0), (x0 + t + d, y0 + d), (x0 + t + d, y0 + h + d), (x0 + t, y0 + h)]
-        for poly, f in ((side, 0.78), (top, 1.35), (front, 1.0)):
-            ax.add_patch(Polygon(poly, closed=True, facecolor=_shade(base, f), edgecolor=figures.INK,
-                                 linewidth=0.6, zorder=3))  # fmt: skip
+        _cuboid(ax, x0, y0, t, h, d, d, figures.COLOURS["linear"])
         self.draw_texts(ax, x0 + (t + d) / 2, y0 + h + d, y0)
 
 

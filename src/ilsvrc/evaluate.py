@@ -74,7 +74,7 @@ def _check_protocol(protocol: str) -> None:
 
 
 @contextlib.contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
+def eval_mode(model: nn.Module) -> Iterator[None]:
     """The model in eval mode inside the block; every submodule's own mode restored afterwards."""
     modes = [(m, m.training) for m in model.modules()]
     model.eval()
@@ -347,7 +347,7 @@ def predict_probs(model: nn.Module, images: Tensor, protocol: str, crop: int, sc
     net = model
     if protocol == "dense" and not isinstance(model, FullyConvolutional):
         net = fully_convolutional(model)  # built outside inference mode: its weights are plain views
-    with _eval_mode(model), torch.inference_mode():
+    with eval_mode(model), torch.inference_mode():
         return _probs(net, images, protocol, crop, scales, flips)
 
 
@@ -510,7 +510,7 @@ def evaluate(
     if protocol == "dense" and not isinstance(model, FullyConvolutional):
         net = fully_convolutional(model)  # after .to(): its FC weights are views, not copies
     meter = Meter(num_classes)
-    with _eval_mode(model), torch.inference_mode():
+    with eval_mode(model), torch.inference_mode():
         for images, targets in loader:
             images = images.to(device, non_blocking=True, memory_format=fmt)
             with autocast():

@@ -31,7 +31,7 @@ import contextlib
 import difflib
 import math
 import operator
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,6 +45,7 @@ from torch import Tensor, nn
 
 from .analysis import analyze
 from .errors import IlsvrcError
+from .evaluate import eval_mode
 from .spec import LRN, AdaptiveAvgPool, AvgPool, BatchNorm, Block, Conv, Dropout, MaxPool, ReLU, walk
 
 if TYPE_CHECKING:
@@ -120,18 +121,6 @@ def _check_layer(model: Model, name: str, spatial: bool, what: str) -> None:
         if spatial
         else f"{why} Its layers: {', '.join(valid)}."
     )
-
-
-@contextlib.contextmanager
-def _evaluating(model: nn.Module) -> Iterator[None]:
-    """The model in eval mode, every submodule's mode given back afterwards."""
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for m, mode in modes:
-            m.training = mode
 
 
 def _check_image(model: Model, image: Tensor) -> Tensor:
@@ -342,7 +331,7 @@ def feature_maps(model: Model, image: Tensor, layer: str) -> Tensor:
 
     handle = model.get_submodule(layer).register_forward_hook(hook)
     try:
-        with _evaluating(model), torch.no_grad(), contextlib.suppress(_Stop):
+        with eval_mode(model), torch.no_grad(), contextlib.suppress(_Stop):
             model(x)
     finally:
         handle.remove()
@@ -397,7 +386,7 @@ def _default_patch(size: int, patch: int | None, stride: int | None) -> tuple[in
 
 
 def _probabilities(model: Model, x: Tensor) -> Tensor:
-    with _evaluating(model), torch.no_grad():
+    with eval_mode(model), torch.no_grad():
         return F.softmax(model(x).float(), dim=1)
 
 
@@ -626,7 +615,7 @@ def deconv_units(model: Model, image: Tensor, layer: str, units: Sequence[tuple[
     keep that one activation, zero every other, and go back to pixel space (see `deconv_projection`).
     One forward pass, one batched way back. Returns N x 3 x H x W (normalised pixel units)."""
     x = _check_image(model, image)
-    with _evaluating(model), torch.no_grad():
+    with eval_mode(model), torch.no_grad():
         steps, out = _forward_trace(model, x, layer)
         c, h, w = out.shape[1:]
         signal = out.new_zeros(len(units), c, h, w)
@@ -661,7 +650,7 @@ def deconv_projection(model: Model, image: Tensor, layer: str, top: int = 9) -> 
     The projections are exactly zero outside each unit's receptive field.
     """
     x = _check_image(model, image)
-    with _evaluating(model), torch.no_grad():
+    with eval_mode(model), torch.no_grad():
         steps, out = _forward_trace(model, x, layer)
         out = out[0]
         c, h, w = out.shape
