@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 
 from ilsvrc import checkpoint
 from ilsvrc.cache import DecodedImages
-from ilsvrc.data import ImageFolderRGB, Skipped, collate_skipping, read_image
+from ilsvrc.data import ImageFolderRGB, Skipped, read_image
 from ilsvrc.train import make_config, train
 from test_bad_data import build_tree, pattern
 
@@ -62,14 +62,6 @@ def test_a_dataset_too_large_is_not_cached(tree, tmp_path: Path) -> None:
     data = ImageFolderRGB(root, "val", skip_unreadable=True)
     assert not data.use_cache(tmp_path, max_bytes=100)
     assert data.decoded is None and not list(tmp_path.iterdir())
-
-
-def test_collate_stacks_channels_last_images_into_a_channels_last_batch() -> None:
-    images = [torch.from_numpy(pattern(5, 7, s)).permute(2, 0, 1) for s in range(3)]
-    batch, targets, skipped = collate_skipping([(x, i) for i, x in enumerate(images)])
-    assert batch.shape == (3, 3, 5, 7) and batch.is_contiguous(memory_format=torch.channels_last)
-    assert torch.equal(batch, torch.stack([x.contiguous() for x in images]))
-    assert targets.tolist() == [0, 1, 2] and skipped == []
 
 
 def test_training_with_and_without_the_cache_ends_with_the_same_weights(tiny: str, tmp_path: Path) -> None:

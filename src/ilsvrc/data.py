@@ -591,14 +591,6 @@ def collate_skipping(samples: list[tuple[Any, Any]]) -> tuple[Tensor | None, Ten
     skipped = [s[0] for s in samples if isinstance(s[0], Skipped)]
     if not kept:
         return None, None, skipped
-    first = kept[0][0]
-    if isinstance(first, Tensor) and first.dim() == 3 and first.stride(0) == 1 and first.shape[0] > 1:
-        # channels-last images (the decoded cache's layout, kept by the crops): stack their H x W x C
-        # views, a plain copy, into an N x C x H x W batch with channels-last strides, the layout the
-        # model runs in. default_collate would gather them into planar layout, element by element.
-        images = torch.stack([s[0].permute(1, 2, 0) for s in kept]).permute(0, 3, 1, 2)
-        targets = default_collate([s[1] for s in kept])
-        return images, targets, skipped
     images, targets = default_collate(kept)
     return images, targets, skipped
 
