@@ -58,6 +58,7 @@ def test_run_directory_contents(tiny: str, tmp_path: Path) -> None:
         for key in ("epoch", "train_loss", "train_top1_error", "val_top1_error", "val_top5_error", "lr",
                     "images_per_s", "seconds"):  # fmt: skip
             assert isinstance(line[key], (int, float)) and math.isfinite(line[key]), key
+        assert 0 < line["data_wait_fraction"] < 1  # some waiting for the loader, never all of the time
     assert (run / "curves.png").stat().st_size > 10_000
     last, best = checkpoint.resolve(run, "last"), checkpoint.resolve(run, "best")
     assert (last / "model.safetensors").exists() and (best / "state.pt").exists()
