@@ -85,7 +85,7 @@ def test_training_with_and_without_the_cache_ends_with_the_same_weights(tiny: st
                           batch_size=8, image_size=32, workers=0, cache=cached)  # fmt: skip
         runs[cached] = load_file(checkpoint.resolve(train(cfg, progress=False, log=lambda *a: None))
                                 / "model.safetensors")  # fmt: skip
-    assert all(torch.equal(runs[True][k], runs[False][k]) for k in runs[True])
+    assert all(torch.equal(runs[True][k], runs[False][k]) for k in runs[True])  # same pixels, same steps
 
 
 def test_a_cache_that_cannot_be_written_leaves_the_run_going(tiny: str, tmp_path: Path, monkeypatch,
