@@ -231,10 +231,6 @@ class Entry:
     state: str
     pid: int | None = None  # the building process, for "building" and "abandoned"
 
-    @property
-    def removable(self) -> bool:
-        return self.state in ("ready", "abandoned")
-
     def to_dict(self) -> dict:
         used = datetime.fromtimestamp(self.last_used).astimezone().isoformat(timespec="seconds")
         return {"key": self.key, "folder": str(self.folder), "source": self.source, "split": self.split,
