@@ -208,7 +208,7 @@ def test_synthetic_is_deterministic_per_seed_split_and_index():
     b = SyntheticShapes("train", image_size=32, length=40, seed=0)
     forward = [a[i][0] for i in range(40)]
     backward = [b[i][0] for i in reversed(range(40))][::-1]
-    assert all(torch.equal(x, y) for x, y in zip(forward, backward))
+    assert all(torch.equal(x, y) for x, y in zip(forward, backward))  # exact: the same drawing, redone
     other_seed = SyntheticShapes("train", image_size=32, length=40, seed=1)
     val = SyntheticShapes("val", image_size=32, length=40, seed=0)
     assert not any(torch.equal(a[i][0], other_seed[i][0]) for i in range(40))
@@ -289,7 +289,7 @@ def test_augmented_ignores_order_and_leaves_global_rng_alone():
     expected_after = torch.rand(3)
     assert torch.equal(after, expected_after)  # the caller's generator was not advanced
     backward = [ds[i][0] for i in reversed(range(12))][::-1]
-    assert all(torch.equal(a, b) for a, b in zip(forward, backward))
+    assert all(torch.equal(a, b) for a, b in zip(forward, backward))  # exact: the same ops, the same seed
     assert not torch.equal(forward[0], light_dataset(seed=1)[0][0])
     ds.set_epoch(1)
     assert ds.epoch == 1 and not torch.equal(forward[0], ds[0][0])
@@ -306,6 +306,8 @@ def test_augmented_same_batches_with_any_worker_count_and_resume_offset():
 
     single = batches(DataLoader(ds, batch_size=4, num_workers=0))
     workers = batches(DataLoader(ds, batch_size=4, num_workers=2))
+    # exact: each sample is made alone by the same ops wherever it runs, and a 3x24x24 image is below
+    # torch's parallel grain (32768 elements), so a worker's single thread computes it as the main one does
     assert all(torch.equal(a, b) for a, b in zip(single, workers)) and len(workers) == 3
     resumed = batches(DataLoader(torch.utils.data.Subset(ds, range(5, 12)), batch_size=7))
     assert torch.equal(resumed[0], torch.cat(single)[5:])
@@ -344,7 +346,7 @@ def test_pca_lighting_offset_statistics():
     assert torch.allclose(shift, shift[:, :1, :1].expand_as(shift), atol=1e-6)
     ones = lighting(torch.ones(3, 2, 2))
     assert ones.max() > 1 or ones.min() < 1
-    assert torch.equal(PCALighting(0.0)(image), image)
+    assert torch.equal(PCALighting(0.0)(image), image)  # exact: x + 0.0 is x
 
 
 def test_train_transforms_shapes_and_randomness():
@@ -356,7 +358,7 @@ def test_train_transforms_shapes_and_randomness():
             torch.manual_seed(seed)
             outputs.append(transform(image))
         torch.manual_seed(0)
-        assert torch.equal(transform(image), outputs[0]), kind  # same seed, same augmentation
+        assert torch.equal(transform(image), outputs[0]), kind  # same seed, same ops: exact
         assert all(o.dtype == torch.float32 and tuple(o.shape) == (3, 32, 32) for o in outputs), kind
         assert len({o.sum().item() for o in outputs}) == 6, kind  # crops and flips vary with the seed
     with pytest.raises(IlsvrcError, match="alexnet, vgg, rrc, light"):
@@ -396,7 +398,7 @@ def test_eval_transform_resize_then_centre_crop():
     out = transform(image)
     assert out.shape == (3, 224, 224) and out.dtype == torch.float32
     torch.manual_seed(1)
-    assert torch.equal(transform(image), out)  # no randomness
+    assert torch.equal(transform(image), out)  # no randomness: the same call, exactly the same result
     resized = resize_shorter(image, 256)
     assert resized.dtype == torch.uint8 and tuple(resized.shape) == (3, 256, 341)
     top, left = (256 - 224) // 2, (341 - 224) // 2

@@ -157,7 +157,7 @@ def test_fully_convolutional_shares_the_models_modules_and_weights():
     assert isinstance(net.fc6, nn.Conv2d) and net.fc6.kernel_size == (4, 4) and net.fc6.in_channels == 8
     assert net.fc7.kernel_size == (1, 1) and net.fc8.kernel_size == (1, 1)
     assert net.fc6.weight.data_ptr() == model.fc6.weight.data_ptr()  # a view, not a copy
-    assert torch.equal(net.fc6.weight.flatten(1), model.fc6.weight)
+    assert torch.equal(net.fc6.weight.flatten(1), model.fc6.weight)  # exact: the same memory
     assert net.stride == (4, 4) and net.kernel == (4, 4)
 
 

@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 from ilsvrc import checkpoint
-from ilsvrc.train import make_config, read_metrics, train
+from ilsvrc.train import datasets, load_trained, make_config, read_metrics, train
 
 COMMON = ["--recipe", "cpu", "--image-size", "32", "--synthetic-classes", "4", "--workers", "0"]
 
@@ -28,6 +28,17 @@ def ilsvrc(*args: str, **kwargs) -> subprocess.Popen:
 
 def weights(run: Path) -> dict[str, torch.Tensor]:
     return load_file(checkpoint.resolve(run) / "model.safetensors")
+
+
+def near_ties(run: Path, rel: float = 1e-3) -> int:
+    """Validation images whose two best scores under the run's last weights differ by less than `rel`
+    of the larger score's size: the only predictions weights that agree to 1e-5 could flip."""
+    model, config, _, _ = load_trained(run)
+    _, val, _ = datasets(config)
+    with torch.no_grad():
+        scores = model(torch.stack([val[i][0] for i in range(len(val))]))
+    best = scores.topk(2, dim=1).values
+    return int(((best[:, 0] - best[:, 1]) < rel * best.abs().max(1).values.clamp_min(1e-6)).sum())
 
 
 def test_two_processes_step_like_one(spec: str, tmp_path: Path) -> None:
@@ -48,7 +59,12 @@ def test_two_processes_step_like_one(spec: str, tmp_path: Path) -> None:
         rel = (a[key] - b[key]).norm() / a[key].norm().clamp_min(1e-12)
         assert rel <= 1e-5, (key, float(rel))
     ma, mb = read_metrics(tmp_path / "one"), read_metrics(tmp_path / "two")
-    assert [m["val_top1_error"] for m in ma] == [m["val_top1_error"] for m in mb]  # evaluation reduced
+    # evaluation reduced over both ranks: the top-1 error of all 64 images, as one process has it. The
+    # weights agree to 1e-5, not bit for bit (the batch is split), so a prediction may flip where its two
+    # best scores are that close: those near ties (usually none: then exact) are the only leeway
+    leeway = near_ties(tmp_path / "two") / 64
+    assert abs(ma[-1]["val_top1_error"] - mb[-1]["val_top1_error"]) <= leeway + 1e-12, leeway
+    assert abs(ma[0]["val_top1_error"] - mb[0]["val_top1_error"]) <= 1 / 64 + 1e-12  # no weights kept
     assert ma[-1]["train_loss"] == pytest.approx(mb[-1]["train_loss"], rel=1e-5)
     # only rank 0 wrote: one metrics line per epoch
     assert len(mb) == 2
@@ -126,7 +142,7 @@ def test_kill_9_at_any_moment_then_resume_gives_the_same_weights(
     out, _ = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, out
     a, b = weights(reference), weights(run)
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert all(torch.equal(a[k], b[k]) for k in a)  # exact resume: the same steps on the same path
     assert [m["epoch"] for m in read_metrics(run) if m["complete"]] == [1, 2]
 
 
@@ -198,7 +214,7 @@ def test_a_full_disk_keeps_the_previous_checkpoint(spec: str, tmp_path: Path, mo
         checkpoint.save(run, 999, {"w": torch.zeros(2)}, {"epoch": 9})
     assert checkpoint.resolve(run) == before
     after = load_file(before / "model.safetensors")
-    assert all(torch.equal(after[k], weights_before[k]) for k in after)
+    assert all(torch.equal(after[k], weights_before[k]) for k in after)  # the same file, read again
     assert not [p for p in (run / "checkpoints").iterdir() if p.name.startswith(".tmp")]
 
 

@@ -37,12 +37,12 @@ def test_resumed_run_ends_with_the_same_weights(tiny: str, tmp_path: Path) -> No
     a = load_file(checkpoint.resolve(straight) / "model.safetensors")
     b = load_file(checkpoint.resolve(stopped) / "model.safetensors")
     assert a.keys() == b.keys()
-    for key in a:
+    for key in a:  # exact resume: the same steps on the same path (workers only move the data loading)
         assert torch.equal(a[key], b[key]), key
     ma, mb = read_metrics(straight), read_metrics(stopped)
     assert [m["epoch"] for m in ma] == [1, 2]
     assert [m["epoch"] for m in mb if m["complete"]] == [1, 2]
-    assert ma[-1]["val_top1_error"] == mb[-1]["val_top1_error"]
+    assert ma[-1]["val_top1_error"] == mb[-1]["val_top1_error"]  # exact: the same weights, evaluated alike
     assert ma[-1]["train_loss"] == pytest.approx(mb[-1]["train_loss"], rel=1e-12)
 
 
@@ -147,7 +147,7 @@ def test_eval_protocols_and_predict_from_the_command_line(tiny: str, tmp_path: P
         result = json.loads(capsys.readouterr().out)
         assert result["images"] == 24 and 0 <= result["top5_error"] <= result["top1_error"] <= 1
         written = json.loads((run / f"eval-{protocol}.json").read_text())
-        assert written["top1_error"] == result["top1_error"]
+        assert written["top1_error"] == result["top1_error"]  # one result, printed and written
         assert (run / f"confusion-{protocol}.png").stat().st_size > 5_000
     image = tmp_path / "img.png"
     from PIL import Image

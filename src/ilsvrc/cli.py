@@ -250,6 +250,68 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cache(args: argparse.Namespace) -> int:
+    """`ilsvrc cache list|clear`: the decoded-image cache's entries (see ilsvrc.cache); no torch."""
+    import time
+
+    from . import cache
+
+    root, cap = cache.cache_root(), cache.cap_bytes()
+    found = cache.entries(root)
+
+    def line(e: cache.Entry) -> str:
+        return (
+            f"  {e.key[:12]}  {cache.describe(e)}  {render.n(e.images)} images  {render.human_bytes(e.bytes)}"
+        )
+
+    if args.cache_command == "list":
+        total = sum(e.bytes for e in found)
+        if args.format == "json":
+            data = {"schema": "ilsvrc.cache/1", "folder": str(root), "cap_bytes": cap, "total_bytes": total,
+                    "entries": [e.to_dict() for e in found]}  # fmt: skip
+            _emit(render.dump_json(data))
+            return 0
+        rows = [[e.key[:12], e.source or "(unknown: built by an older ilsvrc)", e.split, render.n(e.images),
+                 render.n(e.unreadable), render.human_bytes(e.bytes),
+                 time.strftime("%Y-%m-%d %H:%M", time.localtime(e.last_used)), e.state]
+                for e in found]  # fmt: skip
+        table = render.Table(f"{len(found)} decoded-image cache entries in {root}, least recently used first",
+                             ["entry", "data set", "split", "images", "unreadable", "size", "last used",
+                              "state"], rows, numeric={3, 4, 5})  # fmt: skip
+        table.footer = [
+            f"total {render.human_bytes(total)} of the {render.human_bytes(cap)} cap (ILSVRC_CACHE_MAX_GB); "
+            "to make room, the least recently used go first.",
+            "`ilsvrc cache clear --all | --older-than DAYS | PATTERN` removes entries.",
+        ]
+        _emit(render.render(table, "text"))
+        return 0
+    if args.older_than is not None and not args.older_than >= 0:
+        raise cache.CacheError(f"--older-than takes a number of days, 0 or more, not {args.older_than}.")
+    chosen = cache.select(found, everything=args.all, older_than_days=args.older_than, pattern=args.pattern)
+    if args.pattern is not None and not chosen:
+        raise cache.CacheError(
+            f"No decoded-image cache entry matches {args.pattern!r} (a data set folder, a shell pattern such "
+            f"as '*imagenette*', or the start of an entry's key); `ilsvrc cache list` shows the "
+            f"{len(found)} in {root}."
+        )
+    removed, kept = cache.clear(chosen)
+    freed = sum(e.bytes for e in removed)
+    if removed:
+        _emit(f"removed {len(removed)} cache {'entry' if len(removed) == 1 else 'entries'} from {root}, "
+              f"{render.human_bytes(freed)} freed:\n" + "".join(line(e) + "\n" for e in removed))  # fmt: skip
+    elif not kept:
+        what = "is empty" if not found else f"has no entry unused for more than {args.older_than:g} days"
+        _emit(f"nothing to remove: the decoded-image cache in {root} {what}.\n")
+    if kept:
+        raise cache.CacheError(
+            f"Kept {len(kept)} cache {'entry' if len(kept) == 1 else 'entries'}: "
+            + "; ".join(f"{e.key[:12]} ({cache.describe(e)}, {render.human_bytes(e.bytes)}) {why}"
+                        for e, why in kept)
+            + ". An entry in use or being built is never removed: clear it again once that run has ended."
+        )  # fmt: skip
+    return 0
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with the tool's one-paragraph error (no usage block), exit code 2."""
 
@@ -423,6 +485,21 @@ def parser() -> argparse.ArgumentParser:
     )
     picture_options(sp, "MODEL-report.html")
     sp.set_defaults(func=cmd_report)
+
+    sp = sub.add_parser("cache", help="the decoded-image cache: list its entries, clear them",
+                        description="The decoded-image cache in ILSVRC_CACHE_DIR (default ~/.cache/ilsvrc), "
+                        "capped at ILSVRC_CACHE_MAX_GB GiB (default 8): least recently used entries are "
+                        "removed when a new one needs room, never one in use.")  # fmt: skip
+    cache_sub = sp.add_subparsers(dest="cache_command", metavar="ACTION", required=True)
+    cp = cache_sub.add_parser("list", help="each entry: data set, split, images, size, last used; the cap")
+    cp.add_argument("--format", choices=["text", "json"], default="text")
+    cp = cache_sub.add_parser("clear", help="remove entries: --all, --older-than DAYS or PATTERN")
+    which = cp.add_mutually_exclusive_group(required=True)
+    which.add_argument("--all", action="store_true", help="every entry not in use")
+    which.add_argument("--older-than", type=float, metavar="DAYS", help="entries unused for more than DAYS")
+    which.add_argument("pattern", nargs="?", metavar="PATTERN",
+                       help="a data set folder, a pattern ('*imagenette*') or an entry's key")  # fmt: skip
+    sp.set_defaults(func=cmd_cache)
 
     sp = sub.add_parser("tour", help="the lecture's networks, checked, and AlexNet trained for a minute")
     sp.add_argument("--no-train", action="store_true", help="skip the one-minute training at the end")

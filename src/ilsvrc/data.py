@@ -415,17 +415,24 @@ class ImageFolderRGB(Dataset):
     ) -> bool:
         """Decode every image once into a memory-mapped cache (`ilsvrc.cache`) and read from it from
         now on; the pixels are the same. Returns False, changing nothing, when the decoded images would
-        take more than `max_bytes` (default `cache.MAX_BYTES`, 16 GiB) or more than half the free space
-        where the cache goes. Raises `DataError` if writing the cache fails all the same."""
+        take more than the cache's cap, `max_bytes` (default `ILSVRC_CACHE_MAX_GB`, see
+        `cache.cap_bytes`), with every unused entry evicted, or more than half the free space where
+        the cache goes. Raises `DataError` if writing the cache fails all the same."""
         from . import cache
 
         paths = [path for path, _ in self.samples]
-        limit = cache.MAX_BYTES if max_bytes is None else max_bytes
         folder = root or cache.cache_root()
-        needed = cache.estimated_bytes(paths)
-        if needed > limit or needed > cache.free_bytes(folder) // 2:  # leave the disk half its room
+        try:
+            limit = cache.cap_bytes() if max_bytes is None else max_bytes
+            needed = cache.estimated_bytes(paths)
+            if needed > limit or needed > cache.free_bytes(folder) // 2:  # leave the disk half its room
+                return False
+            self.decoded = cache.DecodedImages(paths, root, progress, source=str(self.root.resolve()),
+                                               split=self.split, cap=limit, needed=needed)  # fmt: skip
+        except cache.CacheFull:
             return False
-        self.decoded = cache.DecodedImages(paths, root, progress)
+        except cache.CacheError as error:
+            raise DataError(str(error)) from None
         return True
 
     def __len__(self) -> int:
