@@ -18,6 +18,7 @@ Conventions, stated once and printed beside every table:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -711,38 +712,78 @@ def _spatial(stats: LayerStats, layer: Conv | MaxPool, vin: Volume) -> tuple[int
         if rem == 0:
             texts.append(f"{expr} = {out}")
         else:
-            texts.append(f"{expr} = {exact:g} -> {out} ({'ceil_mode' if ceil else 'floor'})")
-            found.append((label + "2", n, expr, exact, out, rem))
+            how = "floor" if not ceil else "ceil_mode" if out > span // s + 1 else "ceil_mode drops it"
+            texts.append(f"{expr} = {exact:g} -> {out} ({how})")
+            found.append(_Rounding(label + "2", n, expr, exact, out, rem, eff, s, p, ceil))
         outs.append(out)
     if texts[0] == texts[1]:
         stats.formulas.append(f"W2 = H2 = {texts[0]}")
-        found = [("W2 = H2", *found[0][1:])] if found else []
+        found = [dataclasses.replace(found[0], label="W2 = H2")] if found else []
     else:
         stats.formulas += [f"W2 = {texts[0]}", f"H2 = {texts[1]}"]
-    for label, n, expr, exact, out, rem in found:
-        stats.findings.append(_non_integer(stats, label, n, expr, exact, out, rem, ceil))
+    for rounding in found:
+        stats.findings.append(_non_integer(stats, rounding))
     return outs[1], outs[0]
 
 
-def _non_integer(stats: LayerStats, label: str, n: int, expr: str, exact: float, out: int,
-                 rem: int, ceil: bool) -> Finding:  # fmt: skip
-    axis = {"W2": "column", "H2": "row"}.get(label, "column and row")
-    if rem > 1:
-        axis = axis.replace("column", "columns").replace("row", "rows")
-    if ceil:
+@dataclass(frozen=True)
+class _Rounding:
+    """A window's output size along one axis that is not a whole number, and what PyTorch makes of it."""
+
+    label: str  # "W2", "H2" or "W2 = H2"
+    n: int  # input size
+    expr: str  # the formula with its numbers
+    exact: float  # its value
+    out: int  # PyTorch's output size
+    rem: int  # (n + 2P - F_eff) mod S: padded positions after the floor's last window
+    eff: int  # effective kernel d(F - 1) + 1
+    stride: int
+    padding: int
+    ceil: bool
+
+
+def _non_integer(stats: LayerStats, r: _Rounding) -> Finding:
+    """A warning when input is never seen (or, without ceil_mode, whenever the division is not exact);
+    a note when ceil_mode's extra window covers the rest. States the size PyTorch gives."""
+    axis = {"W2": "column", "H2": "row"}.get(r.label, "column and row")
+
+    def many(count: int) -> str:
+        return axis.replace("column", "columns").replace("row", "rows") if count > 1 else axis
+
+    head = f"{stats.name}: {r.label} = {r.expr} = {r.exact:g} is not a whole number"
+    floor = (r.n + 2 * r.padding - r.eff) // r.stride + 1
+    lost = max(0, r.rem - r.padding)  # input (not padding) positions after the floor's last window
+    if lost:
+        unseen = f"the last {lost} input {many(lost)} (of {r.n}) are never seen by any window"
+    else:
+        verb = "is" if r.rem == 1 and " and " not in axis else "are"
+        unseen = (
+            f"the {r.rem} {many(r.rem)} left over after the last window {verb} padding, so every "
+            f"input {axis} is still seen"
+        )
+    if r.ceil and r.out > floor:
+        over = r.stride - r.rem
         return Finding(
             "note",
             stats.name,
-            f"{stats.name}: {label} = {expr} = {exact:g} is not a whole number; with ceil_mode "
-            f"it is rounded up to {out} (Caffe's convention), so the last window hangs over the "
-            f"edge and covers only part of its {stats.layer.kernel[0]} {axis}.",
+            f"{head}; with ceil_mode PyTorch rounds it up to {r.out} (Caffe's convention): the last "
+            f"window hangs {over} {many(over)} over the edge of the padded input, so every input {axis} "
+            "is still seen.",
+        )
+    if r.ceil:
+        start = floor * r.stride
+        return Finding(
+            "warning" if lost else "note",
+            stats.name,
+            f"{head}; ceil_mode would round it up to {floor + 1}, but that last window would start at "
+            f"padded {axis} {start}, past the input and its left padding ({r.n} + {r.padding}), so "
+            f"PyTorch drops it and gives {r.out}, the floor: {unseen}.",
         )
     return Finding(
         "warning",
         stats.name,
-        f"{stats.name} ({stats.kind} {describe(stats.layer)}): {label} = {expr} = {exact:g} is "
-        f"not a whole number. PyTorch floors it to {out}, so the last {rem} input {axis} "
-        f"(of {n}) are never seen by any window.",
+        f"{stats.name} ({stats.kind} {describe(stats.layer)}): {r.label} = {r.expr} = {r.exact:g} is "
+        f"not a whole number. PyTorch floors it to {r.out}: {unseen}.",
     )
 
 
@@ -882,18 +923,115 @@ def nearest_exact_sizes(network: Network, shape: tuple[int, int, int], reach: in
     return found
 
 
-def smallest_input(network: Network, channels: int, limit: int = 4096) -> int | None:
-    """The smallest square input size the network can take (None if none up to `limit`)."""
-    lo, hi = 1, limit
-    if is_exact(network, (channels, hi, hi)) is None:
+@dataclass(frozen=True)
+class InputSizes:
+    """The square input sizes, from 1 to `limit`, that a network takes.
+
+    smallest: the smallest (None: none up to `limit`); every_size_up: it takes every size from
+    `smallest` to `limit` (always so for a chain of layers; branches joined by a concatenation or a
+    residual sum may agree only at some sizes); first: the first few sizes it takes; count: how many
+    it takes up to `limit`.
+    """
+
+    smallest: int | None
+    every_size_up: bool
+    first: tuple[int, ...]
+    count: int
+    limit: int
+
+    def __str__(self) -> str:
+        """What follows the network's name in a sentence: 'takes inputs from 32x32 up'."""
+        if self.smallest is None:
+            return f"takes no square input up to {self.limit}x{self.limit}"
+        if self.every_size_up:
+            return f"takes inputs from {self.smallest}x{self.smallest} up"
+        sizes = ", ".join(f"{n}x{n}" for n in self.first)
+        more = ", ..." if self.count > len(self.first) else ""
+        return (
+            f"takes only some square inputs ({sizes}{more}; not every size between them): the "
+            "branches of its joins agree only at some sizes"
+        )
+
+
+_FLAT = -1  # the "size" of a flat vector: flatten ends the spatial axes
+
+
+def _sizes_along(layers: tuple[Layer, ...], sizes: list[int | None], axis: int, flags: dict
+                 ) -> list[int | None]:  # fmt: skip
+    """The output size along `axis` (0: height, 1: width) for each input size in `sizes`, by the
+    analyzer's own geometry (`window_out`), for all sizes at once: None where some window does not
+    fit or the branches of a join disagree, `_FLAT` after a flatten or fully connected layer.
+    `flags['flat_join']` is set when a residual sum joins flat vectors, whose lengths (which depend
+    on the input size) this does not follow."""
+    for layer in layers:
+        if isinstance(layer, Block):
+            sizes = _sizes_along(layer.layers, sizes, axis, flags)
+        elif isinstance(layer, (Concat, Residual)):
+            if isinstance(layer, Concat):
+                parts = [_sizes_along(b.layers, sizes, axis, flags) for b in layer.branches]
+            else:
+                short = layer.shortcut.layers if layer.shortcut else ()
+                parts = [_sizes_along(part, sizes, axis, flags) for part in (layer.body.layers, short)]
+                flags["flat_join"] |= any(n == _FLAT for part in parts for n in part)
+            sizes = [a if all(part[i] == a for part in parts) else None for i, a in enumerate(parts[0])]
+        elif isinstance(layer, (Conv, MaxPool)):
+            d = layer.dilation[axis] if isinstance(layer, Conv) else 1
+            ceil = isinstance(layer, MaxPool) and layer.ceil_mode
+            k, st, p = layer.kernel[axis], layer.stride[axis], layer.padding[axis]
+            sizes = [_window_or_none(n, k, st, p, d, ceil) for n in sizes]
+        elif isinstance(layer, AdaptiveAvgPool):
+            sizes = [n if n in (None, _FLAT) else layer.output_size[axis] for n in sizes]
+        elif isinstance(layer, (Flatten, Linear)):
+            sizes = [None if n is None else _FLAT for n in sizes]
+    return sizes
+
+
+def _window_or_none(n: int | None, kernel: int, stride: int, padding: int, dilation: int,
+                    ceil: bool) -> int | None:  # fmt: skip
+    if n is None or n == _FLAT:  # a window over a flat vector is refused whatever the size
+        return n
+    try:
+        return window_out(n, kernel, stride, padding, dilation, ceil)[0]
+    except ValueError:
         return None
-    while lo < hi:  # valid sizes form a range [smallest, ...) for these layer types
-        mid = (lo + hi) // 2
-        if is_exact(network, (channels, mid, mid)) is None:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
+
+
+def input_sizes(network: Network, channels: int, limit: int = 4096) -> InputSizes:
+    """Which square input sizes from 1 to `limit` the network takes, found exactly.
+
+    Every size is checked: each layer's windows must fit and the branches of each join agree, computed
+    for all sizes at once; the smallest such size is then analysed in full, which settles the checks
+    that do not depend on the size (channels, groups, flat vectors). Chains take every size from the
+    smallest up; branches whose strides or paddings differ may agree only at some sizes.
+    """
+    flags = {"flat_join": False}
+    ok = [True] * limit
+    for axis in (0, 1):
+        sizes = _sizes_along(network.layers, list(range(1, limit + 1)), axis, flags)
+        ok = [a and b is not None for a, b in zip(ok, sizes)]
+    candidates = [n for n in range(1, limit + 1) if ok[n - 1]]
+
+    def takes(n: int) -> bool:
+        return is_exact(network, (channels, n, n)) is not None
+
+    if flags["flat_join"]:  # a residual sum of flat vectors: their lengths need the full analysis
+        candidates = [n for n in candidates if takes(n)]
+    elif candidates and not takes(candidates[0]):  # a size-independent error: no size will do
+        candidates = []
+    if not candidates:
+        return InputSizes(None, False, (), 0, limit)
+    smallest = candidates[0]
+    every = len(candidates) == limit - smallest + 1
+    return InputSizes(smallest, every, tuple(candidates[:4]), len(candidates), limit)
+
+
+def smallest_input(network: Network, channels: int, limit: int = 4096) -> int | None:
+    """The smallest square input size N such that the network takes every size from N up to `limit`
+    (what "takes inputs from N up" claims); None if there is none. For a chain of layers that is the
+    smallest size it takes; when branches agree only at some sizes there is none, and
+    `input_sizes` says which sizes it takes."""
+    sizes = input_sizes(network, channels, limit)
+    return sizes.smallest if sizes.every_size_up else None
 
 
 def _add_fixes(report: Report) -> None:
@@ -927,6 +1065,9 @@ def _exact_padding(report: Report, name: str, layer: Conv | MaxPool) -> str:
     if s % 2 or rem % 2 == 0:
         extra = (-rem * pow(2, -1, s)) % s if s % 2 else (-(rem // 2)) % period
         extra = extra or period
+        if isinstance(layer, MaxPool) and 2 * (p + extra) > k:  # and AvgPool: PyTorch refuses it
+            return (f"no padding of {name} that PyTorch allows (at most half the kernel, {k // 2}) "
+                    "makes it exact")  # fmt: skip
         return f"or padding {p + extra} in {name} ((W1 - F + 2P) divisible by {s})"
     return f"no symmetric padding of {name} makes it exact ({n} - {eff} + 2P is never a multiple of {s})"
 
