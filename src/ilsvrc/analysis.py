@@ -18,6 +18,7 @@ Conventions, stated once and printed beside every table:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -41,6 +42,7 @@ from .spec import (
     ReLU,
     Residual,
     is_whole,
+    walk,
 )
 
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8}
@@ -115,7 +117,12 @@ class LayerStats:
     biases: int = 0
     macs: int = 0
     bias_adds: int = 0
-    saved_elements: float = 0.0  # values kept for the backward pass, in units of the dtype
+    # What autograd keeps for the backward pass and this layer made (each tensor counted once, by its
+    # maker; see `_Autograd`): values in the activation dtype per image, bytes per image whatever the
+    # dtype (max pooling's int64 indices), and values per batch (batch norm's mean and inverse std).
+    saved_values: int = 0
+    saved_fixed_bytes: int = 0
+    saved_batch_values: int = 0
     receptive_field: ReceptiveField | None = None
     formulas: list[str] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
@@ -129,6 +136,11 @@ class LayerStats:
     def hyper(self) -> str:
         return describe(self.layer)
 
+    def saved_bytes(self, dtype: str = "float32", batch: int = 1) -> int:
+        """Bytes autograd keeps for the backward pass that this layer made, at `dtype` and `batch`."""
+        item = DTYPE_BYTES[dtype]
+        return batch * (self.saved_values * item + self.saved_fixed_bytes) + self.saved_batch_values * item
+
 
 @dataclass
 class Report:
@@ -140,6 +152,8 @@ class Report:
     dtype: str
     rows: list[LayerStats]
     findings: list[Finding]
+    channels_last: bool = True  # the module's layout (`channels_last_layout`)
+    input_saved: bool = False  # autograd keeps the input batch itself (a first conv, fc or batch norm)
 
     @property
     def leaves(self) -> list[LayerStats]:
@@ -189,10 +203,12 @@ class Report:
     def memory(self) -> dict[str, int]:
         """Bytes for this batch and dtype; the model behind the numbers is in docs/conventions.md.
 
+        saved_for_backward: every tensor autograd keeps for the backward pass of a training step of
+        `ilsvrc.nn.build`'s module (model.to(dtype), training mode, CPU), each storage once, parameters
+        and batch-norm buffers left out: what `torch.autograd.graph.saved_tensors_hooks` sees.
         inference: weights + the largest (input + output) pair of consecutive activations.
-        training: weights, gradients and one optimizer buffer (SGD momentum), the input batch, every
-        activation kept for the backward pass (in-place ReLU and flatten keep nothing new; max pooling
-        keeps int64 indices, dropout a byte mask, LRN its intermediate sums), and the matrix-product
+        training: weights, gradients and one optimizer buffer (SGD momentum), the input batch (once,
+        whether autograd keeps it or not) with everything saved for backward, and the matrix-product
         workspace: about one copy of the largest layer's weights, which PyTorch's CPU matrix products
         keep as a packing buffer (measured: benchmarks/RESULTS.md, "Cost growth").
         """
@@ -200,16 +216,19 @@ class Report:
         weights = self.params * item
         input_bytes = self.input.elements * self.batch * item
         peak = max((r.input.elements + r.output.elements) * self.batch * item for r in self.leaves)
-        saved = sum(r.saved_elements for r in self.leaves) * self.batch * item
-        activations = sum(r.output.elements for r in self.leaves) * self.batch * item
+        saved = sum(r.saved_bytes(self.dtype, self.batch) for r in self.rows)
+        saved += input_bytes if self.input_saved else 0
+        activations = saved + (0 if self.input_saved else input_bytes)
+        forward = sum(r.output.elements for r in self.leaves) * self.batch * item
         workspace = max((r.weights for r in self.leaves), default=0) * item
         return {
             "weights": weights,
-            "activations_forward": activations,
+            "activations_forward": forward,
             "inference_peak": weights + peak,
-            "training_activations": int(saved) + input_bytes,
+            "saved_for_backward": saved,
+            "training_activations": activations,
             "training_workspace": workspace,
-            "training_total": 3 * weights + int(saved) + input_bytes + workspace,
+            "training_total": 3 * weights + activations + workspace,
         }
 
     def first_linear(self) -> LayerStats | None:
@@ -310,9 +329,12 @@ def analyze(
     batch: int = 1,
     dtype: str = "float32",
     suggest: bool = True,
+    channels_last: bool = True,
 ) -> Report:
     """Analyse `network` at `input_shape` (default: the network's own) for a batch and dtype.
 
+    channels_last: the memory layout of the module the memory figures describe, as
+    `ilsvrc.nn.build(network, channels_last=...)` makes it (it matters for what flatten copies).
     Raises ShapeError for an impossible configuration; non-integer output sizes become findings.
     """
     if dtype not in DTYPE_BYTES:
@@ -329,34 +351,210 @@ def analyze(
     vol = Volume(c, h, w)
     rf = ReceptiveField((1.0, 1.0), (1.0, 1.0), (0.0, 0.0))
     rows: list[LayerStats] = []
-    _Walker(rows).run(network.layers, vol, rf, prefix="", depth=0)
+    layout = channels_last and channels_last_layout(network)
+    autograd = _Autograd(vol, layout)
+    _Walker(rows, autograd).run(network.layers, vol, rf, "", 0, _Flow(autograd.input, owned=False))
     findings = [f for r in rows for f in r.findings]
-    report = Report(network, vol, batch, dtype, rows, findings)
+    report = Report(network, vol, batch, dtype, rows, findings, layout, autograd.settle())
     if suggest:
         _add_fixes(report)
         _note_first_linear(report)
     return report
 
 
-class _Walker:
-    """Walks a layer tree, appending one LayerStats per node to `rows`."""
+# ---------------------------------------------------------------------------------------------------
+# What autograd keeps for the backward pass
 
-    def __init__(self, rows: list[LayerStats]) -> None:
+
+@dataclass(eq=False)
+class _Storage:
+    """The memory of one activation tensor (views share it), and the row that made it (None: the
+    network's input). `elements` per image, in the activation dtype."""
+
+    maker: LayerStats | None
+    elements: int
+    saved: bool = False
+
+
+@dataclass(frozen=True, eq=False)
+class _Tensor:
+    """An activation as the module of `ilsvrc.nn.build` computes it in training mode.
+
+    grad: autograd tracks it (it depends on a parameter; the network's input does not).
+    channels_last: its strides are torch.channels_last's (N x H x W x C in memory), else contiguous.
+    """
+
+    storage: _Storage
+    volume: Volume
+    grad: bool
+    channels_last: bool
+
+    @property
+    def _ambiguous(self) -> bool:  # one channel, or a 1x1 map: both layouts have the same strides
+        v = self.volume
+        return v.channels == 1 or v.height * v.width == 1
+
+    @property
+    def contiguous(self) -> bool:
+        """torch's is_contiguous(): a view, not a copy, flattens it."""
+        return self.volume.flat or not self.channels_last or self._ambiguous
+
+    @property
+    def channels_last_contiguous(self) -> bool:
+        return not self.volume.flat and (self.channels_last or self._ambiguous)
+
+    @property
+    def suggests_channels_last(self) -> bool:
+        """torch's suggest_memory_format(): an N x 1 x 1 x 1 tensor counts as contiguous."""
+        return not self.volume.flat and self.channels_last and self.volume.elements > 1
+
+
+@dataclass(frozen=True)
+class _Flow:
+    """The tensor reaching a layer, and whether it is fresh (nothing else holds it: a ReLU may then
+    work in place, as `ilsvrc.nn.build` decides)."""
+
+    tensor: _Tensor
+    owned: bool
+
+
+def _elementwise_layout(inputs: list[_Tensor]) -> bool:
+    """Whether an element-wise result (torch's TensorIterator) is channels-last: contiguous when every
+    input is (one channel and 1x1 maps count as both layouts), channels-last when every input is,
+    else the layout of the first input."""
+    if all(t.contiguous for t in inputs):
+        return False
+    if all(t.channels_last_contiguous for t in inputs):
+        return True
+    return inputs[0].channels_last
+
+
+def channels_last_layout(network: Network) -> bool:
+    """Whether `ilsvrc.nn.build(network)` lays the module out channels-last (its default): yes, unless
+    a 1x1 convolution has unequal strides (oneDNN cannot train that channels-last; see nn.build)."""
+    return not any(
+        isinstance(layer, Conv) and layer.kernel == (1, 1) and layer.stride[0] != layer.stride[1]
+        for _, layer in walk(network.layers)
+    )
+
+
+class _Autograd:
+    """Follows the tensors of one training-mode forward pass on the CPU and marks those autograd keeps.
+
+    What each layer keeps (PyTorch 2.x, `ilsvrc.nn.build`'s modules; docs/conventions.md):
+    convolution and fully connected: their input; batch norm: its input, and a mean and an inverse
+    standard deviation per channel; max pooling: its input and an int64 index per output value;
+    average pooling: its input (adaptive pooling to 1x1 is a mean: nothing); our LRN: its input and
+    its denominator; ReLU: its output (in place: the storage it received); dropout (p > 0): a noise
+    tensor of its input's size in the activation dtype. Layers whose input autograd does not track
+    (before the first layer with parameters) keep nothing, except those with parameters. Flatten of a
+    channels-last map copies it (a new tensor); concatenation and the residual sum keep nothing but
+    make new tensors. A storage kept by several layers counts once, for the layer that made it.
+    """
+
+    def __init__(self, volume: Volume, channels_last: bool) -> None:
+        self.channels_last = channels_last
+        self.storages: list[_Storage] = []
+        # Model.forward lays an N x C x H x W batch out channels-last (a copy unless ambiguous)
+        cl = channels_last and volume.channels > 1 and volume.height * volume.width > 1
+        self.input = self.new(None, volume, grad=False, channels_last=cl)
+
+    def new(self, maker: LayerStats | None, volume: Volume, grad: bool, channels_last: bool) -> _Tensor:
+        storage = _Storage(maker, volume.elements)
+        self.storages.append(storage)
+        return _Tensor(storage, volume, grad, channels_last and not volume.flat)
+
+    @staticmethod
+    def keep(t: _Tensor) -> None:
+        t.storage.saved = True
+
+    def leaf(self, stats: LayerStats, layer: Layer, flow: _Flow) -> _Flow:
+        t, out, grad = flow.tensor, stats.output, flow.tensor.grad
+        if isinstance(layer, (Conv, Linear, BatchNorm)):  # the weights' gradients need the input
+            self.keep(t)
+            if isinstance(layer, Conv):
+                per_group = t.volume.channels // layer.groups
+                weight_cl = self.channels_last and not (per_group == 1 and layer.kernel == (1, 1))
+                cl = t.suggests_channels_last or weight_cl
+            else:
+                cl = t.suggests_channels_last
+                if isinstance(layer, BatchNorm):
+                    stats.saved_batch_values += 2 * t.volume.channels  # save_mean, save_invstd
+            return _Flow(self.new(stats, out, True, cl), owned=True)
+        if isinstance(layer, (MaxPool, AdaptiveAvgPool)):  # and AvgPool
+            if grad:
+                one = isinstance(layer, AdaptiveAvgPool) and layer.output_size == (1, 1)
+                if not one:  # a mean over the map keeps only sizes
+                    self.keep(t)
+                if type(layer) is MaxPool:
+                    stats.saved_fixed_bytes += 8 * out.elements  # int64 indices of the maxima
+            return _Flow(self.new(stats, out, grad, t.suggests_channels_last), owned=True)
+        if isinstance(layer, LRN):
+            if grad:
+                self.keep(t)
+                stats.saved_values += t.volume.elements  # the denominator
+            return _Flow(self.new(stats, out, grad, _elementwise_layout([t])), owned=True)
+        if isinstance(layer, ReLU):  # in place on a fresh tensor, as nn.build decides
+            if flow.owned:
+                result = t
+            else:
+                result = self.new(stats, out, grad, _elementwise_layout([t]))
+            if grad:
+                self.keep(result)
+            return _Flow(result, owned=False)  # its output is kept: no second ReLU in place
+        if isinstance(layer, Dropout):
+            if layer.p == 0:  # torch returns the input itself
+                return flow
+            if grad:
+                stats.saved_values += t.volume.elements  # the scaled 0/1 noise it multiplies by
+            return _Flow(self.new(stats, out, grad, _elementwise_layout([t])), owned=flow.owned)
+        if isinstance(layer, Flatten):
+            if t.contiguous:  # a view
+                return _Flow(_Tensor(t.storage, out, grad, False), owned=flow.owned)
+            return _Flow(self.new(stats, out, grad, False), owned=flow.owned)
+        raise SpecError(f"Layer {stats.name}: the analyzer does not know layer type {layer.kind!r}.")
+
+    def join(self, head: LayerStats, layer: Layer, out: Volume, parts: list[_Tensor]) -> _Tensor:
+        """The output of a concatenation (channels-last if every part suggests it) or a residual sum
+        (element-wise); neither keeps anything."""
+        grad = any(t.grad for t in parts)
+        if isinstance(layer, Concat):
+            return self.new(head, out, grad, all(t.suggests_channels_last for t in parts))
+        return self.new(head, out, grad, _elementwise_layout(parts))
+
+    def settle(self) -> bool:
+        """Credit each kept storage to the row that made it; True if the network's input is kept."""
+        for storage in self.storages:
+            if storage.saved and storage.maker is not None:
+                storage.maker.saved_values += storage.elements
+        return self.input.storage.saved
+
+
+class _Walker:
+    """Walks a layer tree, appending one LayerStats per node to `rows`; `autograd` follows the tensors.
+
+    Each step carries a `_Flow`: the tensor that reaches the layer, and whether it is "owned" (a fresh
+    tensor nothing else holds, so that a ReLU may work on it in place: `ilsvrc.nn.build`'s rule).
+    """
+
+    def __init__(self, rows: list[LayerStats], autograd: _Autograd) -> None:
         self.rows = rows
+        self.autograd = autograd
 
     def run(
-        self, layers: tuple[Layer, ...], vol: Volume, rf: ReceptiveField, prefix: str, depth: int
-    ) -> tuple[Volume, ReceptiveField]:
+        self, layers: tuple[Layer, ...], vol: Volume, rf: ReceptiveField, prefix: str, depth: int,
+        flow: _Flow,
+    ) -> tuple[Volume, ReceptiveField, _Flow]:  # fmt: skip
         for layer in layers:
-            vol, rf = self.one(layer, vol, rf, prefix, depth)
-        return vol, rf
+            vol, rf, flow = self.one(layer, vol, rf, prefix, depth, flow)
+        return vol, rf, flow
 
     def one(
-        self, layer: Layer, vol: Volume, rf: ReceptiveField, prefix: str, depth: int
-    ) -> tuple[Volume, ReceptiveField]:
+        self, layer: Layer, vol: Volume, rf: ReceptiveField, prefix: str, depth: int, flow: _Flow
+    ) -> tuple[Volume, ReceptiveField, _Flow]:
         name = prefix + layer.name
         if isinstance(layer, (Block, Concat, Residual)):
-            return self.container(layer, name, vol, rf, depth)
+            return self.container(layer, name, vol, rf, depth, flow)
         handler = _HANDLERS.get(type(layer))
         if handler is None:
             raise SpecError(f"Layer {name}: the analyzer does not know layer type {layer.kind!r}.")
@@ -364,22 +562,23 @@ class _Walker:
         handler(stats, layer, vol)
         stats.receptive_field = _receptive_field(layer, vol, stats.output, rf)
         self.rows.append(stats)
-        return stats.output, stats.receptive_field
+        return stats.output, stats.receptive_field, self.autograd.leaf(stats, layer, flow)
 
     def container(
-        self, layer: Layer, name: str, vol: Volume, rf: ReceptiveField, depth: int
-    ) -> tuple[Volume, ReceptiveField]:
+        self, layer: Layer, name: str, vol: Volume, rf: ReceptiveField, depth: int, flow: _Flow
+    ) -> tuple[Volume, ReceptiveField, _Flow]:
         head = LayerStats(name, layer.kind, depth, layer, vol, vol, container=True)
         self.rows.append(head)
         start = len(self.rows)
         if isinstance(layer, Block):
-            out, out_rf = self.run(layer.layers, vol, rf, name + ".", depth + 1)
+            out, out_rf, flow = self.run(layer.layers, vol, rf, name + ".", depth + 1, flow)
         else:
             parts = layer.branches if isinstance(layer, Concat) else (layer.body, layer.shortcut)
-            results = []
+            results, tensors = [], []
             for part in parts:
                 if part is None:  # identity shortcut
                     results.append(("identity", vol, rf))
+                    tensors.append(flow.tensor)
                     continue
                 self.rows.append(
                     LayerStats(
@@ -387,12 +586,16 @@ class _Walker:
                     )  # fmt: skip
                 )
                 first = len(self.rows)
-                o, r = self.run(part.layers, vol, rf, f"{name}.{part.name}.", depth + 2)
+                # a branch's input is shared with the other branches: never changed in place
+                o, r, f = self.run(part.layers, vol, rf, f"{name}.{part.name}.", depth + 2,
+                                   _Flow(flow.tensor, owned=False))  # fmt: skip
                 _sum_children(self.rows[first - 1], self.rows[first:], o, r)
                 results.append((part.name, o, r))
+                tensors.append(f.tensor)
             out, out_rf = _join(layer, name, vol, results, head)
+            flow = _Flow(self.autograd.join(head, layer, out, tensors), owned=True)
         _sum_children(head, self.rows[start:], out, out_rf)
-        return out, out_rf
+        return out, out_rf, flow
 
 
 def _sum_children(head: LayerStats, children: list[LayerStats], out: Volume,
@@ -422,8 +625,6 @@ def _join(layer: Layer, name: str, vol: Volume, results: list, head: LayerStats
             f"D2 = {' + '.join(str(o.channels) for _, o, _ in results)} = {out.channels} "
             "(channels of the branches, concatenated)"
         )
-        # the kept branch outputs are what backward reads; cat itself keeps nothing more
-        head_saved = out.elements
     else:
         if len({o for _, o, _ in results}) > 1:
             raise ShapeError(
@@ -433,8 +634,6 @@ def _join(layer: Layer, name: str, vol: Volume, results: list, head: LayerStats
             )
         out = results[0][1]
         head.formulas.append(f"out = body(x) + shortcut(x): {out} (element by element)")
-        head_saved = out.elements
-    head.saved_elements = head_saved
     return out, _union([r for _, _, r in results])
 
 
@@ -513,38 +712,78 @@ def _spatial(stats: LayerStats, layer: Conv | MaxPool, vin: Volume) -> tuple[int
         if rem == 0:
             texts.append(f"{expr} = {out}")
         else:
-            texts.append(f"{expr} = {exact:g} -> {out} ({'ceil_mode' if ceil else 'floor'})")
-            found.append((label + "2", n, expr, exact, out, rem))
+            how = "floor" if not ceil else "ceil_mode" if out > span // s + 1 else "ceil_mode drops it"
+            texts.append(f"{expr} = {exact:g} -> {out} ({how})")
+            found.append(_Rounding(label + "2", n, expr, exact, out, rem, eff, s, p, ceil))
         outs.append(out)
     if texts[0] == texts[1]:
         stats.formulas.append(f"W2 = H2 = {texts[0]}")
-        found = [("W2 = H2", *found[0][1:])] if found else []
+        found = [dataclasses.replace(found[0], label="W2 = H2")] if found else []
     else:
         stats.formulas += [f"W2 = {texts[0]}", f"H2 = {texts[1]}"]
-    for label, n, expr, exact, out, rem in found:
-        stats.findings.append(_non_integer(stats, label, n, expr, exact, out, rem, ceil))
+    for rounding in found:
+        stats.findings.append(_non_integer(stats, rounding))
     return outs[1], outs[0]
 
 
-def _non_integer(stats: LayerStats, label: str, n: int, expr: str, exact: float, out: int,
-                 rem: int, ceil: bool) -> Finding:  # fmt: skip
-    axis = {"W2": "column", "H2": "row"}.get(label, "column and row")
-    if rem > 1:
-        axis = axis.replace("column", "columns").replace("row", "rows")
-    if ceil:
+@dataclass(frozen=True)
+class _Rounding:
+    """A window's output size along one axis that is not a whole number, and what PyTorch makes of it."""
+
+    label: str  # "W2", "H2" or "W2 = H2"
+    n: int  # input size
+    expr: str  # the formula with its numbers
+    exact: float  # its value
+    out: int  # PyTorch's output size
+    rem: int  # (n + 2P - F_eff) mod S: padded positions after the floor's last window
+    eff: int  # effective kernel d(F - 1) + 1
+    stride: int
+    padding: int
+    ceil: bool
+
+
+def _non_integer(stats: LayerStats, r: _Rounding) -> Finding:
+    """A warning when input is never seen (or, without ceil_mode, whenever the division is not exact);
+    a note when ceil_mode's extra window covers the rest. States the size PyTorch gives."""
+    axis = {"W2": "column", "H2": "row"}.get(r.label, "column and row")
+
+    def many(count: int) -> str:
+        return axis.replace("column", "columns").replace("row", "rows") if count > 1 else axis
+
+    head = f"{stats.name}: {r.label} = {r.expr} = {r.exact:g} is not a whole number"
+    floor = (r.n + 2 * r.padding - r.eff) // r.stride + 1
+    lost = max(0, r.rem - r.padding)  # input (not padding) positions after the floor's last window
+    if lost:
+        unseen = f"the last {lost} input {many(lost)} (of {r.n}) are never seen by any window"
+    else:
+        verb = "is" if r.rem == 1 and " and " not in axis else "are"
+        unseen = (
+            f"the {r.rem} {many(r.rem)} left over after the last window {verb} padding, so every "
+            f"input {axis} is still seen"
+        )
+    if r.ceil and r.out > floor:
+        over = r.stride - r.rem
         return Finding(
             "note",
             stats.name,
-            f"{stats.name}: {label} = {expr} = {exact:g} is not a whole number; with ceil_mode "
-            f"it is rounded up to {out} (Caffe's convention), so the last window hangs over the "
-            f"edge and covers only part of its {stats.layer.kernel[0]} {axis}.",
+            f"{head}; with ceil_mode PyTorch rounds it up to {r.out} (Caffe's convention): the last "
+            f"window hangs {over} {many(over)} over the edge of the padded input, so every input {axis} "
+            "is still seen.",
+        )
+    if r.ceil:
+        start = floor * r.stride
+        return Finding(
+            "warning" if lost else "note",
+            stats.name,
+            f"{head}; ceil_mode would round it up to {floor + 1}, but that last window would start at "
+            f"padded {axis} {start}, past the input and its left padding ({r.n} + {r.padding}), so "
+            f"PyTorch drops it and gives {r.out}, the floor: {unseen}.",
         )
     return Finding(
         "warning",
         stats.name,
-        f"{stats.name} ({stats.kind} {describe(stats.layer)}): {label} = {expr} = {exact:g} is "
-        f"not a whole number. PyTorch floors it to {out}, so the last {rem} input {axis} "
-        f"(of {n}) are never seen by any window.",
+        f"{stats.name} ({stats.kind} {describe(stats.layer)}): {r.label} = {r.expr} = {r.exact:g} is "
+        f"not a whole number. PyTorch floors it to {r.out}: {unseen}.",
     )
 
 
@@ -564,7 +803,6 @@ def _conv(stats: LayerStats, layer: Conv, vin: Volume) -> None:
     stats.biases = layer.out_channels if layer.bias else 0
     stats.macs = out.elements * per_filter
     stats.bias_adds = out.elements if layer.bias else 0
-    stats.saved_elements = out.elements
     depth_in = f"{cin}" if g == 1 else f"({cin}/{g})"
     stats.formulas.append(f"D2 = {layer.out_channels} (the number of filters)")
     bias = f" + {layer.out_channels}" if layer.bias else ""
@@ -582,8 +820,6 @@ def _pool(stats: LayerStats, layer: MaxPool, vin: Volume) -> None:
     stats.output = Volume(vin.channels, h, w)
     stats.formulas.append(f"D2 = D1 = {vin.channels} (pooling works on each channel alone)")
     stats.formulas.append("params = 0")
-    # max pooling keeps its output and the int64 index of each maximum (8 bytes = 2 float32 slots)
-    stats.saved_elements = stats.output.elements * (1 if isinstance(layer, AvgPool) else 3)
 
 
 def _adaptive(stats: LayerStats, layer: AdaptiveAvgPool, vin: Volume) -> None:
@@ -599,7 +835,6 @@ def _adaptive(stats: LayerStats, layer: AdaptiveAvgPool, vin: Volume) -> None:
         + (" (here it changes nothing)" if same else "")
     )
     stats.formulas.append("params = 0")
-    stats.saved_elements = stats.output.elements
 
 
 def _same(stats: LayerStats, layer: Layer, vin: Volume) -> None:
@@ -612,17 +847,14 @@ def _same(stats: LayerStats, layer: Layer, vin: Volume) -> None:
     if isinstance(layer, LRN):
         stats.formulas.append(f"same volume; b = a / ({layer.k:g} + {layer.alpha:g} * sum over "
                               f"{layer.size} channels of a^2)^{layer.beta:g}; params = 0")  # fmt: skip
-        stats.saved_elements = 2 * vin.elements  # its output, and the denominator our LRN keeps
     elif isinstance(layer, BatchNorm):
         stats.weights, stats.biases = vin.channels, vin.channels
         stats.formulas.append(
             f"params = 2*{vin.channels} = {_c(2 * vin.channels)} (a scale and a shift per channel; "
             "running mean and variance are buffers, not parameters)"
         )
-        stats.saved_elements = vin.elements
     elif isinstance(layer, Dropout):
         stats.formulas.append(f"same volume; params = 0; drops each value with p = {layer.p:g}")
-        stats.saved_elements = vin.elements * 1.25  # output and a one-byte mask
     else:  # ReLU, in place: its output is its input's storage
         stats.formulas.append("same volume, max(0, x); params = 0")
 
@@ -645,7 +877,6 @@ def _linear(stats: LayerStats, layer: Linear, vin: Volume) -> None:
     stats.biases = n_out if layer.bias else 0
     stats.macs = n_in * n_out
     stats.bias_adds = stats.biases
-    stats.saved_elements = n_out
     bias = f" + {n_out}" if layer.bias else ""
     stats.formulas.append(f"params = {n_in}*{n_out}{bias} = {_c(stats.params)}")
     stats.formulas.append(f"MACs = {n_in}*{n_out} = {_c(stats.macs)}")
@@ -692,18 +923,115 @@ def nearest_exact_sizes(network: Network, shape: tuple[int, int, int], reach: in
     return found
 
 
-def smallest_input(network: Network, channels: int, limit: int = 4096) -> int | None:
-    """The smallest square input size the network can take (None if none up to `limit`)."""
-    lo, hi = 1, limit
-    if is_exact(network, (channels, hi, hi)) is None:
+@dataclass(frozen=True)
+class InputSizes:
+    """The square input sizes, from 1 to `limit`, that a network takes.
+
+    smallest: the smallest (None: none up to `limit`); every_size_up: it takes every size from
+    `smallest` to `limit` (always so for a chain of layers; branches joined by a concatenation or a
+    residual sum may agree only at some sizes); first: the first few sizes it takes; count: how many
+    it takes up to `limit`.
+    """
+
+    smallest: int | None
+    every_size_up: bool
+    first: tuple[int, ...]
+    count: int
+    limit: int
+
+    def __str__(self) -> str:
+        """What follows the network's name in a sentence: 'takes inputs from 32x32 up'."""
+        if self.smallest is None:
+            return f"takes no square input up to {self.limit}x{self.limit}"
+        if self.every_size_up:
+            return f"takes inputs from {self.smallest}x{self.smallest} up"
+        sizes = ", ".join(f"{n}x{n}" for n in self.first)
+        more = ", ..." if self.count > len(self.first) else ""
+        return (
+            f"takes only some square inputs ({sizes}{more}; not every size between them): the "
+            "branches of its joins agree only at some sizes"
+        )
+
+
+_FLAT = -1  # the "size" of a flat vector: flatten ends the spatial axes
+
+
+def _sizes_along(layers: tuple[Layer, ...], sizes: list[int | None], axis: int, flags: dict
+                 ) -> list[int | None]:  # fmt: skip
+    """The output size along `axis` (0: height, 1: width) for each input size in `sizes`, by the
+    analyzer's own geometry (`window_out`), for all sizes at once: None where some window does not
+    fit or the branches of a join disagree, `_FLAT` after a flatten or fully connected layer.
+    `flags['flat_join']` is set when a residual sum joins flat vectors, whose lengths (which depend
+    on the input size) this does not follow."""
+    for layer in layers:
+        if isinstance(layer, Block):
+            sizes = _sizes_along(layer.layers, sizes, axis, flags)
+        elif isinstance(layer, (Concat, Residual)):
+            if isinstance(layer, Concat):
+                parts = [_sizes_along(b.layers, sizes, axis, flags) for b in layer.branches]
+            else:
+                short = layer.shortcut.layers if layer.shortcut else ()
+                parts = [_sizes_along(part, sizes, axis, flags) for part in (layer.body.layers, short)]
+                flags["flat_join"] |= any(n == _FLAT for part in parts for n in part)
+            sizes = [a if all(part[i] == a for part in parts) else None for i, a in enumerate(parts[0])]
+        elif isinstance(layer, (Conv, MaxPool)):
+            d = layer.dilation[axis] if isinstance(layer, Conv) else 1
+            ceil = isinstance(layer, MaxPool) and layer.ceil_mode
+            k, st, p = layer.kernel[axis], layer.stride[axis], layer.padding[axis]
+            sizes = [_window_or_none(n, k, st, p, d, ceil) for n in sizes]
+        elif isinstance(layer, AdaptiveAvgPool):
+            sizes = [n if n in (None, _FLAT) else layer.output_size[axis] for n in sizes]
+        elif isinstance(layer, (Flatten, Linear)):
+            sizes = [None if n is None else _FLAT for n in sizes]
+    return sizes
+
+
+def _window_or_none(n: int | None, kernel: int, stride: int, padding: int, dilation: int,
+                    ceil: bool) -> int | None:  # fmt: skip
+    if n is None or n == _FLAT:  # a window over a flat vector is refused whatever the size
+        return n
+    try:
+        return window_out(n, kernel, stride, padding, dilation, ceil)[0]
+    except ValueError:
         return None
-    while lo < hi:  # valid sizes form a range [smallest, ...) for these layer types
-        mid = (lo + hi) // 2
-        if is_exact(network, (channels, mid, mid)) is None:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
+
+
+def input_sizes(network: Network, channels: int, limit: int = 4096) -> InputSizes:
+    """Which square input sizes from 1 to `limit` the network takes, found exactly.
+
+    Every size is checked: each layer's windows must fit and the branches of each join agree, computed
+    for all sizes at once; the smallest such size is then analysed in full, which settles the checks
+    that do not depend on the size (channels, groups, flat vectors). Chains take every size from the
+    smallest up; branches whose strides or paddings differ may agree only at some sizes.
+    """
+    flags = {"flat_join": False}
+    ok = [True] * limit
+    for axis in (0, 1):
+        sizes = _sizes_along(network.layers, list(range(1, limit + 1)), axis, flags)
+        ok = [a and b is not None for a, b in zip(ok, sizes)]
+    candidates = [n for n in range(1, limit + 1) if ok[n - 1]]
+
+    def takes(n: int) -> bool:
+        return is_exact(network, (channels, n, n)) is not None
+
+    if flags["flat_join"]:  # a residual sum of flat vectors: their lengths need the full analysis
+        candidates = [n for n in candidates if takes(n)]
+    elif candidates and not takes(candidates[0]):  # a size-independent error: no size will do
+        candidates = []
+    if not candidates:
+        return InputSizes(None, False, (), 0, limit)
+    smallest = candidates[0]
+    every = len(candidates) == limit - smallest + 1
+    return InputSizes(smallest, every, tuple(candidates[:4]), len(candidates), limit)
+
+
+def smallest_input(network: Network, channels: int, limit: int = 4096) -> int | None:
+    """The smallest square input size N such that the network takes every size from N up to `limit`
+    (what "takes inputs from N up" claims); None if there is none. For a chain of layers that is the
+    smallest size it takes; when branches agree only at some sizes there is none, and
+    `input_sizes` says which sizes it takes."""
+    sizes = input_sizes(network, channels, limit)
+    return sizes.smallest if sizes.every_size_up else None
 
 
 def _add_fixes(report: Report) -> None:
@@ -737,6 +1065,9 @@ def _exact_padding(report: Report, name: str, layer: Conv | MaxPool) -> str:
     if s % 2 or rem % 2 == 0:
         extra = (-rem * pow(2, -1, s)) % s if s % 2 else (-(rem // 2)) % period
         extra = extra or period
+        if isinstance(layer, MaxPool) and 2 * (p + extra) > k:  # and AvgPool: PyTorch refuses it
+            return (f"no padding of {name} that PyTorch allows (at most half the kernel, {k // 2}) "
+                    "makes it exact")  # fmt: skip
         return f"or padding {p + extra} in {name} ((W1 - F + 2P) divisible by {s})"
     return f"no symmetric padding of {name} makes it exact ({n} - {eff} + 2P is never a multiple of {s})"
 
