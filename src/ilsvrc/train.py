@@ -408,7 +408,7 @@ def _check_work_left(run_dir: Path, config: TrainConfig, state: dict[str, Any],
     time_up = state.get("time_up") and same_limit  # the run stopped at this limit
     if config.time_limit and (time_up or state["elapsed"] + reserve >= config.time_limit * 60):
         raise NothingToDo(
-            f"Nothing left to do: the run {run_dir} has used {state['elapsed'] / 60:.1f} of its "
+            f"Nothing left to do: the run {run_dir} has used {state['elapsed'] / 60:.3g} of its "
             f"{config.time_limit:g} minutes (the limit counts the whole run, evaluations included), which "
             "leaves no room for another step and its evaluation. To train it longer, give a larger total: "
             f"`{command} --time-limit MINUTES`."
