@@ -338,6 +338,32 @@ def test_meter_refuses_bad_batches_and_an_empty_run():
         meter.update(torch.zeros(3, 4), torch.tensor([0, 1]))
 
 
+def test_an_empty_evaluation_can_be_a_result_of_no_images():
+    """allow_empty (training's validation, whose files may all be unreadable, or a process's empty share):
+    0 images, NaN errors (None in JSON), a zero confusion matrix; the class count must be known."""
+    empty = Meter(num_classes=3).result("center", allow_empty=True)
+    assert empty.images == 0 and math.isnan(empty.top1_error) and math.isnan(empty.top5_error)
+    assert empty.confusion == [[0] * 3] * 3 and all(math.isnan(a) for a in empty.per_class_accuracy)
+    as_dict = empty.to_dict()
+    assert as_dict["top1_error"] is None and as_dict["per_class_accuracy"] == [None] * 3
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 3))
+    nothing = evaluate(model, [], crop=2, num_classes=3, allow_empty=True)
+    assert nothing.images == 0 and nothing.num_classes == 3
+    with pytest.raises(EvaluationError, match="No images"):
+        Meter().result(allow_empty=True)  # how many classes is unknown
+
+
+def test_result_json_is_rounded_to_six_decimals():
+    meter = Meter(num_classes=3)
+    scores = torch.eye(3)[[0, 1, 2, 0, 0, 1, 2]]  # 7 images: classes 0, 1, 2, then 1 and 2 wrong
+    meter.update(scores, torch.tensor([0, 1, 2, 0, 1, 1, 2]))
+    result = meter.result("center")
+    assert result.top1_error == 1 - 6 / 7  # exact in the result itself
+    as_dict = result.to_dict()
+    assert as_dict["top1_error"] == 0.142857 and as_dict["top5_error"] == 0.0
+    assert as_dict["per_class_accuracy"] == [1.0, 0.666667, 1.0]
+
+
 # ---------------------------------------------------------------------------------------------------
 # The picture
 

@@ -70,6 +70,23 @@ def test_two_processes_step_like_one(spec: str, tmp_path: Path) -> None:
     assert len(mb) == 2
 
 
+def test_a_process_with_no_validation_images_does_not_stop_the_run(spec: str, tmp_path: Path) -> None:
+    """torchrun, 2 processes, 1 validation image: the second process's share of it is empty, and it
+    adds nothing to the evaluation instead of failing (while the first waits for it)."""
+    run = tmp_path / "run"
+    args = ["train", spec, *COMMON, "--batch-size", "16", "--epochs", "1", "--synthetic-train", "32",
+            "--synthetic-val", "1", "--out", str(run)]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "ilsvrc",
+         *args],
+        capture_output=True, text=True, timeout=300, env=env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    (line,) = read_metrics(run)
+    assert line["val_top1_error"] in (0.0, 1.0) and line["skipped_val"] == 0  # one image: right or wrong
+
+
 def _wait_for_step(run: Path, step: int, proc: subprocess.Popen, timeout: float = 120) -> None:
     deadline = time.time() + timeout
     pointer = run / "checkpoints" / "last.json"

@@ -234,3 +234,247 @@ def test_compiled_training_ends_where_eager_training_does(spec: str, tmp_path: P
         weights[compiled] = load_file(checkpoint.resolve(run) / "model.safetensors")
     for key in weights[False]:
         torch.testing.assert_close(weights[True][key], weights[False][key], rtol=1e-3, atol=1e-4)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Resuming a finished run, extending one (issue 10, item 3)
+
+
+def test_extending_a_finished_onecycle_run_never_raises_the_lr(
+    tiny: str, tmp_path: Path, monkeypatch
+) -> None:
+    """--resume RUN --epochs N on a finished one-cycle run: the lr stays at the one it ended with."""
+    run = train(make_config(tiny, "cpu", **quick(tiny, tmp_path / "r")), progress=False, log=_quiet)
+    ended = read_metrics(run)[-1]["lr"]
+    used: list[float] = []
+    real_lr = LRSchedule.lr
+
+    def recorded(self, step: int, progress: float) -> float:
+        used.append(real_lr(self, step, progress))
+        return used[-1]
+
+    monkeypatch.setattr(LRSchedule, "lr", recorded)
+    lines: list[str] = []
+    train(resume=run, overrides={"epochs": 4}, progress=False, log=lines.append)
+    assert len(used) == 12  # two more epochs of 6 steps
+    assert max(used) <= ended
+    metrics = read_metrics(run)
+    assert [m["epoch"] for m in metrics] == [1, 2, 3, 4]
+    assert all(m["lr"] <= ended for m in metrics[2:])
+    assert any("fine-tuning tail" in x and "from 2 to 4 epochs" in x for x in lines), lines
+    config = json.loads((run / "config.json").read_text())
+    assert config["recipe"]["epochs"] == 4  # a plain --resume later goes on to 4, not back to 2
+    (extension,) = config["extensions"]
+    assert extension["previous_epochs"] == 2 and extension["epochs"] == 4 and extension["step"] == 12
+
+
+def test_extending_a_schedule_continues_it(tmp_path: Path) -> None:
+    """The rest of an unfinished plan is spread over the new total; a finished one keeps its last lr;
+    the time budget counts as the plan too; plateau keeps its divisions."""
+    spe = 10
+    for name in ("cosine", "onecycle"):
+        before = LRSchedule(Recipe("t", lr=1.0, schedule=name, epochs=2), spe)
+        last = before.lr(9, before.progress(9))
+        after = LRSchedule(Recipe("t", lr=1.0, schedule=name, epochs=4), spe)
+        after.extend(before, 10, 0.0, last)  # half-way through the old plan
+        assert after.progress(10) == pytest.approx(0.5) and after.progress(40) == pytest.approx(1.0)
+        lrs = [after.lr(s, after.progress(s)) for s in range(10, 40)]
+        assert lrs[0] == pytest.approx(before.lr(10, before.progress(10)))  # no jump
+        if name == "cosine":
+            assert max(lrs) <= last and lrs == sorted(lrs, reverse=True)
+        finished = LRSchedule(Recipe("t", lr=1.0, schedule=name, epochs=2), spe)
+        ended = finished.lr(19, finished.progress(19))
+        longer = LRSchedule(Recipe("t", lr=1.0, schedule=name, epochs=6), spe)
+        longer.extend(finished, 20, 0.0, ended)
+        assert {longer.lr(s, longer.progress(s)) for s in range(20, 60)} == {ended}
+        again = LRSchedule(Recipe("t", lr=1.0, schedule=name, epochs=6), spe)
+        again.load_state_dict(longer.state_dict())  # the checkpoint keeps the tail
+        assert again.lr(30, again.progress(30)) == ended
+    timed = LRSchedule(Recipe("t", lr=1.0, schedule="onecycle", epochs=100), spe, time_limit=100.0)
+    more = LRSchedule(Recipe("t", lr=1.0, schedule="onecycle", epochs=100), spe, time_limit=200.0)
+    more.extend(timed, 50, 98.0, 0.01)
+    assert more.progress(50, 98.0) == pytest.approx(0.98) and more.progress(60, 200.0) == pytest.approx(1.0)
+    plateau = LRSchedule(Recipe("t", lr=1.0, schedule="plateau", plateau_patience=1, epochs=2), spe)
+    plateau.end_epoch(0.5)
+    plateau.end_epoch(0.6)  # divided by 10
+    longer = LRSchedule(Recipe("t", lr=1.0, schedule="plateau", plateau_patience=1, epochs=4), spe)
+    assert "goes on as it was" in longer.extend(plateau, 20, 0.0, 0.1)
+    assert longer.lr(25, longer.progress(25)) == pytest.approx(0.1) and longer.best == 0.5
+
+
+def test_resuming_a_finished_run_says_there_is_nothing_left_to_do(tiny: str, tmp_path: Path, capsys) -> None:
+    run = train(make_config(tiny, "cpu", **quick(tiny, tmp_path / "r", epochs=1)), progress=False, log=_quiet)
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    for extra in ([], ["--epochs", "1"]):
+        assert main(["train", "--resume", str(run), *extra]) == 2
+        captured = capsys.readouterr()
+        assert not captured.out
+        err = captured.err
+        assert err.startswith("ilsvrc: error: Nothing left to do") and err.count("\n") == 1, err
+        assert f"ilsvrc train --resume {run} --epochs N" in err and "above 1" in err
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before  # nothing touched
+    assert main(["train", "--resume", str(run), "--max-steps", "6", "--epochs", "2"]) == 2
+    assert "--max-steps 6 counts every step" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------------
+# The time limit, on a fake clock (issue 10, item 4): steps and evaluations take set durations
+
+
+class FakeClock:
+    """The training loop's clock (ilsvrc.train._now), moved only by what the loop does: each batch the
+    loader hands over takes `step` seconds, each evaluation `evaluation`, each checkpoint `save`."""
+
+    def __init__(self, monkeypatch, step: float, evaluation: float, save: float = 0.0) -> None:
+        import ilsvrc.train as training
+
+        self.now, self.evaluations = 1000.0, 0
+        real_loader, real_evaluate, real_save = training.loader, training.evaluate, checkpoint.save
+
+        def loader(*args, **kwargs):
+            for batch in real_loader(*args, **kwargs):
+                self.now += step
+                yield batch
+
+        def evaluate(*args, **kwargs):
+            self.now += evaluation
+            self.evaluations += 1
+            return real_evaluate(*args, **kwargs)
+
+        def save_checkpoint(*args, **kwargs):
+            self.now += save
+            return real_save(*args, **kwargs)
+
+        monkeypatch.setattr(training, "_now", lambda: self.now)
+        monkeypatch.setattr(training, "loader", loader)
+        monkeypatch.setattr(training, "evaluate", evaluate)
+        monkeypatch.setattr(checkpoint, "save", save_checkpoint)
+
+
+def test_time_limit_stops_at_the_boundary_it_allows(tiny: str, tmp_path: Path, monkeypatch, capsys) -> None:
+    """6 steps of 1 s and an evaluation of 5 s make an epoch of 11 s; a limit of 60 s leaves room for 5
+    epochs (55 s) and not for another step and its evaluation (55 + 1 + 5 > 60): the run stops after
+    epoch 5, evaluating each state once, and reports the rate of its steps."""
+    clock = FakeClock(monkeypatch, step=1.0, evaluation=5.0)
+    cfg = make_config(tiny, "cpu", **quick(tiny, tmp_path / "t", epochs=50, time_limit=1.0))
+    lines: list[str] = []
+    run = train(cfg, progress=False, log=lines.append)
+    metrics = read_metrics(run)
+    assert [m["epoch"] for m in metrics] == [1, 2, 3, 4, 5] and all(m["complete"] for m in metrics)
+    assert clock.evaluations == len(metrics)  # no second evaluation of the last state
+    assert metrics[-1]["seconds"] == pytest.approx(55.0) and metrics[-1]["step"] == 30
+    assert {m["images_per_s"] for m in metrics} == {8.0}  # 8 images per 1-second step
+    assert any("the time limit of 1 min" in x for x in lines)
+    # nothing left: resuming says so; a larger total limit goes on
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "Nothing left to do" in err and "--time-limit MINUTES" in err and err.count("\n") == 1
+    train(resume=run, overrides={"time_limit": 1.35}, progress=False, log=_quiet)  # 81 s in all
+    assert [m["epoch"] for m in read_metrics(run)] == [1, 2, 3, 4, 5, 6, 7]  # 77 + 1 + 5 > 81
+    assert clock.evaluations == 7
+
+
+def test_checkpoints_and_evaluations_are_not_training_time(tiny: str, tmp_path: Path, monkeypatch) -> None:
+    """images_per_s: training images over the time of the training steps alone."""
+    FakeClock(monkeypatch, step=0.5, evaluation=3.0, save=2.0)
+    cfg = make_config(tiny, "cpu", **quick(tiny, tmp_path / "c", checkpoint_every=1))
+    metrics = read_metrics(train(cfg, progress=False, log=_quiet))
+    assert [m["images_per_s"] for m in metrics] == [16.0, 16.0]  # 8 images per 0.5 s
+    assert [m["data_wait_fraction"] for m in metrics] == [1.0, 1.0]  # the fake steps are all loading
+    # wall time: 6 steps, 5 periodic checkpoints and an evaluation, then the epoch's checkpoint
+    assert metrics[0]["seconds"] == pytest.approx(6 * 0.5 + 5 * 2.0 + 3.0)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Resuming keeps the metrics its checkpoint includes; unreadable validation sets (issue 10, item 8)
+
+
+def test_a_resumed_run_keeps_the_line_of_its_partial_epoch(tiny: str, tmp_path: Path) -> None:
+    run = train(make_config(tiny, "cpu", **quick(tiny, tmp_path / "p")), stop_after_steps=9, progress=False,
+                log=_quiet)  # fmt: skip
+    assert [m["epoch"] for m in read_metrics(run)] == [1, 1.5]  # stopped half-way through epoch 2
+    with open(run / "metrics.jsonl", "a") as f:  # a line whose checkpoint a crash lost
+        f.write(json.dumps({"epoch": 2, "step": 12, "complete": True}) + "\n")
+    train(resume=run, progress=False, log=_quiet)
+    metrics = read_metrics(run)
+    assert [(m["epoch"], m["step"]) for m in metrics] == [(1, 6), (1.5, 9), (2, 12)]
+    assert "train_loss" in metrics[-1]  # the lost line was written again, by the resumed run
+
+
+def test_an_unreadable_validation_set_is_not_fatal(tiny: str, tmp_path: Path) -> None:
+    """Every validation file unreadable: the run trains, and says the val errors were not measured."""
+    from PIL import Image
+
+    root = tmp_path / "data"
+    for c, name in enumerate(("ant", "bee")):
+        for split in ("train", "val"):
+            (root / split / name).mkdir(parents=True)
+        for i in range(8):
+            Image.new("RGB", (36, 36), (40 + 150 * c, 20 * i, 90)).save(root / "train" / name / f"{i}.png")
+        for i in range(2):
+            (root / "val" / name / f"{i}.jpg").write_text("not an image")
+    lines: list[str] = []
+    cfg = make_config(tiny, "cpu", data=str(root), out=str(tmp_path / "run"), epochs=2, batch_size=4,
+                      image_size=32, workers=0, cache=False)  # fmt: skip
+    run = train(cfg, progress=False, log=lines.append)
+    metrics = read_metrics(run)
+    assert [m["epoch"] for m in metrics] == [1, 2]
+    assert all(m["val_top1_error"] is None and m["val_top5_error"] is None for m in metrics)
+    assert all(m["skipped_val"] == 4 for m in metrics)
+    assert any("val not measured (4 unreadable images" in x for x in lines), lines
+    assert "No validation error was measured" in lines[-1]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Smaller things (issue 10, item 9)
+
+
+def test_a_too_small_image_size_names_the_smallest_that_works(tmp_path: Path, capsys, monkeypatch) -> None:
+    import ilsvrc.train as training
+
+    def no_data(*args, **kwargs):
+        raise AssertionError("data was read before the image size was checked")
+
+    monkeypatch.setattr(training, "datasets", no_data)
+    monkeypatch.chdir(tmp_path)
+    data = tmp_path / "data"
+    assert main(["train", "alexnet", "--image-size", "64", "--data", str(data), "--out", "run"]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err.startswith("ilsvrc: error: --image-size 64 is too small for alexnet: ") and err.count("\n") == 1
+    )
+    assert "alexnet takes inputs from 67x67 up; use --image-size 67 or more." in err
+    assert not list(tmp_path.iterdir())  # no run directory
+    with pytest.raises(AssertionError, match="data was read"):  # 67 passes the check
+        main(["train", "alexnet", "--image-size", "67", "--data", str(data), "--out", "run"])
+
+
+def test_eval_says_which_checkpoint_and_rounds_its_json(tiny: str, tmp_path: Path, capsys) -> None:
+    import re
+
+    run = train(make_config(tiny, "cpu", **quick(tiny, tmp_path / "e", synthetic_val=21)), progress=False,
+                log=_quiet)  # fmt: skip
+    capsys.readouterr()
+    assert main(["eval", str(run), "--workers", "0"]) == 0
+    out = capsys.readouterr().out
+    assert f"checkpoint: {checkpoint.resolve(run, 'last')} (the last one; --which best for the best)" in out
+    for option in ("--which", "--checkpoint"):  # --checkpoint: the old name, kept
+        assert main(["eval", str(run), option, "best", "--format", "json", "--workers", "0"]) == 0
+        text = capsys.readouterr().out
+        result = json.loads(text)
+        assert result["which"] == "best" and result["checkpoint"] == str(checkpoint.resolve(run, "best"))
+        assert not re.findall(r"\d\.\d{7,}", text), text  # 6 decimals at most
+        assert result["images"] == 21 and result["top1_error"] == round(result["top1_error"], 6)
+        assert json.loads((run / "eval-center.json").read_text()) == result
+    assert main(["eval", str(checkpoint.resolve(run, "best")), "--format", "json", "--workers", "0"]) == 0
+    assert json.loads(capsys.readouterr().out)["which"] is None  # a checkpoint given itself
+
+
+def test_stop_after_one_step_is_singular(tiny: str, tmp_path: Path) -> None:
+    lines: list[str] = []
+    train(make_config(tiny, "cpu", **quick(tiny, tmp_path / "s", epochs=1)), stop_after_steps=1,
+          progress=False, log=lines.append)  # fmt: skip
+    assert any("(stop after 1 step)" in x for x in lines), lines
+    assert "1 epoch of 6 steps" in lines[0]

@@ -174,15 +174,19 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from .inference import evaluate_run
 
-    result, written = evaluate_run(args.run, data=args.data, protocol=args.protocol, which=args.checkpoint,
-                                   scales=args.scales, workers=args.workers)  # fmt: skip
+    done = evaluate_run(args.run, data=args.data, protocol=args.protocol, which=args.which,
+                        scales=args.scales, workers=args.workers)  # fmt: skip
     if args.format == "json":
-        _emit(render.dump_json(result.to_dict()))
-    else:
-        _emit(
-            f"{args.protocol} protocol on {result.images} images: top-1 error {result.top1_error:.4f}, "
-            f"top-5 error {result.top5_error:.4f}\nwritten: {', '.join(str(p) for p in written)}\n"
-        )
+        _emit(render.dump_json(done.to_dict()))
+        return 0
+    result = done.result
+    other = {"last": "best", "best": "last"}.get(done.which or "")
+    which = f" (the {done.which} one; --which {other} for the {other})" if other else ""
+    _emit(
+        f"{args.protocol} protocol on {result.images} images: top-1 error {result.top1_error:.4f}, "
+        f"top-5 error {result.top5_error:.4f}\ncheckpoint: {done.checkpoint}{which}\n"
+        f"written: {', '.join(str(p) for p in done.written)}\n"
+    )
     return 0
 
 
@@ -413,7 +417,8 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--protocol", choices=["center", "10crop", "dense"], default="center")
     sp.add_argument("--scales", help="dense: shorter sides, e.g. 256,384,512 (default: the paper's "
                     "three scales for the run's image size)")  # fmt: skip
-    sp.add_argument("--checkpoint", choices=["last", "best"], default="last")
+    sp.add_argument("--which", "--checkpoint", dest="which", choices=["last", "best"], default="last",
+                    help="the run's last checkpoint, or the best on validation (default: last)")  # fmt: skip
     sp.add_argument("--workers", type=int, default=2)
     sp.add_argument("--format", choices=["text", "json"], default="text")
     sp.set_defaults(func=cmd_eval)

@@ -17,6 +17,7 @@ only in distribution, not bit for bit.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 
@@ -86,11 +87,16 @@ def sum_floats(values: list[float], ctx: Context, device: torch.device) -> list[
 
 def any_rank(flag: bool, ctx: Context, device: torch.device) -> bool:
     """True on every rank if it is true on any rank."""
+    return bool(max_over_ranks(1 if flag else 0, ctx, device))
+
+
+def max_over_ranks(value: int, ctx: Context, device: torch.device) -> int:
+    """The largest of every rank's `value`, on every rank (a decision all ranks take together)."""
     if not ctx.enabled:
-        return flag
-    t = torch.tensor([1 if flag else 0], dtype=torch.int32, device=device)
+        return value
+    t = torch.tensor([value], dtype=torch.int64, device=device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item())
+    return int(t.item())
 
 
 def sum_tensor(t: torch.Tensor, ctx: Context) -> torch.Tensor:
@@ -105,21 +111,26 @@ def barrier(ctx: Context) -> None:
 
 
 def combine_results(result, ctx: Context, device: torch.device):
-    """One EvalResult from every rank's share of the validation set (counts summed)."""
+    """One EvalResult from every rank's share of the validation set (counts summed).
+
+    A rank whose share is empty (or all unreadable) adds zeros; if every share is, the errors are NaN
+    and `images` is 0.
+    """
     if not ctx.enabled:
         return result
     from .evaluate import EvalResult
 
     confusion = torch.tensor(result.confusion, dtype=torch.float64, device=device)
-    top_k_hits = torch.tensor([(1 - result.top5_error) * result.images], dtype=torch.float64, device=device)
+    hits = (1 - result.top5_error) * result.images if result.images else 0.0  # an empty share adds nothing
+    top_k_hits = torch.tensor([hits], dtype=torch.float64, device=device)
     dist.all_reduce(confusion)
     dist.all_reduce(top_k_hits)
     confusion = confusion.round().long().cpu()
-    images = int(confusion.sum())
+    images = int(confusion.sum())  # 0 when no rank could read a validation image
     per_class = confusion.diag().double() / confusion.sum(1).double()
     return EvalResult(
-        top1_error=1 - float(confusion.diag().sum()) / images,
-        top5_error=1 - round(float(top_k_hits)) / images,
+        top1_error=1 - float(confusion.diag().sum()) / images if images else math.nan,
+        top5_error=1 - round(float(top_k_hits)) / images if images else math.nan,
         images=images,
         per_class_accuracy=per_class.tolist(),
         confusion=confusion.tolist(),

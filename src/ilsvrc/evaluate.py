@@ -380,10 +380,16 @@ class EvalResult:
         """The k of 'top-5': min(5, classes)."""
         return min(5, self.num_classes)
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain values for JSON; a NaN per-class accuracy (a class with no images) becomes None."""
+    def to_dict(self, digits: int = 6) -> dict[str, Any]:
+        """Plain values for JSON: errors and accuracies rounded to `digits` decimals (0.408, not
+        0.40800000000000003), and NaN (a class with no images, an evaluation of none) as None."""
+
+        def plain(x: float) -> float | None:
+            return None if math.isnan(x) else round(x, digits)
+
         out = asdict(self)
-        out["per_class_accuracy"] = [None if math.isnan(a) else a for a in self.per_class_accuracy]
+        out["top1_error"], out["top5_error"] = plain(self.top1_error), plain(self.top5_error)
+        out["per_class_accuracy"] = [plain(a) for a in self.per_class_accuracy]
         return out
 
 
@@ -430,8 +436,16 @@ class Meter:
         self._confusion.index_put_((targets, top[:, 0]), ones, accumulate=True)
         self.images += targets.shape[0]
 
-    def result(self, protocol: str = "") -> EvalResult:
-        """The errors, per-class accuracy and confusion matrix of everything seen so far."""
+    def result(self, protocol: str = "", allow_empty: bool = False) -> EvalResult:
+        """The errors, per-class accuracy and confusion matrix of everything seen so far.
+
+        With no images seen: an EvaluationError, or, with `allow_empty` and a known `num_classes`, a
+        result of 0 images, NaN errors and a zero confusion matrix (one process's empty share of a
+        validation set, or a set whose every file was unreadable and skipped).
+        """
+        if self.images == 0 and allow_empty and self.num_classes is not None:
+            n = self.num_classes
+            return EvalResult(math.nan, math.nan, 0, [math.nan] * n, [[0] * n for _ in range(n)], protocol)
         if self.images == 0 or self._confusion is None or self._hits is None:
             raise EvaluationError("No images were evaluated (the loader was empty?).")
         confusion = self._confusion.cpu()
@@ -486,6 +500,7 @@ def evaluate(
     amp: str | None = None,
     num_classes: int | None = None,
     flips: bool = True,
+    allow_empty: bool = False,
 ) -> EvalResult:
     """Top-1 / top-5 error, per-class accuracy and confusion of `model` over `loader`, by `protocol`.
 
@@ -497,6 +512,8 @@ def evaluate(
     does, and runs in eval mode under torch.inference_mode (modes restored afterwards); `amp`
     ('bfloat16' or 'float16') runs the forward passes under torch.autocast. Probabilities are
     averaged as `predict_probs` says; `num_classes` defaults to the width of the model's output.
+    An empty loader is an EvaluationError, or with `allow_empty` (and `num_classes`) a result of 0
+    images and NaN errors (`Meter.result`).
     """
     _check_protocol(protocol)
     device = torch.device(device)
@@ -516,7 +533,7 @@ def evaluate(
             with autocast():
                 probs = _probs(net, images, protocol, crop, scales, flips)
             meter.update(probs, targets.to(device, non_blocking=True))
-    return meter.result(protocol)
+    return meter.result(protocol, allow_empty=allow_empty)
 
 
 def eval_input_transform(protocol: str, image_size: int, mean: Sequence[float], std: Sequence[float],

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -32,6 +34,26 @@ def dense_scales(image_size: int, scales: str | None) -> list[int]:
     return [round(image_size * q / 224) for q in (256, 384, 512)]
 
 
+@dataclass
+class RunEvaluation:
+    """What `evaluate_run` measured, on which checkpoint and data, and the files it wrote.
+
+    which: "last" or "best" when a run directory was given (the checkpoint its pointer names), None
+    when a checkpoint directory was given itself.
+    """
+
+    result: EvalResult
+    checkpoint: Path
+    which: str | None
+    data: str
+    written: list[Path]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON of eval-PROTOCOL.json and `ilsvrc eval --format json` (errors to 6 decimals)."""
+        return {**self.result.to_dict(), "checkpoint": str(self.checkpoint), "which": self.which,
+                "data": self.data}  # fmt: skip
+
+
 def evaluate_run(
     run: str | Path,
     data: str | None = None,
@@ -40,11 +62,12 @@ def evaluate_run(
     scales: str | None = None,
     workers: int = 2,
     batch_size: int = 32,
-) -> tuple[EvalResult, list[Path]]:
-    """Evaluate a run (or checkpoint) on `data`'s val split, or on the split it was trained with.
+) -> RunEvaluation:
+    """Evaluate a run's `which` checkpoint ("last" or "best"), or a checkpoint directory, on `data`'s
+    val split, or on the split it was trained with.
 
     Writes eval-PROTOCOL.json and confusion-PROTOCOL.png into the run directory (next to the
-    checkpoints when given a checkpoint directory) and returns the result and the written paths.
+    checkpoints when given a checkpoint directory).
     """
     model, config, classes, where = load_trained(run, which)
     net = config.network()
@@ -68,11 +91,13 @@ def evaluate_run(
     )
     result = evaluate(model, loader, protocol, crop=size, scales=qs, num_classes=len(classes))
     run_dir = where.parent.parent if where.parent.name == "checkpoints" else where
-    out = {**result.to_dict(), "checkpoint": str(where), "data": data or config.data or "built-in"}
+    given = Path(run).resolve()
+    named = None if where.resolve() in (given, given.parent) else which  # a checkpoint given itself
     written = [run_dir / f"eval-{protocol}.json", run_dir / f"confusion-{protocol}.png"]
-    write_json_atomic(written[0], out)
+    done = RunEvaluation(result, where, named, data or config.data or "built-in", written)
+    write_json_atomic(written[0], done.to_dict())
     plot_confusion(result, [c.name for c in classes], written[1])
-    return result, written
+    return done
 
 
 def predict_images(

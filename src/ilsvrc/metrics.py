@@ -2,9 +2,11 @@
 
 A run directory's `metrics.jsonl` holds one JSON object per line, written once per epoch by
 `ilsvrc train`: `epoch`, `step`, `train_loss` (cross-entropy, nats), `train_top1_error`,
-`val_top1_error`, `val_top5_error` (errors as fractions in [0, 1]), `lr`, `images_per_s`, `seconds`
-(wall-clock seconds since the run started, evaluations included), `eval_seconds`, `complete` (false for
-a line written by a run stopped mid-epoch), and counters such as `skipped_images`.
+`val_top1_error`, `val_top5_error` (errors as fractions in [0, 1]; null when no validation image could
+be read), `lr`, `images_per_s` (training images over the time of the training steps, data waits
+included, evaluations and checkpoints not), `seconds` (wall-clock seconds since the run started,
+evaluations included), `eval_seconds`, `complete` (false for a line written by a run stopped
+mid-epoch), and counters such as `skipped_images`. Every line has the `step` of the state it describes.
 """
 
 from __future__ import annotations

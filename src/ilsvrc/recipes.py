@@ -161,23 +161,78 @@ def check(recipe: Recipe) -> None:
 class LRSchedule:
     """The learning rate as a function of training progress, with a state that resumes exactly.
 
-    progress p in [0, 1] is the fraction of the run done: steps done over planned steps, or, with a
-    time limit, the larger of that and the fraction of the time used (so cosine and one-cycle plan
-    over the time budget). plateau: the lr is divided by 10 each time the validation error has not
-    improved for `plateau_patience` epochs. step: divided by 10 every `step_epochs` epochs. cosine:
-    lr * (1 + cos(pi p)) / 2. onecycle: linear rise from lr/25 to lr over the first 25%, then cosine
-    annealing to lr/1e4. A linear warm-up from lr/10 over `warmup_epochs` multiplies the others.
+    progress p in [0, 1] is the fraction of the run done (`progress`): steps done over planned steps,
+    or, with a time limit, the larger of that and the fraction of the time used (so cosine and
+    one-cycle plan over the time budget). plateau: the lr is divided by 10 each time the validation
+    error has not improved for `plateau_patience` epochs. step: divided by 10 every `step_epochs`
+    epochs. cosine: lr * (1 + cos(pi p)) / 2. onecycle: linear rise from lr/25 to lr over the first
+    25%, then cosine annealing to lr/1e4. A linear warm-up from lr/10 over `warmup_epochs` multiplies
+    the others.
+
+    A run given more epochs or time when resumed (`extend`) never restarts its schedule: the rest of an
+    unfinished cosine or one-cycle plan is spread over the new total, and a finished one keeps the lr it
+    ended with (`tail_lr`, a constant fine-tuning tail); plateau, step and constant schedules go on as
+    they were.
     """
 
-    def __init__(self, recipe: Recipe, steps_per_epoch: int) -> None:
+    def __init__(self, recipe: Recipe, steps_per_epoch: int, time_limit: float | None = None) -> None:
+        """time_limit: the run's limit in seconds (None: the epochs alone plan the run)."""
         self.recipe = recipe
         self.steps_per_epoch = max(1, steps_per_epoch)
+        self.time_limit = time_limit
         self.plateau_scale = 1.0
         self.best: float = math.inf
         self.bad_epochs = 0
+        self.start = (0.0, 0.0)  # (progress, planned fraction) where the current plan began; see extend
+        self.tail_lr: float | None = None
+
+    def _planned(self, step: int, seconds: float) -> float:
+        """The fraction of the planned steps (or of the time limit, if larger) done; may exceed 1."""
+        done = step / (self.recipe.epochs * self.steps_per_epoch)
+        if self.time_limit:
+            done = max(done, seconds / self.time_limit)
+        return done
+
+    def progress(self, step: int, seconds: float = 0.0) -> float:
+        """p in [0, 1] after `step` steps and `seconds` of run time (evaluations included)."""
+        p0, f0 = self.start
+        done = self._planned(step, seconds)
+        if f0 >= 1:
+            return 1.0
+        return min(1.0, p0 + (1 - p0) * max(0.0, done - f0) / (1 - f0))
+
+    def extend(self, before: LRSchedule, step: int, seconds: float, last_lr: float) -> str:
+        """Take over from `before`, the same run's schedule with its old number of epochs or time
+        limit, at `step` and `seconds` of run time; `last_lr` is the lr of the last step taken.
+
+        The plan's progress continues from where it was (no jump back to an early, high lr): cosine and
+        one-cycle spread the rest of their plan over the new total, or, if it was finished, stay at
+        `last_lr`. Returns a sentence saying how the lr goes on, for the log and the run's config.
+        """
+        self.load_state_dict(before.state_dict())
+        r = self.recipe
+        p0 = before.progress(step, seconds)
+        self.start = (p0, self._planned(step, seconds))
+        name = {"onecycle": "one-cycle", "cosine": "cosine"}.get(r.schedule)
+        if name is None:
+            return f"the {r.schedule} schedule goes on as it was (lr {last_lr:.3g})"
+        if self.tail_lr is not None:
+            return f"the lr stays at {self.tail_lr:.3g}, the fine-tuning tail of an earlier extension"
+        if p0 >= 1:
+            self.tail_lr = last_lr
+            return (
+                f"its {name} schedule had finished, so the lr stays at {last_lr:.3g}, where the run ended "
+                "(a fine-tuning tail); for a whole schedule over more epochs, start a new run"
+            )
+        return (
+            f"the rest of its {name} schedule ({1 - p0:.0%} of it) is spread over the new total, "
+            f"continuing from lr {self.lr(step, self.progress(step, seconds)):.3g}"
+        )
 
     def lr(self, step: int, progress: float) -> float:
         r = self.recipe
+        if self.tail_lr is not None:
+            return self.tail_lr
         p = min(max(progress, 0.0), 1.0)
         if r.schedule == "plateau":
             factor = self.plateau_scale
@@ -211,10 +266,15 @@ class LRSchedule:
             return True
         return False
 
-    def state_dict(self) -> dict[str, float]:
-        return {"plateau_scale": self.plateau_scale, "best": self.best, "bad_epochs": self.bad_epochs}
+    def state_dict(self) -> dict[str, Any]:
+        return {"plateau_scale": self.plateau_scale, "best": self.best, "bad_epochs": self.bad_epochs,
+                "start": list(self.start), "tail_lr": self.tail_lr}  # fmt: skip
 
-    def load_state_dict(self, state: dict[str, float]) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         self.plateau_scale = float(state["plateau_scale"])
         self.best = float(state["best"])
         self.bad_epochs = int(state["bad_epochs"])
+        start = state.get("start", (0.0, 0.0))  # checkpoints from before extensions existed lack these
+        self.start = (float(start[0]), float(start[1]))
+        tail = state.get("tail_lr")
+        self.tail_lr = None if tail is None else float(tail)

@@ -13,6 +13,10 @@ Exact resumption on the CPU: the order of the samples of epoch e comes from a ge
 from torch's global generator, saved in every checkpoint with the optimizer, the schedule and the
 running sums of the epoch. So a run stopped after any step and resumed ends with the same weights as
 one never stopped. With `--time-limit` the schedule follows the clock, which no rerun repeats.
+
+A resume that gives a run more epochs (or a larger time limit) extends it without restarting its
+learning-rate schedule (`LRSchedule.extend`; RUN/config.json records each extension); a resume with
+nothing left to do is a `NothingToDo` error naming what to give.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ import torch
 from torch import nn
 
 from . import checkpoint, distributed, specfile
+from .analysis import analyze, smallest_input
 from .data import (
     Augmented,
     ClassInfo,
@@ -45,8 +50,8 @@ from .data import (
     open_dataset,
     save_classes,
 )
-from .errors import IlsvrcError
-from .evaluate import eval_input_transform, evaluate
+from .errors import IlsvrcError, ShapeError
+from .evaluate import EvalResult, eval_input_transform, evaluate
 from .metrics import _parse_lines, read_metrics  # noqa: F401 (read_metrics: re-exported)
 from .nn import Model, create_model
 from .recipes import LRSchedule, Recipe, check, default_recipe, get_recipe
@@ -58,6 +63,10 @@ from .zoo import get_spec
 
 class DivergedError(IlsvrcError):
     """The loss became NaN or infinite."""
+
+
+class NothingToDo(IlsvrcError):
+    """A resumed run that has no step left to take (its epochs, time limit or --max-steps used up)."""
 
 
 class RunInterrupted(IlsvrcError):
@@ -89,6 +98,9 @@ class TrainConfig:
     synthetic_train: int | None = None  # images per split of the built-in data (None: its default)
     synthetic_val: int | None = None
     spec: dict[str, Any] | None = None  # the network itself when it came from a spec file
+    # resumes that gave the run more epochs or time, in order: when, the new and old totals, and how the
+    # learning rate went on (see LRSchedule.extend)
+    extensions: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     def network(self) -> Network:
         if self.spec is not None:
@@ -267,9 +279,10 @@ class EpochSums:
     loss: float = 0.0
     correct: int = 0
     images: int = 0
-    seconds: float = 0.0  # time spent in training steps (data loading included)
+    seconds: float = 0.0  # time spent in training steps (data loading included; no evaluation, checkpoint)
     skipped: int = 0  # unreadable files left out of this epoch's training batches
     data_seconds: float = 0.0  # of `seconds`, the time spent waiting for the data loader's next batch
+    steps: int = 0  # training steps taken in this epoch (by this process)
 
 
 def _device(config: TrainConfig) -> torch.device:
@@ -317,43 +330,128 @@ def train(
     """Train as `config` says, or resume the run directory `resume`; returns the run directory.
 
     overrides (with resume): a new `epochs`, `time_limit`, `workers` or `device`; None values keep
-    the run's own. stop_after_steps: stop cleanly (checkpoint, evaluation) after that many steps in
-    total, as a time limit or an interruption would (tests of exact resumption use it).
+    the run's own. More epochs or time than the run had extend it (`LRSchedule.extend` says how the
+    lr goes on); a run with nothing left to do is a NothingToDo error, before anything is read or
+    written. stop_after_steps: stop cleanly (checkpoint, evaluation) after that many steps in total,
+    as a time limit or an interruption would (tests of exact resumption use it).
     """
+    loaded = None
     if resume is not None:
-        run_dir = Path(resume)
-        try:
-            config = TrainConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
-        except (OSError, ValueError, TypeError) as exc:
-            raise IlsvrcError(
-                f"{run_dir} is not a run directory with a readable config.json ({exc})."
-            ) from None
-        changes = {k: v for k, v in (overrides or {}).items() if v is not None}
-        if "epochs" in changes:
-            config.recipe = config.recipe.replace(epochs=changes.pop("epochs"))
-        unknown = set(changes) - {"time_limit", "workers", "device", "checkpoint_every"}
-        if unknown:
-            raise IlsvrcError(
-                f"Only epochs, time limit, workers and device can change on resume, not {unknown}."
-            )
-        config = dataclasses.replace(config, **changes)
+        config = _resumed_config(Path(resume), overrides)
     assert config is not None
     check(config.recipe)
+    check_image_size(config)
     _device(config)
+    if resume is not None:
+        loaded = checkpoint.load(resume)
+        _check_work_left(Path(resume), config, loaded[1], stop_after_steps)
     ctx, device = distributed.setup(config.device)
     try:
-        return _train(config, resume, ctx, device, stop_after_steps, progress and ctx.main,
+        return _train(config, resume, loaded, ctx, device, stop_after_steps, progress and ctx.main,
                       log if ctx.main else _silent)  # fmt: skip
     finally:
         distributed.teardown(ctx)
+
+
+def _resumed_config(run_dir: Path, overrides: dict[str, Any] | None) -> TrainConfig:
+    """The config of the run in `run_dir` with the changes a resume may make."""
+    try:
+        config = TrainConfig.from_dict(json.loads((run_dir / "config.json").read_text()))
+    except (OSError, ValueError, TypeError) as exc:
+        raise IlsvrcError(f"{run_dir} is not a run directory with a readable config.json ({exc}).") from None
+    changes = {k: v for k, v in (overrides or {}).items() if v is not None}
+    if "epochs" in changes:
+        config.recipe = config.recipe.replace(epochs=changes.pop("epochs"))
+    unknown = set(changes) - {"time_limit", "workers", "device", "checkpoint_every"}
+    if unknown:
+        raise IlsvrcError(f"Only epochs, time limit, workers and device can change on resume, not {unknown}.")
+    return dataclasses.replace(config, **changes)
+
+
+def check_image_size(config: TrainConfig) -> None:
+    """Refuse an image size the network cannot take (a ShapeError naming the smallest that works)."""
+    net = config.network()
+    channels, size = net.input_shape[0], config.image_size
+    try:
+        analyze(net, (channels, size, size), suggest=False)
+    except ShapeError as exc:
+        smallest = smallest_input(net, channels)
+        if smallest is None or size >= smallest:
+            raise
+        raise ShapeError(
+            f"--image-size {size} is too small for {net.name}: {exc} {net.name} takes inputs from "
+            f"{smallest}x{smallest} up; use --image-size {smallest} or more."
+        ) from None
+
+
+def _count(n: int, word: str) -> str:
+    """'1 step', '2 steps'."""
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def _check_work_left(run_dir: Path, config: TrainConfig, state: dict[str, Any],
+                     stop_after_steps: int | None) -> None:  # fmt: skip
+    """Raise NothingToDo, saying what to give, when resuming `state` would not take a single step."""
+    command = f"ilsvrc train --resume {run_dir}"
+    epoch, offset, step = state["epoch"], state["offset"], state["step"]
+    if epoch >= config.recipe.epochs:
+        part = " and part of another" if offset else ""
+        raise NothingToDo(
+            f"Nothing left to do: the run {run_dir} has trained {_count(epoch, 'epoch')}{part}, and it is "
+            f"set to {config.recipe.epochs} in all. To train it longer, give the new total number of "
+            f"epochs: `{command} --epochs N` with N above {epoch}; the learning rate then goes on from "
+            "where the run left it (README, Training: extending a run)."
+        )
+    timing = state.get("timing", {})
+    reserve = timing.get("step_seconds", 0.0) + timing.get("wrap_up_seconds", 0.0)
+    same_limit = config.time_limit == state["config"].get("time_limit")
+    time_up = state.get("time_up") and same_limit  # the run stopped at this limit
+    if config.time_limit and (time_up or state["elapsed"] + reserve >= config.time_limit * 60):
+        raise NothingToDo(
+            f"Nothing left to do: the run {run_dir} has used {state['elapsed'] / 60:.3g} of its "
+            f"{config.time_limit:g} minutes (the limit counts the whole run, evaluations included), which "
+            "leaves no room for another step and its evaluation. To train it longer, give a larger total: "
+            f"`{command} --time-limit MINUTES`."
+        )
+    if stop_after_steps is not None and step >= stop_after_steps:
+        raise NothingToDo(
+            f"Nothing left to do: the run {run_dir} has taken {_count(step, 'step')} and --max-steps "
+            f"{stop_after_steps} counts every step of the run; give a larger --max-steps, or leave it out."
+        )
+
+
+def _extend(config: TrainConfig, state: dict[str, Any], schedule: LRSchedule, steps_per_epoch: int,
+            last_lr: float) -> str | None:  # fmt: skip
+    """When a resume changes the run's epochs or time limit: continue its schedule from where it is
+    (LRSchedule.extend), record that in config.extensions, and return a sentence for the log."""
+    before = TrainConfig.from_dict(state["config"])
+    old, new = (before.recipe.epochs, before.time_limit), (config.recipe.epochs, config.time_limit)
+    if old == new:
+        return None
+    previous = LRSchedule(before.recipe, steps_per_epoch, before.time_limit and before.time_limit * 60)
+    previous.load_state_dict(state["schedule"])
+    how = schedule.extend(previous, state["step"], state["elapsed"], last_lr)
+    changes = [f"from {old[0]} to {new[0]} epochs"] if old[0] != new[0] else []
+    if old[1] != new[1]:
+        minutes = [f"{m:g} min" if m else "none" for m in (old[1], new[1])]
+        changes.append(f"time limit from {minutes[0]} to {minutes[1]}")
+    config.extensions = [*before.extensions, {
+        "step": state["step"], "epochs": new[0], "time_limit": new[1], "previous_epochs": old[0],
+        "previous_time_limit": old[1], "schedule": how,
+    }]  # fmt: skip
+    return f"Extending the run {' and '.join(changes)} at step {state['step']}: {how}."
 
 
 def _silent(*args: Any, **kwargs: Any) -> None:
     pass
 
 
-def _train(config: TrainConfig, resume: str | Path | None, ctx: distributed.Context, device: torch.device,
-           stop_after_steps: int | None, progress: bool, log) -> Path:  # fmt: skip
+# the loop's clock, in seconds (tests of the time limit put a fake clock here)
+_now = time.perf_counter
+
+
+def _train(config: TrainConfig, resume: str | Path | None, loaded: tuple | None, ctx: distributed.Context,
+           device: torch.device, stop_after_steps: int | None, progress: bool, log) -> Path:  # fmt: skip
     """The loop itself (on every rank when distributed; only rank 0 writes and prints)."""
     torch.manual_seed(config.seed)
     random.seed(config.seed)
@@ -368,12 +466,17 @@ def _train(config: TrainConfig, resume: str | Path | None, ctx: distributed.Cont
         weight_decay=r.weight_decay,
     )  # fmt: skip
     steps_per_epoch = len(epoch_batches(len(train_set), r.batch_size, config.seed, 0))
-    schedule = LRSchedule(r, steps_per_epoch)
+    limit = config.time_limit * 60 if config.time_limit else None  # seconds
+    schedule = LRSchedule(r, steps_per_epoch, limit)
     scaler = torch.amp.GradScaler(device.type, enabled=config.amp == "fp16")
     criterion = nn.CrossEntropyLoss(label_smoothing=r.label_smoothing)
     sums, epoch, offset, step, elapsed, best = EpochSums(), 0, 0, 0, 0.0, math.inf
+    # the time limit keeps room for one more step and an end of epoch (evaluation, curves, checkpoint)
+    step_seconds, wrap_up_seconds = 0.0, 0.0  # the mean step and the last end of epoch, in seconds
+    save_seconds = 0.0  # the last checkpoint's writing
+    time_up = f"the time limit of {config.time_limit:g} min" if limit else None  # a reason to stop
 
-    if resume is None:
+    if loaded is None:
         run_dir = None
         if ctx.main:
             run_dir = new_run_dir(config)
@@ -383,7 +486,7 @@ def _train(config: TrainConfig, resume: str | Path | None, ctx: distributed.Cont
         run_dir = Path(distributed.broadcast_object(str(run_dir), ctx))
     else:
         run_dir = Path(resume)
-        weights, state, where = checkpoint.load(run_dir)
+        weights, state, where = loaded
         model.load_state_dict(weights)
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
@@ -391,29 +494,41 @@ def _train(config: TrainConfig, resume: str | Path | None, ctx: distributed.Cont
         set_rng_state(state["rng"])
         epoch, offset, step = state["epoch"], state["offset"], state["step"]
         elapsed, best = state["elapsed"], state["best"]
+        timing = state.get("timing", {})
+        step_seconds, wrap_up_seconds = timing.get("step_seconds", 0.0), timing.get("wrap_up_seconds", 0.0)
         sums = EpochSums(**state["sums"]) if ctx.main else EpochSums()  # the saved sums are global
+        extended = _extend(config, state, schedule, steps_per_epoch, optimizer.param_groups[0]["lr"])
         if ctx.main:
             _check_writable(run_dir)
-            _truncate_metrics(run_dir / "metrics.jsonl", epoch)
+            _truncate_metrics(run_dir / "metrics.jsonl", step)
+            if extended:
+                _write_config(run_dir, config)
         log(f"Resuming {run_dir} from {where.name}: epoch {epoch + 1}, step {step}.")
+        if extended:
+            log(extended)
 
-    total_steps = r.epochs * steps_per_epoch
-    eval_seconds = 0.0  # the last evaluation's duration: the time limit keeps room for one more
-    limit = config.time_limit * 60 if config.time_limit else None
     log(
         f"Training {config.model} ({sum(p.numel() for p in model.parameters()):,} parameters, "
         f"{len(classes)} classes) on {config.data or 'the built-in shapes data'}: {len(train_set)} train / "
         f"{len(val_set)} val images at {config.image_size} px, recipe {r.name}, batch {r.batch_size}, "
-        f"{r.epochs} epochs of {steps_per_epoch} steps"
+        f"{_count(r.epochs, 'epoch')} of {_count(steps_per_epoch, 'step')}"
         + (f", time limit {config.time_limit:g} min." if limit else ".")
     )
 
+    clock_start = _now() - elapsed  # the run's clock counts every resumed part of it
+
+    def run_seconds() -> float:
+        """Wall-clock seconds of the run so far (evaluations and checkpoints included)."""
+        return _now() - clock_start
+
     def state_now(epoch_: int, offset_: int) -> dict[str, Any]:
         return {
-            "epoch": epoch_, "offset": offset_, "step": step, "elapsed": elapsed, "best": best,
+            "epoch": epoch_, "offset": offset_, "step": step, "elapsed": run_seconds(), "best": best,
             "sums": dataclasses.asdict(sums), "optimizer": optimizer.state_dict(),
             "schedule": schedule.state_dict(), "scaler": scaler.state_dict(), "rng": rng_state(),
             "config": config.to_dict(), "classes": [dataclasses.asdict(c) for c in classes],
+            "timing": {"step_seconds": step_seconds, "wrap_up_seconds": wrap_up_seconds},
+            "time_up": stopped == time_up,  # the run stopped at its time limit: nothing left to do
         }  # fmt: skip
 
     net = torch.nn.parallel.DistributedDataParallel(model) if ctx.enabled else model
@@ -421,18 +536,22 @@ def _train(config: TrainConfig, resume: str | Path | None, ctx: distributed.Cont
         net = torch.compile(net)  # the same parameters; checkpoints hold `model`'s plain state dict
 
     def global_sums() -> EpochSums:
-        """The epoch's sums over all ranks (time: this rank's)."""
+        """The epoch's sums over all ranks (time and steps: this rank's)."""
         loss, correct, images, skipped = distributed.sum_floats(
             [sums.loss, sums.correct, sums.images, sums.skipped], ctx, device
         )
-        return EpochSums(loss, int(round(correct)), int(round(images)), sums.seconds, int(round(skipped)),
-                         sums.data_seconds)  # fmt: skip
+        return EpochSums(loss=loss, correct=int(round(correct)), images=int(round(images)),
+                         seconds=sums.seconds, skipped=int(round(skipped)), data_seconds=sums.data_seconds,
+                         steps=sums.steps)  # fmt: skip
 
     def save(epoch_: int, offset_: int, totals: EpochSums, best_now: bool = False) -> None:
+        nonlocal save_seconds
+        began = _now()
         if ctx.main:
             state = state_now(epoch_, offset_)
             state["sums"] = dataclasses.asdict(totals)
             checkpoint.save(run_dir, step, model.state_dict(), state, best=best_now)
+        save_seconds = _now() - began
 
     skip_log, epoch_skipped = SkipLog(), []  # unreadable files: each logged once per run (per process)
 
@@ -440,7 +559,43 @@ def _train(config: TrainConfig, resume: str | Path | None, ctx: distributed.Cont
         for item in skip_log.add(skipped):
             log(f"Skipped unreadable image {item.path}: {item.reason}")
 
-    stopped, signum = None, None
+    def validate() -> tuple[EvalResult, list]:
+        """The model on the validation set (every rank's share) and the unreadable files left out."""
+        skipped: list = []
+        batches = _readable(_eval_loader(val_set, config, ctx), skipped)
+        result = evaluate(model, batches, "center", device=device.type, channels_last=config.channels_last,
+                          amp=config.amp, num_classes=len(classes), allow_empty=True)  # fmt: skip
+        return distributed.combine_results(result, ctx, device), _all_ranks(skipped, ctx)
+
+    def stop_reason() -> tuple[str | None, int | None]:
+        """Why the run must stop before its next step, if it must (all ranks agree), and the signal."""
+        want = 0
+        if stop_request.requested:
+            want = _STOP_SIGNAL
+        elif limit and run_seconds() + step_seconds + wrap_up_seconds >= limit:
+            want = _STOP_TIME  # no room for another step and the final evaluation
+        elif stop_after_steps is not None and step >= stop_after_steps:
+            want = _STOP_STEPS
+        agreed = distributed.max_over_ranks(want, ctx, device)
+        if agreed == _STOP_SIGNAL:
+            if stop_request.requested:
+                return f"{stop_request.name} received", stop_request.signum
+            return "another process received a signal", signal.SIGTERM
+        if agreed == _STOP_TIME:
+            return time_up, None
+        if agreed == _STOP_STEPS:
+            return f"stop after {_count(stop_after_steps or 0, 'step')}", None
+        return None, None
+
+    def interrupted(reason: str, signum: int) -> RunInterrupted:
+        command = f"ilsvrc train --resume {run_dir}"
+        message = (f"{reason} at step {step}: checkpoint written in {run_dir / 'checkpoints'}; "
+                   f"continue with `{command}`.")  # fmt: skip
+        log(message)
+        return RunInterrupted(message, signum)
+
+    stopped: str | None = None
+    signum: int | None = None
     with StopRequest() as stop_request:
         while epoch < r.epochs and stopped is None:
             batches = epoch_batches(len(train_set), r.batch_size, config.seed, epoch)[offset:]
@@ -448,9 +603,9 @@ def _train(config: TrainConfig, resume: str | Path | None, ctx: distributed.Cont
             train_set.set_epoch(epoch)
             model.train()
             bar = _progress(len(batches), epoch, r.epochs, progress)
-            start = time.perf_counter()
+            start = _now()
             for images, targets, skipped in loader(train_set, batches, config, seed=config.seed + epoch):
-                sums.data_seconds += time.perf_counter() - start  # since the last step ended
+                sums.data_seconds += _now() - start  # since the last step ended
                 sums.skipped += len(skipped)
                 epoch_skipped.extend(skipped)
                 report_skipped(skipped)
@@ -459,10 +614,7 @@ def _train(config: TrainConfig, resume: str | Path | None, ctx: distributed.Cont
                     continue
                 images = images.to(device, non_blocking=True)
                 targets = targets.to(device, non_blocking=True)
-                p = step / total_steps
-                if limit:
-                    p = max(p, (elapsed + time.perf_counter() - start) / limit)
-                lr = schedule.lr(step, p)
+                lr = schedule.lr(step, schedule.progress(step, run_seconds()))
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 with _autocast(config, device):
@@ -481,44 +633,29 @@ def _train(config: TrainConfig, resume: str | Path | None, ctx: distributed.Cont
                 sums.loss += loss.item() * len(targets)
                 sums.correct += int((logits.argmax(1) == targets).sum())
                 sums.images += len(targets)
-                now = time.perf_counter()
+                sums.steps += 1
+                now = _now()
                 sums.seconds += now - start
-                elapsed += now - start
                 start = now
+                step_seconds = sums.seconds / sums.steps
                 bar.update(loss=loss.item(), ips=sums.images * ctx.world / max(sums.seconds, 1e-9))
-                step_seconds = sums.seconds / max(1, round(sums.images * ctx.world / r.batch_size))
-                if stop_request.requested:
-                    stopped, signum = f"{stop_request.name} received", stop_request.signum
-                elif limit and elapsed + step_seconds + eval_seconds >= limit:  # room for a final evaluation
-                    stopped = f"the time limit of {config.time_limit:g} min"
-                elif stop_after_steps is not None and step >= stop_after_steps:
-                    stopped = f"stop after {stop_after_steps} steps"
-                if distributed.any_rank(stopped is not None, ctx, device):
-                    stopped = stopped or "another process stopped"
-                    signum = signum or (signal.SIGTERM if "another" in stopped else None)
+                stopped, signum = stop_reason()
+                if stopped is not None:
                     break
                 every = config.checkpoint_every
                 if every and step % every == 0 and offset < steps_per_epoch:
                     save(epoch, offset, global_sums())
+                    start = _now()  # writing a checkpoint is not training time
             bar.close()
             if signum is not None:  # a signal: checkpoint now, no evaluation, and exit
                 save(epoch, offset, global_sums())
-                command = f"ilsvrc train --resume {run_dir}"
-                message = (f"{stopped} at step {step}: checkpoint written in {run_dir / 'checkpoints'}; "
-                           f"continue with `{command}`.")  # fmt: skip
-                log(message)
-                raise RunInterrupted(message, signum)
+                raise interrupted(stopped, signum)
             finished = offset >= steps_per_epoch
-            start = time.perf_counter()
-            val_skipped: list = []
-            val_batches = _readable(_eval_loader(val_set, config, ctx), val_skipped)
-            result = evaluate(model, val_batches, "center", device=device.type,
-                              channels_last=config.channels_last, amp=config.amp)  # fmt: skip
-            result = distributed.combine_results(result, ctx, device)
-            eval_seconds = time.perf_counter() - start
-            elapsed += eval_seconds
+            wrap_up_start = _now()
+            result, val_skipped = validate()
+            eval_seconds = _now() - wrap_up_start
+            measured = result.images > 0  # not when every validation image was unreadable
             totals = global_sums()
-            val_skipped = _all_ranks(val_skipped, ctx)
             report_skipped(_all_ranks(epoch_skipped, ctx) + val_skipped)  # rank 0 logs the others' too
             epoch_skipped = []
             line = {
@@ -526,37 +663,60 @@ def _train(config: TrainConfig, resume: str | Path | None, ctx: distributed.Cont
                 "step": step,
                 "train_loss": totals.loss / max(totals.images, 1),
                 "train_top1_error": 1 - totals.correct / max(totals.images, 1),
-                "val_top1_error": result.top1_error,
-                "val_top5_error": result.top5_error,
+                "val_top1_error": result.top1_error if measured else None,
+                "val_top5_error": result.top5_error if measured else None,
                 "lr": optimizer.param_groups[0]["lr"],
-                "images_per_s": totals.images / max(totals.seconds, 1e-9),
+                "images_per_s": totals.images / max(totals.seconds, 1e-9),  # over the training steps only
                 "data_wait_fraction": round(totals.data_seconds / max(totals.seconds, 1e-9), 4),
-                "seconds": round(elapsed, 3),  # wall time of the run so far, evaluations included
+                "seconds": round(run_seconds(), 3),  # wall time of the run so far, evaluations included
                 "eval_seconds": round(eval_seconds, 3),
                 "complete": finished,
                 "skipped_images": totals.skipped + len(val_skipped),  # unreadable files, train + val
                 "skipped_train": totals.skipped,  # left out of this epoch's training batches so far
                 "skipped_val": len(val_skipped),  # left out of this evaluation
             }
-            improved = result.top1_error < best
-            best = min(best, result.top1_error)
+            improved = measured and result.top1_error < best
+            if measured:
+                best = min(best, result.top1_error)
             if finished:
-                schedule.end_epoch(result.top1_error)
+                if measured:
+                    schedule.end_epoch(result.top1_error)
                 epoch, offset, sums, totals = epoch + 1, 0, EpochSums(), EpochSums()
             if ctx.main:
                 _append_metrics(run_dir, line)
-            save(epoch, offset, totals, best_now=improved)
-            log(
-                f"epoch {line['epoch']}: train loss {line['train_loss']:.3f}, top-1 error train "
-                f"{line['train_top1_error']:.3f} val {line['val_top1_error']:.3f}, top-5 val "
-                f"{line['val_top5_error']:.3f}, {line['images_per_s']:.0f} images/s, lr {line['lr']:.3g}"
-            )
+            log(_epoch_summary(line, len(val_skipped)))
             if ctx.main:
                 _plot(run_dir)
+            wrap_up_seconds = _now() - wrap_up_start + save_seconds  # its checkpoint: as long as the last
+            if stopped is None and epoch < r.epochs:  # the next epoch needs room for a step and its end
+                stopped, signum = stop_reason()
+            save(epoch, offset, totals, best_now=improved)
+            if signum is not None:  # a signal during this end of epoch: its state is checkpointed
+                raise interrupted(stopped, signum)
     if stopped:
         log(f"Stopped at step {step} ({stopped}); continue with `ilsvrc train --resume {run_dir}`.")
-    log(f"Best val top-1 error {best:.3f}. Run directory: {run_dir}")
+    if math.isinf(best):
+        log(f"No validation error was measured (no validation image could be read). Run directory: {run_dir}")
+    else:
+        log(f"Best val top-1 error {best:.3f}. Run directory: {run_dir}")
     return run_dir
+
+
+_STOP_STEPS, _STOP_TIME, _STOP_SIGNAL = 1, 2, 3  # reasons to stop, the strongest wins across ranks
+
+
+def _epoch_summary(line: dict[str, Any], val_skipped: int) -> str:
+    """The log line of one metrics line."""
+    if line["val_top1_error"] is None:
+        val = f"val not measured ({_count(val_skipped, 'unreadable image')}, none readable)"
+        top5 = ""
+    else:
+        val, top5 = f"val {line['val_top1_error']:.3f}", f", top-5 val {line['val_top5_error']:.3f}"
+    return (
+        f"epoch {line['epoch']}: train loss {line['train_loss']:.3f}, top-1 error train "
+        f"{line['train_top1_error']:.3f} {val}{top5}, {line['images_per_s']:.0f} images/s, "
+        f"lr {line['lr']:.3g}"
+    )
 
 
 def _diverged(loss: float, step: int, epoch: int, lr: float, run_dir: Path) -> str:
@@ -628,14 +788,26 @@ def _check_writable(run_dir: Path) -> None:
         ) from None
 
 
-def _truncate_metrics(path: Path, epoch: int) -> None:
-    """Keep the lines of epochs the checkpoint includes (a crash may have left a later one)."""
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Keep the lines of the states the checkpoint at `step` includes, its own line too if it has one
+    (a partial epoch's); a crash between a line and its checkpoint may have left a later one."""
     if not path.exists():
         return
     lines = _parse_lines(path.read_text())
-    kept = [x for x in lines if x["epoch"] <= epoch and (x["complete"] or x["epoch"] < epoch)]
+    kept = [x for x in lines if x.get("step", 0) <= step]
     checkpoint_text = "".join(json.dumps(x) + "\n" for x in kept)
     path.write_text(checkpoint_text)
+
+
+def _write_config(run_dir: Path, config: TrainConfig) -> None:
+    """Replace RUN/config.json (an extended run's new epochs or time limit, and how the lr goes on)."""
+    try:
+        checkpoint.write_json_atomic(run_dir / "config.json", config.to_dict())
+    except OSError as exc:
+        raise IlsvrcError(
+            f"Cannot write {run_dir / 'config.json'}: {exc.strerror or exc}. Nothing was changed; free some "
+            "space (or make the run directory writable) and resume again."
+        ) from None
 
 
 class _Bar:
