@@ -138,5 +138,5 @@ def chart_figure(reports: Sequence[Report], log: bool = False) -> Figure:
 
 def chart(reports: Sequence[Report], out: str | Path, log: bool = False) -> Path:
     """Write the chart of one or two analysed networks to `out` (.png or .svg); returns the path."""
-    figures.image_format(out)
+    figures.check_output(out)  # a bad name or folder fails before the drawing
     return figures.save(chart_figure(reports, log=log), out)
