@@ -160,3 +160,113 @@ def test_summary_does_not_import_torch() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
+
+
+# ---------------------------------------------------------------------------------------------------
+# Fast failures: names, paths and arguments are checked before torch is imported or anything is drawn
+
+FAILING = """
+import contextlib, io, json, os, sys
+from ilsvrc.cli import main
+d = sys.argv[1]
+results = []
+for argv in json.loads(sys.argv[2]):
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = main([a.replace("TMP", d) for a in argv])
+    results.append({"argv": argv, "code": code, "err": err.getvalue(), "torch": "torch" in sys.modules,
+                    "drawn": "matplotlib.figure" in sys.modules, "files": sorted(os.listdir(d))})
+print(json.dumps(results))
+"""
+
+
+@pytest.mark.parametrize(
+    "argv,match",
+    [
+        (["train", "alexnett"], "There is no network called 'alexnett'"),
+        (["train", "alexnet", "--data", "TMP/nodata"], "The data folder TMP/nodata does not exist"),
+        (["train", "alexnet", "--data", "TMP/run/config.json"], "is a file, not a folder"),
+        (["train", "--resume", "TMP/norun"], "TMP/norun does not exist, so it is not a run directory"),
+        (["train", "--resume", "TMP/empty"], "TMP/empty has no config.json"),
+        (["train", "alexnet", "--recipe", "cpux"], "There is no recipe called 'cpux'"),
+        (["train", "alexnet", "--momentum", "3"], "momentum must be in [0, 1)"),
+        (["train", "TMP/nonet.yaml"], "Spec file TMP/nonet.yaml does not exist"),
+        (["eval", "TMP/norun"], "The run TMP/norun does not exist"),
+        (["eval", "TMP/run", "--data", "TMP/nodata"], "The data folder TMP/nodata does not exist"),
+        (["predict", "TMP/norun", "TMP/photo.png"], "The run TMP/norun does not exist"),
+        (["predict", "TMP/run", "TMP/photo.png", "TMP/nophoto.jpg"], "The image TMP/nophoto.jpg does not"),
+        (["visualize", "features", "TMP/norun", "TMP/photo.png"], "The run TMP/norun does not exist"),
+        (["visualize", "occlusion", "TMP/run", "TMP/nophoto.jpg"], "The image TMP/nophoto.jpg does not"),
+        (["visualize", "filters", "TMP/run", "-o", "TMP/nodir/f.png"], "the folder TMP/nodir does not exist"),
+        (["draw", "alexnet", "-o", "TMP/nodir/a.png"], "the folder TMP/nodir does not exist"),
+        (["draw", "alexnet", "-o", "TMP/a.jpg"], "end it in .png or .svg"),
+        (["chart", "alexnet", "-o", "TMP/nodir/c.png"], "the folder TMP/nodir does not exist"),
+        (["chart", "alexnet", "-o", "TMP/c.pdf"], "end it in .png or .svg"),
+        (["plot", "TMP/run", "-o", "TMP/nodir/p.png"], "the folder TMP/nodir does not exist"),
+        (["report", "alexnet", "-o", "TMP/nodir/r.html"], "the folder TMP/nodir does not exist"),
+        (["report", "alexnet", "-o", "TMP/r.txt"], "name it with .html"),
+        (["report", "alexnet", "--run", "TMP/run", "--image", "TMP/nophoto.jpg", "-o", "TMP/r.html"],
+         "The image TMP/nophoto.jpg does not"),
+    ],
+)  # fmt: skip
+def test_a_mistake_fails_before_torch_is_imported_or_anything_is_drawn(argv, match, tmp_path) -> None:
+    """Each command is run in a fresh process, so that torch and matplotlib are not already imported."""
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.json").write_text("{}")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "photo.png").write_bytes(b"not looked at")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    command = [sys.executable, "-c", FAILING, str(tmp_path), json.dumps([argv])]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    (result,) = json.loads(done.stdout)
+    err = result["err"]
+    assert result["code"] == 2 and match.replace("TMP", str(tmp_path)) in err, err
+    assert err.startswith("ilsvrc: error: ") and err.count("\n") == 1, err
+    assert not result["torch"], "torch was imported before the mistake was found"
+    assert not result["drawn"], "a picture was started before the mistake was found"
+    assert result["files"] == before, "something was written"
+
+
+def test_predict_on_a_missing_file_says_it_does_not_exist(tmp_path) -> None:
+    """Not "Cannot decode ... remove or replace the file", which is about a damaged image."""
+    from ilsvrc.data import DataError, read_image
+
+    for name in ("gone.jpg", "gone.png"):
+        with pytest.raises(DataError) as caught:
+            read_image(tmp_path / name)
+        assert str(caught.value) == f"The image {tmp_path / name} does not exist; check the path."
+    with pytest.raises(DataError, match="is a folder, not an image file"):
+        read_image(tmp_path)
+
+
+def test_a_network_name_that_cannot_be_printed_is_one_paragraph_not_a_traceback(tmp_path) -> None:
+    spec = tmp_path / "odd.yaml"
+    spec.write_text(
+        'name: "n\\ud800"\ninput: [3, 8, 8]\nlayers: [{type: flatten}, {type: linear, out_features: 2}]\n'
+    )
+    for command in ("summary", "draw", "spec"):
+        done = _subprocess(
+            command, str(spec), *(["-o", str(tmp_path / "d.svg")] if command == "draw" else [])
+        )
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.startswith(f"ilsvrc: error: {spec}: Network name 'n\\ud800' is not usable")
+        assert "Traceback" not in done.stderr and done.stderr.count("\n") == 1
+    assert not (tmp_path / "d.svg").exists()
+
+
+@pytest.mark.parametrize("command", [["summary", "vgg11"], ["compare", "vgg11", "vgg13"], ["list", "vgg1*"]])
+def test_format_md_is_markdown(command: list[str], capsys) -> None:
+    for alias in ("md", "MD", "markdown"):
+        code, out, err = run(*command, "--format", alias, capsys=capsys)
+        assert code == 0, err
+        assert out.count("\n|---|") == 1 and out.startswith("**"), out[:200]
+    _, markdown, _ = run(*command, "--format", "markdown", capsys=capsys)
+    _, md, _ = run(*command, "--format", "md", capsys=capsys)
+    assert md == markdown
+
+
+def test_input_0_says_what_is_wrong_with_0(capsys) -> None:
+    code, _, err = run("summary", "alexnet", "--input", "0", capsys=capsys)
+    assert code == 2
+    assert "Input size '0': 0 is not a positive size (the height and width)" in err

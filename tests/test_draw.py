@@ -193,6 +193,32 @@ def test_chart_vs_puts_two_networks_on_one_scale(tmp_path) -> None:
     assert "FC: 89.4% of params, 0.8% of MACs" in svg_texts(svg)
 
 
+@pytest.mark.parametrize(
+    "names,log",
+    [(["alexnet"], True), (["alexnet"], False), (["alexnet", "vgg16"], True), (["vgg16-bn"], True),
+     ([BRANCHED], True)],
+)  # fmt: skip
+def test_chart_header_title_note_and_legend_do_not_cover_each_other(names, log) -> None:
+    """The --log note is longer: its end ran under the legend in a one-network chart."""
+    from ilsvrc.specfile import loads
+
+    reports = [analyze(loads(n) if "\n" in n else get_spec(n)) for n in names]
+    fig = chart_figure(reports, log=log)
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    (note,) = [t for t in fig.texts if t.get_gid() == "note"]
+    (legend,) = fig.legends
+    parts = {"title": fig._suptitle, "note": note, "legend": legend}
+    boxes = {k: a.get_window_extent(renderer) for k, a in parts.items()}
+    boxes.update({f"panel {i}": ax.get_tightbbox(renderer) for i, ax in enumerate(fig.axes)})
+    page = fig.bbox
+    for name, box in boxes.items():
+        assert box.x0 >= page.x0 and box.x1 <= page.x1 and box.y0 >= page.y0 and box.y1 <= page.y1, name
+    for a in parts:  # each of the header's parts is clear of the others and of every panel
+        for b, box in boxes.items():
+            if a != b:
+                assert not boxes[a].overlaps(box), f"{a} covers {b}"
+
+
 # ---------------------------------------------------------------------------------------------------
 # ilsvrc plot
 

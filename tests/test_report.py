@@ -13,6 +13,8 @@ import json
 import re
 import shutil
 import subprocess
+import sys
+from html import unescape
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -22,7 +24,8 @@ from PIL import Image
 
 from ilsvrc import analyze, get_spec
 from ilsvrc.cli import main, resolve
-from ilsvrc.report import build_page
+from ilsvrc.metrics import run_network as resolve_run
+from ilsvrc.report import ReportError, build_page
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -110,12 +113,12 @@ def test_report_errors_exit_2(tmp_path, capsys) -> None:
 
 @pytest.fixture(scope="module")
 def trained(spec, tmp_path_factory) -> Path:
-    """A run of the tiny spec: two short epochs on the built-in data (about 3 s)."""
+    """A run of the tiny spec (32 px, 10 classes) at 48 px on 4 classes: two short epochs (about 3 s)."""
     from ilsvrc.train import make_config, train
 
     out = tmp_path_factory.mktemp("run") / "tiny-run"
-    config = make_config(spec, "cpu", out=str(out), epochs=2, image_size=32, synthetic_train=64,
-                         synthetic_val=32, workers=0, batch_size=32)  # fmt: skip
+    config = make_config(spec, "cpu", out=str(out), epochs=2, image_size=48, synthetic_classes=4,
+                         synthetic_train=64, synthetic_val=32, workers=0, batch_size=32)  # fmt: skip
     return Path(train(config, progress=False, log=lambda *_: None))
 
 
@@ -154,6 +157,73 @@ def test_report_with_a_run_adds_its_metrics_curves_and_what_it_learned(
         assert_png(base64.b64decode(img["src"].split(",", 1)[1]))
 
 
+def facts(html: str) -> dict[str, str]:
+    """The page's facts (the header's, then the run's), as the page shows them."""
+    return {k: unescape(v) for k, v in re.findall(r"<dt>([^<]*)</dt><dd>([^<]*)</dd>", html)}
+
+
+def test_the_report_of_a_run_describes_the_network_as_the_run_trained_it(trained, spec, tmp_path, capsys):
+    """tiny is 32 px with 10 classes; the run trained it at 48 px on 4 classes, and the page says so."""
+    as_trained = analyze(resolve(spec).with_num_classes(4), (3, 48, 48))
+    as_written = analyze(resolve(spec))
+    assert as_trained.params != as_written.params
+    for model in ([], [spec]):  # MODEL may be left out with --run
+        out = tmp_path / f"run{len(model)}.html"
+        assert main(["report", *model, "--run", str(trained), "-o", str(out)]) == 0
+        html = out.read_text()
+        shown = facts(html)
+        assert shown["input"] == "48x48x3 (W x H x D)" and shown["outputs (classes)"] == "4"
+        assert shown["parameters"].startswith(f"{as_trained.params:,} ")
+        assert shown["as trained"] == "by the run tiny-run: its input size and classes"
+        assert shown["image size"] == "48"
+        assert f"{as_written.params:,}" not in html
+    # the page's default name comes from the run's network when MODEL is left out
+    here = tmp_path / "here"
+    here.mkdir()
+    done = subprocess.run([sys.executable, "-m", "ilsvrc", "report", "--run", str(trained)],
+                          cwd=here, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert [p.name for p in here.iterdir()] == ["tiny-report.html"]
+
+
+@pytest.mark.parametrize(
+    "args,match",
+    [
+        (["alexnet", "--run", "RUN"], "The run RUN trained SPEC, not alexnet (their layers differ)"),
+        (["--run", "RUN", "--input", "64"], "--input does not go with --run"),
+        ([], "Name the network to report on"),
+    ],
+)
+def test_a_report_that_would_mix_two_networks_is_refused(trained, spec, args, match, tmp_path, capsys):
+    out = tmp_path / "r.html"
+    argv = [a.replace("RUN", str(trained)) for a in args]
+    assert main(["report", *argv, "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert match.replace("RUN", str(trained)).replace("SPEC", spec) in err and err.count("\n") == 1, err
+    assert not out.exists()
+
+
+def test_build_page_refuses_an_analysis_of_another_network_than_the_runs(trained) -> None:
+    with pytest.raises(ReportError, match="is not of the network the run"):
+        build_page(analyze(get_spec("alexnet")), run=trained)
+    with pytest.raises(
+        ReportError, match=r"tiny at 32x32x3 with 4 classes"
+    ):  # the right layers, not the input
+        build_page(analyze(resolve_run(trained).network, (3, 32, 32)), run=trained)
+
+
+def test_the_runs_network_is_read_without_torch(trained) -> None:
+    code = (
+        "import sys; from ilsvrc.metrics import run_network; r = run_network(sys.argv[1]); "
+        "assert (r.image_size, r.num_classes, r.network.input_shape) == (48, 4, (3, 48, 48)), r; "
+        "assert 'torch' not in sys.modules, 'torch was imported'"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(trained)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+
+
 def test_a_picture_that_fails_leaves_a_note_not_a_broken_page(trained, monkeypatch, tmp_path) -> None:
     viz = pytest.importorskip("ilsvrc.viz")
 
@@ -161,7 +231,7 @@ def test_a_picture_that_fails_leaves_a_note_not_a_broken_page(trained, monkeypat
         raise RuntimeError("no filters today")
 
     monkeypatch.setattr(viz, "filters_figure", broken)
-    html = build_page(analyze(get_spec("alexnet")), run=trained)
+    html = build_page(analyze(resolve_run(trained).network), run=trained)
     assert "First-layer filters: not drawn (RuntimeError: no filters today)." in html
     assert "Give --image IMAGE to add feature maps" in html
     assert "Training curves of tiny-run" in html

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ilsvrc import analyze, get_spec, list_models
-from ilsvrc.errors import SpecError, SpecFileError
+from ilsvrc.errors import IlsvrcError, SpecError, SpecFileError
 from ilsvrc.specfile import dumps, load, loads, parse_shape
 
 TINY = """
@@ -120,8 +120,76 @@ def test_parse_shape(text: str, shape: list[int]) -> None:
 
 @pytest.mark.parametrize("text", ["big", "3x0x4", "1x2x3x4", ""])
 def test_parse_shape_refuses_nonsense(text: str) -> None:
-    with pytest.raises(SpecError, match="channels x height x width|not understood"):
+    with pytest.raises(SpecError, match="channels x height x width|not understood|not a positive size"):
         parse_shape(text)
+
+
+@pytest.mark.parametrize(
+    "text,match",
+    [
+        ("0", "'0': 0 is not a positive size (the height and width)"),
+        ("3x0x4", "'3x0x4': 0 is not a positive size (the height)"),
+        ("224x-5", "-5 is not a positive size (the width)"),
+        ("0x8x8", "0 is not a positive size (the channels)"),
+        ("1x2x3x4", "'1x2x3x4' has 4 numbers"),
+    ],
+)
+def test_parse_shape_says_which_number_is_wrong(text: str, match: str) -> None:
+    with pytest.raises(SpecError) as caught:
+        parse_shape(text)
+    assert match in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "body,match",
+    [
+        ("input: [3, 8, 8]\nlayers: [{type: conv, out_channels: 4, kernel: [3, a]}]", "kernel must be"),
+        ("input: [3, 8, 8]\ninfo: {year: abc}\nlayers: [{type: relu}]", "year must be a whole number"),
+        ("input: [3, 8, 8]\ninfo: {mean: [1, 2]}\nlayers: [{type: relu}]", "mean must be three numbers"),
+        ("input: 3x0x8\nlayers: [{type: relu}]", "0 is not a positive size"),
+        ("input: [3, 0, 8]\nlayers: [{type: relu}]", "input must be three positive whole numbers"),
+        ("input: [3, 8, 8]\nlayers: [{type: relu, name: a}, {type: relu, name: a}]", "a"),
+        ("input: [3, 8, 8]\nlayers: [{type: dropout, p: 2}]", "p"),
+        ('name: "n\\ud800"\ninput: [3, 8, 8]\nlayers: [{type: relu}]', "is not usable"),
+        ("input: [3, 8, 8]\nlayers: [{type: conv, out_channels: 4, kernel: 3}, {type: convv}]", "convv"),
+    ],
+)
+def test_every_spec_file_error_names_the_file(tmp_path: Path, body: str, match: str) -> None:
+    """The node types check their own values without knowing the file: the file name is added."""
+    path = tmp_path / "mine.yaml"
+    path.write_text(body)
+    with pytest.raises(IlsvrcError) as caught:
+        load(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: ") and match in message, message
+    assert message.count(str(path)) == 1, message
+
+
+def test_a_network_name_that_cannot_be_printed_is_refused() -> None:
+    with pytest.raises(SpecError, match="lone surrogates"):
+        loads('name: "n\\ud800"\ninput: [3, 8, 8]\nlayers: [{type: relu}]')
+    with pytest.raises(SpecError, match="cannot be printed"):
+        loads('input: [3, 8, 8]\ninfo: {title: "t\\udfff"}\nlayers: [{type: relu}]')
+    assert loads("name: réseau 名前 v2\ninput: [3, 8, 8]\nlayers: [{type: relu}]").name == "réseau 名前 v2"
+
+
+def test_an_edited_copy_of_a_zoo_network_does_not_keep_the_originals_claims() -> None:
+    original = get_spec("alexnet")
+    text = dumps(original)
+    assert loads(text).info == original.info  # an unedited copy is the original
+    edited = loads(text.replace("out_channels: 96", "out_channels: 64", 1), source="my.yaml")
+    assert edited.info.title == f"{original.info.title} (edited copy of alexnet)"
+    assert edited.info.result == "" and original.info.result in edited.info.notes
+    assert "ilsvrc compare alexnet my.yaml" in edited.info.notes
+    assert edited.info.paper == original.info.paper  # the design still comes from the paper
+    renamed = loads(
+        text.replace("name: alexnet", "name: mine").replace("input: [3, 227, 227]", "input: [3, 200, 200]")
+    )
+    assert "(edited copy of alexnet)" in renamed.info.title  # another input, another name: still a copy
+    own = loads(text.replace("out_channels: 96", "out_channels: 64", 1).replace("year: 2012", "year: 2024"))
+    assert own.info.title == original.info.title and own.info.year == 2024  # info the user changed is theirs
+    again = loads(dumps(edited))
+    assert again.info == edited.info  # writing an edited copy out and reading it back changes nothing
 
 
 @pytest.mark.parametrize("suffix", [".json", ".yaml"])

@@ -13,6 +13,7 @@ With two networks the panels stand side by side and share their vertical scale.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -66,13 +67,26 @@ def chart_figure(reports: Sequence[Report], log: bool = False) -> Figure:
         if len(reports) == 1
         else max(12.0, 0.25 * sum(map(len, bars)) + 6)
     )
-    fig = figures.new_figure(width, 7.6)
+    note = "One bar per layer with weights. MACs: per image, bias additions not counted; FLOPs = 2 x MACs."
+    if log:
+        note += " Logarithmic scale."
+    if any(isinstance(r.layer, BatchNorm) for rep in reports for r in rep.leaves):
+        note += " Batch norm (2 parameters per channel) is not drawn."
+    # The header, in inches from the top: the title, the note (wrapped to the width), the legend on a
+    # row of its own under the note (so neither covers the other at any width), then the panels.
+    note_lines = textwrap.wrap(note, width=int(width * 13.5))
+    note_top = 0.36
+    legend_top = note_top + 0.15 * len(note_lines) + 0.06
+    header = legend_top + 0.3 + 0.32  # the legend's row, then room for the panels' titles
+    height = 6.54 + header  # 6.54 inches of panels, whatever the header
+    fig = figures.new_figure(width, height)
     ratios = [len(b) + 2 for b in bars]  # the same bar width in every column
     axes = fig.subplots(2, len(reports), squeeze=False, sharey="row", gridspec_kw={"width_ratios": ratios})
     rotated = most > 10
     bottom, hspace = (0.12, 0.45) if rotated else (0.06, 0.3)
     left = 0.08 if len(reports) == 1 else 0.06
-    fig.subplots_adjust(left=left, right=0.98, top=0.86, bottom=bottom, hspace=hspace, wspace=0.06)
+    fig.subplots_adjust(left=left, right=0.98, top=1 - header / height, bottom=bottom * 7.6 / height,
+                        hspace=hspace, wspace=0.06)  # fmt: skip
     axis_format = FuncFormatter(lambda v, _: short(v) if v else "0")
     for col, (report, rows) in enumerate(zip(reports, bars)):
         colours = [figures.COLOURS["linear" if isinstance(r.layer, Linear) else "conv"] for r in rows]
@@ -112,22 +126,17 @@ def chart_figure(reports: Sequence[Report], log: bool = False) -> Figure:
             axes[row_i, 0].set_ylim(0, max(values) * (1.45 if row_i == 0 else 1.12))
     names = " vs ".join(r.network.name for r in reports)
     fig.suptitle(f"Where the parameters and the arithmetic are: {names}", fontsize=13, x=0.01, ha="left",
-                 y=0.985, color=figures.INK)  # fmt: skip
-    note = "One bar per layer with weights. MACs: per image, bias additions not counted; FLOPs = 2 x MACs."
-    if log:
-        note += " Logarithmic scale."
-    if any(isinstance(r.layer, BatchNorm) for rep in reports for r in rep.leaves):
-        note += " Batch norm (2 parameters per channel) is not drawn."
-    fig.text(0.01, 0.935, note, fontsize=8.5, color=figures.MUTED)
+                 y=1 - 0.11 / height, color=figures.INK)  # fmt: skip
+    fig.text(0.01, 1 - note_top / height, "\n".join(note_lines), fontsize=8.5, color=figures.MUTED, va="top",
+             gid="note")  # fmt: skip
     handles = [Patch(facecolor=figures.COLOURS[k], edgecolor=figures.INK, label=label)
                for k, label in (("conv", "convolution"), ("linear", "fully connected"))]  # fmt: skip
-    fig.legend(
-        handles=handles, loc="upper right", ncol=2, fontsize=9, frameon=False, bbox_to_anchor=(0.99, 0.97)
-    )
+    fig.legend(handles=handles, loc="upper left", ncol=2, fontsize=9, frameon=False, borderaxespad=0,
+               bbox_to_anchor=(0.01, 1 - legend_top / height), borderpad=0.2)  # fmt: skip
     return fig
 
 
 def chart(reports: Sequence[Report], out: str | Path, log: bool = False) -> Path:
     """Write the chart of one or two analysed networks to `out` (.png or .svg); returns the path."""
-    figures.image_format(out)
+    figures.check_output(out)  # a bad name or folder fails before the drawing
     return figures.save(chart_figure(reports, log=log), out)

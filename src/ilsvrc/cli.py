@@ -29,7 +29,7 @@ EXAMPLES = """examples:
   ilsvrc spec alexnet > alexnet.yaml          a built-in network as an editable spec file
   ilsvrc draw alexnet -o alexnet.svg          the volumes as boxes, the two-GPU split visible
   ilsvrc chart alexnet --vs vgg16 -o c.png    parameters and multiply-adds per layer
-  ilsvrc report alexnet --run runs/x -o report.html
+  ilsvrc report --run runs/x -o report.html    a run and the network it trained, as one page
 """
 
 
@@ -193,7 +193,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from .inference import predict_images
 
-    for path, top in predict_images(args.run, args.images, which=args.checkpoint, k=args.top):
+    for path, top in predict_images(args.run, args.images, which=args.which, k=args.top):
         _emit(f"{path}\n")
         for rank, (cls, prob) in enumerate(top, 1):
             _emit(f"  {rank}. {cls.name} ({cls.id}, class {cls.index}): {prob:.4f}\n")
@@ -204,7 +204,7 @@ def cmd_visualize(args: argparse.Namespace) -> int:
     from .viz import visualize
 
     out = visualize(args.kind, args.run, args.image, out=args.out, layer=args.layer, label=args.label,
-                    patch=args.patch, stride=args.stride, top=args.top, which=args.checkpoint)  # fmt: skip
+                    patch=args.patch, stride=args.stride, top=args.top, which=args.which)  # fmt: skip
     _emit(f"written: {out}\n")
     return 0
 
@@ -243,14 +243,31 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .report import write_report
+    from .metrics import run_network
+    from .report import run_report, write_report
 
-    out = args.out or _default_out(args.model, "report", ".html")
-    command = " ".join(["ilsvrc report", args.model]
+    if args.run:
+        if args.input:
+            raise IlsvrcError(
+                f"--input does not go with --run: the report shows the network as the run {args.run} "
+                "trained it, at its input size and classes. Leave out --input, or leave out --run to see "
+                "the network at another input."
+            )
+        report = run_report(args.run, resolve(args.model) if args.model else None, args.model)
+        name = args.model or run_network(args.run).model
+    elif args.model:
+        report, name = _analyze(args, args.model), args.model
+    else:
+        raise IlsvrcError(
+            "Name the network to report on (e.g. `ilsvrc report alexnet`), or give --run RUN_DIR to report "
+            "on a training run and the network it trained."
+        )
+    out = args.out or _default_out(name, "report", ".html")
+    command = " ".join(["ilsvrc report"] + ([args.model] if args.model else [])
                        + (["--input", args.input] if args.input else [])
                        + (["--run", args.run] if args.run else [])
                        + (["--image", args.image] if args.image else []) + ["-o", out])  # fmt: skip
-    _emit(f"written: {write_report(_analyze(args, args.model), out, args.run, args.image, command)}\n")
+    _emit(f"written: {write_report(report, out, args.run, args.image, command)}\n")
     return 0
 
 
@@ -316,6 +333,96 @@ def cmd_cache(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------------
+# Checks made before a command imports torch or draws: a typo fails at once, and nothing is half-done
+
+
+def _must_exist(path: str, what: str, hint: str, folder: bool | None = None) -> Path:
+    """`path` as a Path; IlsvrcError naming it if it does not exist (or is not a folder/file as asked)."""
+    p = Path(path)
+    if not p.exists():
+        raise IlsvrcError(f"{what} {p} does not exist; {hint}")
+    if folder is True and not p.is_dir():
+        raise IlsvrcError(f"{what} {p} is a file, not a folder; {hint}")
+    if folder is False and p.is_dir():
+        raise IlsvrcError(f"{what} {p} is a folder, not a file; {hint}")
+    return p
+
+
+RUN_HINT = (
+    "give the run directory that `ilsvrc train` wrote (its --out, by default runs/MODEL-DATE-TIME) or "
+    "one of its checkpoint directories."
+)
+DATA_HINT = (
+    "give a folder that holds train/<class>/... and val/<class>/..., or no --data for the built-in data."
+)
+
+
+def _picture_out(out: str | None) -> None:
+    if out is not None:
+        from . import figures
+
+        figures.check_output(out)
+
+
+def check_train(args: argparse.Namespace) -> None:
+    """The model, recipe, settings and folders of `ilsvrc train`, checked without torch."""
+    import dataclasses
+
+    from .recipes import Recipe, check, default_recipe, get_recipe
+
+    if args.resume:
+        run = Path(args.resume)
+        if not (run / "config.json").is_file():
+            why = "has no config.json" if run.is_dir() else "is a file" if run.exists() else "does not exist"
+            raise IlsvrcError(
+                f"{run} {why}, so it is not a run directory to resume; give the directory an earlier "
+                "`ilsvrc train` wrote (its --out, by default runs/MODEL-DATE-TIME), which holds "
+                "config.json and checkpoints/."
+            )
+    elif not args.model:
+        raise IlsvrcError(
+            "Name the model to train (e.g. `ilsvrc train alexnet --recipe cpu`), or --resume RUN_DIR."
+        )
+    else:
+        resolve(args.model)
+        recipe = get_recipe(args.recipe) if args.recipe else default_recipe(args.model)
+        fields = {f.name for f in dataclasses.fields(Recipe)}
+        check(recipe.replace(**{k: getattr(args, k) for k in TRAIN_SETTINGS
+                                if k in fields and getattr(args, k) is not None}))  # fmt: skip
+    if args.data is not None:
+        _must_exist(args.data, "The data folder", DATA_HINT, folder=True)
+
+
+def check_run_command(args: argparse.Namespace) -> None:
+    """`ilsvrc eval`, `predict`, `visualize`: the run, the images and --data exist, -o can be written."""
+    if getattr(args, "run", None) is not None:
+        _must_exist(args.run, "The run", RUN_HINT)
+    images = getattr(args, "images", None) or ([args.image] if getattr(args, "image", None) else [])
+    for image in images:
+        _must_exist(image, "The image", "check the path (a .jpg, .png, ... file).", folder=False)
+    if getattr(args, "data", None) is not None:
+        _must_exist(args.data, "The data folder", DATA_HINT, folder=True)
+    _picture_out(getattr(args, "out", None))
+
+
+def check_picture_command(args: argparse.Namespace) -> None:
+    """`ilsvrc draw`, `chart`, `plot`: the picture's name and folder, before anything is drawn."""
+    _picture_out(args.out)
+
+
+def check_report(args: argparse.Namespace) -> None:
+    """`ilsvrc report`: an .html name in a folder that exists, and the image, before any work."""
+    from . import figures
+    from .report import check_report_name
+
+    if args.out is not None:
+        check_report_name(args.out)
+        figures.check_folder(args.out)
+    if args.image is not None:
+        _must_exist(args.image, "The image", "check the path (a .jpg, .png, ... file).", folder=False)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with the tool's one-paragraph error (no usage block), exit code 2."""
 
@@ -342,11 +449,11 @@ def parser() -> argparse.ArgumentParser:
         )
         sp.add_argument("--batch", type=_positive, default=1, help="batch size for memory figures")
         sp.add_argument("--dtype", choices=list(DTYPE_BYTES), default="float32")
-        sp.add_argument("--format", choices=render.FORMATS, default="text")  # fmt: skip
+        _format_option(sp, render.FORMATS, "text")
 
     sp = sub.add_parser("list", help="the networks of the zoo (wildcards: 'vgg*')")
     sp.add_argument("pattern", nargs="?", default="*")
-    sp.add_argument("--format", choices=render.FORMATS, default="text")
+    _format_option(sp, render.FORMATS, "text")
     sp.set_defaults(func=cmd_list)
 
     sp = sub.add_parser("summary", help="one network, layer by layer",
@@ -366,7 +473,7 @@ def parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("spec", help="print a network as a YAML or JSON spec file")
     sp.add_argument("model")
-    sp.add_argument("--format", choices=["yaml", "json"], default="yaml")
+    _format_option(sp, ("yaml", "json"), "yaml")
     sp.set_defaults(func=cmd_spec)
 
     sp = sub.add_parser("train", help="train a network with its paper's recipe (or --recipe cpu)",
@@ -409,7 +516,7 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--synthetic-classes", type=int, help="classes of the built-in data (2-10)")
     sp.add_argument("--synthetic-train", type=_positive, help="training images of the built-in data")
     sp.add_argument("--synthetic-val", type=_positive, help="validation images of the built-in data")
-    sp.set_defaults(func=cmd_train)
+    sp.set_defaults(func=cmd_train, check=check_train)
 
     sp = sub.add_parser("eval", help="top-1/top-5 error of a trained run (center, 10crop or dense)")
     sp.add_argument("run", metavar="RUN_DIR_OR_CHECKPOINT")
@@ -420,15 +527,16 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--which", "--checkpoint", dest="which", choices=["last", "best"], default="last",
                     help="the run's last checkpoint, or the best on validation (default: last)")  # fmt: skip
     sp.add_argument("--workers", type=int, default=2)
-    sp.add_argument("--format", choices=["text", "json"], default="text")
-    sp.set_defaults(func=cmd_eval)
+    _format_option(sp, ("text", "json"), "text")
+    sp.set_defaults(func=cmd_eval, check=check_run_command)
 
     sp = sub.add_parser("predict", help="the top-5 classes of images, with probabilities")
     sp.add_argument("run", metavar="RUN_DIR_OR_CHECKPOINT")
     sp.add_argument("images", nargs="+", metavar="IMAGE")
-    sp.add_argument("--checkpoint", choices=["last", "best"], default="last")
+    sp.add_argument("--which", "--checkpoint", dest="which", choices=["last", "best"], default="last",
+                    help="the last checkpoint (default) or the best by validation error")  # fmt: skip
     sp.add_argument("--top", type=_positive, default=5)
-    sp.set_defaults(func=cmd_predict)
+    sp.set_defaults(func=cmd_predict, check=check_run_command)
 
     sp = sub.add_parser("visualize", help="what a trained network learned: filters, feature maps, "
                         "occlusion, deconvnet projections; where max pooling sends its gradient",
@@ -443,9 +551,10 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--patch", type=_positive, help="occlusion: grey square's side in pixels (size/8)")
     sp.add_argument("--stride", type=_positive, help="occlusion: step of the square in pixels (patch/2)")
     sp.add_argument("--top", type=_positive, default=9, help="deconv: channels to project")
-    sp.add_argument("--checkpoint", choices=["last", "best"], default="last")
+    sp.add_argument("--which", "--checkpoint", dest="which", choices=["last", "best"], default="last",
+                    help="the last checkpoint (default) or the best by validation error")  # fmt: skip
     sp.add_argument("-o", "--out", help="picture to write, .png or .svg (default: KIND.png)")
-    sp.set_defaults(func=cmd_visualize)
+    sp.set_defaults(func=cmd_visualize, check=check_run_command)
 
     def picture_options(sp: argparse.ArgumentParser, default: str) -> None:
         sp.add_argument(
@@ -459,7 +568,7 @@ def parser() -> argparse.ArgumentParser:
                         "every volume a box, kernel/stride on the arrows, parameters per layer.")  # fmt: skip
     sp.add_argument("model")
     picture_options(sp, "MODEL-diagram.png")
-    sp.set_defaults(func=cmd_draw)
+    sp.set_defaults(func=cmd_draw, check=check_picture_command)
 
     sp = sub.add_parser(
         "chart", help="parameters and multiply-adds per layer as bars (--vs OTHER: two networks)"
@@ -470,26 +579,35 @@ def parser() -> argparse.ArgumentParser:
     )
     sp.add_argument("--log", action="store_true", help="logarithmic scale (small layers become visible)")
     picture_options(sp, "MODEL-chart.png")
-    sp.set_defaults(func=cmd_chart)
+    sp.set_defaults(func=cmd_chart, check=check_picture_command)
 
     sp = sub.add_parser("plot", help="loss and top-1/top-5 error of runs, against epochs and wall time")
     sp.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories of `ilsvrc train`, overlaid")
     sp.add_argument(
         "-o", "--out", default="curves.png", help="picture to write, .png or .svg (default: curves.png)"
     )
-    sp.set_defaults(func=cmd_plot)
+    sp.set_defaults(func=cmd_plot, check=check_picture_command)
 
     sp = sub.add_parser("report", help="one self-contained HTML page: diagram, layer table, charts, run",
                         description="Write an HTML page about MODEL that needs nothing else to open: "
                         "its facts, diagram, layer table and charts; with --run, the run's curves and "
-                        "what it learned.")  # fmt: skip
-    sp.add_argument("model")
-    sp.add_argument("--run", metavar="RUN_DIR", help="add a training run: its metrics, curves and pictures")
+                        "what it learned, and the network's facts as the run trained it (its input size "
+                        "and classes; MODEL may then be left out, and if given must be the run's "
+                        "network).")  # fmt: skip
+    sp.add_argument(
+        "model", nargs="?", help="zoo name or spec file; with --run it may be left out (the run's network)"
+    )
+    sp.add_argument(
+        "--run",
+        metavar="RUN_DIR",
+        help="add a training run: its metrics, curves, pictures; the page then shows the network as the "
+        "run trained it (input size, classes)",
+    )
     sp.add_argument(
         "--image", metavar="IMAGE", help="with --run: feature maps, occlusion and deconv of this image"
     )
     picture_options(sp, "MODEL-report.html")
-    sp.set_defaults(func=cmd_report)
+    sp.set_defaults(func=cmd_report, check=check_report)
 
     sp = sub.add_parser("cache", help="the decoded-image cache: list its entries, clear them",
                         description="The decoded-image cache in ILSVRC_CACHE_DIR (default ~/.cache/ilsvrc), "
@@ -512,6 +630,19 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _format_option(sp: argparse.ArgumentParser, choices: Sequence[str], default: str) -> None:
+    """--format with `choices`, any case, and the aliases of render.FORMAT_ALIASES ("md": markdown)."""
+    aliases = [f"{a} ({b})" for a, b in render.FORMAT_ALIASES.items() if b in choices]
+    names = ", ".join(choices) + (f"; also {', '.join(aliases)}" if aliases else "")
+
+    def name(text: str) -> str:
+        text = text.lower()
+        return render.FORMAT_ALIASES.get(text, text) if aliases else text
+
+    sp.add_argument("--format", type=name, choices=choices, default=default,
+                    metavar="FORMAT", help=f"{names} (default {default})")  # fmt: skip
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -529,6 +660,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.print_help()
         return 2
     try:
+        if getattr(args, "check", None):
+            args.check(args)
         return args.func(args)
     except IlsvrcError as exc:
         if args.debug:

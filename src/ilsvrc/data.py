@@ -250,6 +250,10 @@ def _decode_with_pil(path: Path) -> Tensor:
                 # we drop alpha on purpose (see ImageFolderRGB).
                 warnings.simplefilter("ignore", UserWarning)
                 rgb = image.convert("RGB")
+    except FileNotFoundError as error:  # not a bad image: no file at all
+        raise DataError(f"The image {path} does not exist; check the path.") from error
+    except IsADirectoryError as error:
+        raise DataError(f"{path} is a folder, not an image file; give the path of an image.") from error
     except (OSError, ValueError, *corrupt) as error:
         raise DataError(f"Cannot decode the image {path}: {error}. Remove or replace the file.") from error
     return torch.from_numpy(np.asarray(rgb).transpose(2, 0, 1).copy())

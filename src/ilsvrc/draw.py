@@ -787,7 +787,7 @@ def _legend(ax: Axes, lines: list[str], x: float, y: float, nodes: list[Node]) -
 
 def draw(report: Report, out: str | Path) -> Path:
     """Write the diagram of `report` to `out` (.svg or .png); returns the path."""
-    figures.image_format(out)
+    figures.check_output(out)  # a bad name or folder fails before the drawing
     return figures.save(diagram_figure(report), out)
 
 

@@ -8,6 +8,7 @@ imported only here and only when a picture is made, so `import ilsvrc` stays lig
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -53,6 +54,26 @@ def image_format(out: str | Path) -> str:
             "(e.g. -o alexnet.svg)."
         )
     return suffix
+
+
+def check_folder(out: str | Path) -> None:
+    """FigureError unless the folder `out` goes into exists and can be written to: checked before a
+    picture is drawn, so a wrong -o fails at once (`save` still reports a failure to write)."""
+    folder = Path(out).parent
+    if not folder.is_dir():
+        what = "is not a folder" if folder.exists() else "does not exist"
+        raise FigureError(
+            f"Cannot write {out}: the folder {folder} {what}. Create it first, or choose another file name."
+        )
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise FigureError(f"Cannot write {out}: the folder {folder} is not writable; choose another folder.")
+
+
+def check_output(out: str | Path) -> str:
+    """'png' or 'svg' from `out`'s suffix, once its folder is known to be writable (see `check_folder`)."""
+    fmt = image_format(out)
+    check_folder(out)
+    return fmt
 
 
 def save(fig: Figure, out: str | Path) -> Path:

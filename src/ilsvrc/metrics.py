@@ -1,4 +1,5 @@
-"""Reading a run's metrics.jsonl, without torch (so `ilsvrc plot` and `ilsvrc report` stay instant).
+"""Reading a run directory without torch (so `ilsvrc plot` and `ilsvrc report` stay instant): its
+metrics.jsonl, and the network it trained (config.json and classes.json, see `run_network`).
 
 A run directory's `metrics.jsonl` holds one JSON object per line, written once per epoch by
 `ilsvrc train`: `epoch`, `step`, `train_loss` (cross-entropy, nats), `train_top1_error`,
@@ -12,12 +13,16 @@ mid-epoch), and counters such as `skipped_images`. Every line has the `step` of 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .errors import IlsvrcError
+from .spec import Network
 
 METRICS_FILE = "metrics.jsonl"
+CONFIG_FILE = "config.json"
+CLASSES_FILE = "classes.json"
 
 
 class RunError(IlsvrcError):
@@ -69,3 +74,59 @@ def load_run(run_dir: str | Path) -> list[dict[str, Any]]:
             "finished. Train for at least one epoch (or resume it with `ilsvrc train --resume`)."
         )
     return rows
+
+
+@dataclass(frozen=True)
+class RunNetwork:
+    """The network a run trained, as it trained it: its input and its number of classes."""
+
+    model: str  # as `ilsvrc train` was given it: a zoo name or the path of a spec file
+    network: Network  # the last layer gives `num_classes` outputs; input_shape is the training input
+    image_size: int  # the training crop's side, in pixels
+    num_classes: int
+
+
+def _read_json(path: Path, what: str) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RunError(
+            f"{path.parent} has no {path.name}, so it is not a run directory of `ilsvrc train` (which "
+            f"writes {what} there); give the run directory itself (its --out)."
+        ) from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise RunError(f"Cannot read {path}: {getattr(exc, 'strerror', None) or exc}.") from None
+
+
+def run_network(run_dir: str | Path) -> RunNetwork:
+    """The network `run_dir` trained, from its config.json (the model, the spec of a spec-file run, the
+    image size) and classes.json (the classes), without torch.
+
+    Raises RunError when the directory or either file is missing or unreadable, or says nothing usable.
+    """
+    from . import specfile
+    from .zoo import get_spec
+
+    run = Path(run_dir)
+    if not run.is_dir():
+        raise RunError(
+            f"{run} is not a directory. Give the run directory that `ilsvrc train` wrote (its --out, "
+            "by default runs/MODEL-DATE-TIME)."
+        )
+    config = _read_json(run / CONFIG_FILE, "its settings")
+    classes = _read_json(run / CLASSES_FILE, "its class list")
+    model = config.get("model") if isinstance(config, dict) else None
+    recipe = config.get("recipe") if isinstance(config, dict) else None
+    if not isinstance(model, str) or not isinstance(classes, list) or not classes:
+        raise RunError(
+            f"{run}: {CONFIG_FILE} names no model or {CLASSES_FILE} lists no classes; they are not the "
+            "files `ilsvrc train` writes."
+        )
+    spec = config.get("spec")
+    network = specfile.from_dict(spec, source=f"{run / CONFIG_FILE} (spec)") if spec else get_spec(model)
+    recipe_size = recipe.get("image_size") if isinstance(recipe, dict) else None
+    size = config.get("image_size") or recipe_size or network.input_shape[1]
+    if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
+        raise RunError(f"{run / CONFIG_FILE}: image_size must be a positive whole number, got {size!r}.")
+    network = network.with_num_classes(len(classes)).with_input((network.input_shape[0], size, size))
+    return RunNetwork(model, network, size, len(classes))

@@ -16,6 +16,7 @@ from .analysis import CONVENTIONS, DTYPE_BYTES, Report
 from .compare import Comparison
 
 FORMATS = ("text", "markdown", "csv", "json", "latex")
+FORMAT_ALIASES = {"md": "markdown"}  # other names a user may type for a format
 SUMMARY_SCHEMA = "ilsvrc.summary/1"
 COMPARE_SCHEMA = "ilsvrc.compare/1"
 
@@ -239,6 +240,8 @@ def compare_json(cmp: Comparison) -> dict:
 
 
 def render(table: Table, fmt: str) -> str:
+    """`table` as text in `fmt`: one of FORMATS (JSON has its own shapes) or an alias such as "md"."""
+    fmt = FORMAT_ALIASES.get(fmt, fmt)
     if fmt == "text":
         return to_text(table)
     if fmt == "markdown":

@@ -1,10 +1,11 @@
 """The report page: one self-contained HTML file about a network and, optionally, a training run.
 
-`ilsvrc report MODEL [--run RUN_DIR [--image IMAGE]] -o report.html` writes a page with the network's
-facts (spec.ModelInfo), its architecture diagram (`draw`), the layer table (`render.summary_table`),
-the parameter and multiply-add charts (`charts`) and, with a run, its curves (`plots`), its last
-metrics and what the trained network learned (`viz`: first-layer filters and, with an image, feature
-maps, occlusion and deconvnet projections).
+`ilsvrc report MODEL -o report.html` or `ilsvrc report [MODEL] --run RUN_DIR [--image IMAGE]` writes a
+page with the network's facts (spec.ModelInfo), its architecture diagram (`draw`), the layer table
+(`render.summary_table`), the parameter and multiply-add charts (`charts`) and, with a run, its curves
+(`plots`), its last metrics and what the trained network learned (`viz`: first-layer filters and, with
+an image, feature maps, occlusion and deconvnet projections). With a run, the analysis must be of the
+network the run trained, at its input size and classes (`metrics.run_network`; `check_run_report`).
 
 Self-contained: every picture is a PNG inside the page as a base64 data URI, the style sheet is inline,
 fonts are the reader's own (system-ui); nothing is fetched, and the page has no script. The layout is
@@ -27,9 +28,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import charts, draw, figures, plots, render
-from .analysis import Report
+from .analysis import Report, analyze
 from .errors import IlsvrcError
-from .metrics import load_run
+from .metrics import load_run, run_network
+from .spec import Linear, Network
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -79,7 +81,7 @@ def _facts_html(facts: list[tuple[str, str]]) -> str:
     return f'<dl class="facts">{items}</dl>\n'
 
 
-def _header(report: Report) -> str:
+def _header(report: Report, run: Path | None = None) -> str:
     net, info, i = report.network, report.network.info, report.input
     split = report.split()
     mem = report.memory()
@@ -89,7 +91,9 @@ def _header(report: Report) -> str:
         ("paper", info.paper),
         ("result", info.result),
         ("notes", info.notes),
+        ("as trained", f"by the run {run.name}: its input size and classes" if run is not None else ""),
         ("input", f"{i.width}x{i.height}x{i.channels} (W x H x D)"),
+        ("outputs (classes)", f"{[r for r in report.rows if r.depth == 0][-1].output.elements:,}"),
         ("parameters", f"{report.params:,} ({render.short(report.params)}), weights {report.weights:,}"),
         ("multiply-adds per image", f"{report.macs:,} ({render.short(report.macs)}; FLOPs = 2 x MACs)"),
         ("layers with weights", f"{report.weight_layers}"),
@@ -310,6 +314,52 @@ code { font-family: ui-monospace, "SFMono-Regular", Menlo, Consolas, monospace; 
 """
 
 
+def _described(net: Network, shape: tuple[int, ...]) -> str:
+    c, h, w = shape
+    return f"{net.name} at {w}x{h}x{c} with {_classes(net):,} classes"
+
+
+def _classes(net: Network) -> int:
+    """The outputs of the last fully connected layer at the top level (what `with_num_classes` sets)."""
+    return next((x.out_features for x in reversed(net.layers) if isinstance(x, Linear)), 0)
+
+
+def run_report(run: str | Path, network: Network | None = None, label: str | None = None) -> Report:
+    """The analysis of the network `run` trained, at its input size and with its classes.
+
+    `network` (named `label` in messages), if given, must have the run's layers (a spec file copied from
+    the zoo network the run trained, say): its info, such as its title, is then used; ReportError if its
+    layers differ, since the page would set one network's facts beside another's run.
+    """
+    trained = run_network(run)
+    net = trained.network
+    if network is not None:
+        mine = network.with_num_classes(trained.num_classes)
+        if mine.layers != net.layers:
+            label = label or network.name
+            raise ReportError(
+                f"The run {run} trained {trained.model}, not {label} (their layers differ). Leave out "
+                f"MODEL (`ilsvrc report --run {run}`) to report on the run's network, or leave out --run "
+                f"to report on {label}."
+            )
+        net = mine.with_input(net.input_shape)
+    return analyze(net)
+
+
+def check_run_report(report: Report, run: str | Path) -> None:
+    """ReportError unless `report` analyses the network `run` trained, at its input and classes (the
+    page would otherwise state the facts of another network beside the run's curves)."""
+    trained = run_network(run).network
+    i = report.input
+    shape = (i.channels, i.height, i.width)
+    if report.network.layers != trained.layers or shape != trained.input_shape:
+        raise ReportError(
+            f"The analysis given ({_described(report.network, shape)}) is not of the network the run "
+            f"{run} trained ({_described(trained, trained.input_shape)}); analyse "
+            "`ilsvrc.metrics.run_network(run).network` instead (`ilsvrc report --run RUN` does)."
+        )
+
+
 def build_page(report: Report, run: str | Path | None = None, image: str | Path | None = None,
                command: str = "") -> str:  # fmt: skip
     """The whole page as HTML text, for `report` (an analysis) and optionally a run directory and image.
@@ -318,6 +368,8 @@ def build_page(report: Report, run: str | Path | None = None, image: str | Path 
     """
     net = report.network
     rows = load_run(run) if run is not None else None
+    if run is not None:
+        check_run_report(report, run)
     if image is not None and not Path(image).is_file():
         raise ReportError(
             f"The image {image} does not exist; give an image file for --image, e.g. photo.jpg."
@@ -357,7 +409,7 @@ def build_page(report: Report, run: str | Path | None = None, image: str | Path 
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         f"<title>{escape(net.name)}: ilsvrc report</title>\n<style>{STYLE}</style>\n</head>\n<body>\n<main>\n"
-        + _header(report)
+        + _header(report, Path(run) if run is not None else None)
         + f"<nav>{links}</nav>\n"
         + "".join(sections)
         + footer
@@ -374,14 +426,21 @@ def _version() -> str:
         return "(not installed)"
 
 
-def write_report(report: Report, out: str | Path, run: str | Path | None = None,
-                 image: str | Path | None = None, command: str = "") -> Path:  # fmt: skip
-    """Write the page (see `build_page`) to `out`; returns the path. ReportError if it cannot be written."""
+def check_report_name(out: str | Path) -> Path:
+    """`out` as a Path; ReportError unless it ends in .html or .htm."""
     out = Path(out)
     if out.suffix.lower() not in (".html", ".htm"):
         raise ReportError(
             f"The report is an HTML page: name it with .html (e.g. -o {out.stem or 'report'}.html)."
         )
+    return out
+
+
+def write_report(report: Report, out: str | Path, run: str | Path | None = None,
+                 image: str | Path | None = None, command: str = "") -> Path:  # fmt: skip
+    """Write the page (see `build_page`) to `out`; returns the path. ReportError if it cannot be written."""
+    out = check_report_name(out)
+    figures.check_folder(out)  # before the page is made
     page = build_page(report, run, image, command)
     try:
         out.write_text(page, encoding="utf-8")

@@ -380,8 +380,14 @@ class ModelInfo:
 
     def __post_init__(self) -> None:
         for what in ("title", "paper", "result", "notes"):
-            if not isinstance(getattr(self, what), str):
-                raise SpecError(f"info: {what} must be text, got {shown(getattr(self, what))}.")
+            text = getattr(self, what)
+            if not isinstance(text, str):
+                raise SpecError(f"info: {what} must be text, got {shown(text)}.")
+            if not text.replace("\n", " ").isprintable():
+                raise SpecError(
+                    f"info: {what} {shown(text)} holds a character that cannot be printed (a control "
+                    "character or a lone surrogate such as \\ud800); write plain text."
+                )
         if self.year is not None and not is_whole(self.year):
             raise SpecError(f"info: year must be a whole number such as 2012, got {shown(self.year)}.")
         for what, positive in (("mean", False), ("std", True)):
@@ -419,8 +425,12 @@ class Network:
                 f"Network {shown(self.name)}: input must be three positive whole numbers "
                 f"(channels, height, width), e.g. [3, 224, 224]; got {shown(shape)}."
             )
-        if not isinstance(self.name, str):
-            raise SpecError(f"A network's name must be text, got {shown(self.name)}.")
+        if not isinstance(self.name, str) or not self.name or not self.name.isprintable():
+            raise SpecError(
+                f"Network name {shown(self.name)} is not usable: a network's name is printable text "
+                "(letters, digits, punctuation, spaces; no control characters or lone surrogates such as "
+                "\\ud800), e.g. 'my-alexnet'."
+            )
         if not isinstance(self.info, ModelInfo):
             raise SpecError(f"Network {self.name}: info must be a ModelInfo, got {shown(self.info)}.")
         if not self.layers:

@@ -121,9 +121,11 @@ def from_dict(data: Any, source: str = "<spec>") -> Network:
     """A Network from plain data (a parsed spec file). Raises SpecFileError / SpecError for bad data."""
     check_size(data, source)
     try:
-        return _network(data, source)
-    except IlsvrcError:
-        raise
+        return _mark_edited(_network(data, source), source)
+    except IlsvrcError as exc:  # every message names the file (the node types' own checks do not know it)
+        if str(exc).startswith(source):
+            raise
+        raise type(exc)(f"{source}: {exc}") from None
     except (TypeError, ValueError, OverflowError) as exc:  # a value of the wrong kind deep inside
         raise SpecFileError(f"{source}: {shown(str(exc))}") from None
 
@@ -155,6 +157,37 @@ def _network(data: Any, source: str) -> Network:
     layers = _layers(data["layers"], f"{source}: layers")
     info = _info(data.get("info") or {}, source)
     return Network(name, tuple(shape), layers, info)
+
+
+def _mark_edited(network: Network, source: str) -> Network:
+    """`network`, its info rewritten when it is an edited copy of a zoo network.
+
+    `ilsvrc spec alexnet > my.yaml` writes alexnet's info (title, paper, ILSVRC result) into the file. If
+    the layers or the input are then changed, that info would claim things no longer true. A network
+    whose info is exactly that of a zoo network but whose layers or input differ from it gets the title
+    "<title> (edited copy of <zoo name>)", loses the result (the original's, not its own) and says so in
+    its notes; the paper stays (the design comes from it). Info the user wrote or changed is theirs and
+    is kept as it is; an unedited copy keeps the original's info.
+    """
+    from .zoo import get_spec, list_models
+
+    same_info = [get_spec(n) for n in list_models() if get_spec(n).info == network.info]
+    if not same_info or network.info == ModelInfo():
+        return network
+    if any(z.layers == network.layers and z.input_shape == network.input_shape for z in same_info):
+        return network
+    original = next((z for z in same_info if z.name == network.name), same_info[0])
+    info = original.info
+    result = f" Its paper's result ({info.result}) is the original's." if info.result else ""
+    notes = (
+        f"Edited copy of the built-in {original.name}: its layers or input differ from it "
+        f"(`ilsvrc compare {original.name} {source if looks_like_file(source) else 'FILE'}` shows "
+        f"how).{result}"
+    )
+    edited = dataclasses.replace(
+        info, title=f"{info.title or original.name} (edited copy of {original.name})", result="", notes=notes
+    )
+    return dataclasses.replace(network, info=edited)
 
 
 def _info(data: Any, source: str) -> ModelInfo:
@@ -215,6 +248,8 @@ def _layer(item: Any, where: str, counts: dict[str, int]) -> Layer:
         return cls(**values)
     except TypeError as exc:
         raise SpecError(f"{label}: {shown(str(exc))}.") from None
+    except SpecError as exc:  # a bad value, refused by the node type: say where it is in the file
+        raise SpecError(f"{label}: {exc}") from None
 
 
 def _block(data: Any, where: str, default_name: str) -> Block:
@@ -248,13 +283,27 @@ def parse_shape(text: str) -> list[int]:
             f"Input size {shown(text)} is not understood; write channels x height x width, "
             "e.g. 3x224x224 (or 224 for a square RGB image)."
         ) from None
+    if len(numbers) > 3:
+        raise SpecError(
+            f"Input size {shown(text)} has {len(numbers)} numbers; write channels x height x width, "
+            "e.g. 3x224x224 (or 224 for a square RGB image)."
+        )
+    names = {1: ["height and width"], 2: ["height", "width"], 3: ["channels", "height", "width"]}[
+        len(numbers)
+    ]
+    for what, value in zip(names, numbers):
+        if value <= 0:
+            raise SpecError(
+                f"Input size {shown(text)}: {value} is not a positive size (the {what}); every number "
+                "must be 1 or more, e.g. 3x224x224 (or 224 for a square RGB image)."
+            )
+        if value > MAX_SIZE:
+            raise SpecError(
+                f"Input size {shown(text)}: the {what} {value:,} is larger than the largest size torch "
+                f"takes ({MAX_SIZE:,})."
+            )
     if len(numbers) == 1:
         numbers = [3, numbers[0], numbers[0]]
     elif len(numbers) == 2:
         numbers = [3, *numbers]
-    if len(numbers) != 3 or any(n <= 0 or n > MAX_SIZE for n in numbers):
-        raise SpecError(
-            f"Input size {shown(text)} must be three positive numbers, channels x height x width, "
-            "e.g. 3x224x224."
-        )
     return numbers

@@ -957,10 +957,10 @@ def visualize(
             raise VisualizationError(
                 f"{option} does not apply to `ilsvrc visualize {kind}`; it is for {', '.join(_USES[option])}."
             )
-    from .figures import image_format
+    from .figures import check_output
 
     out = Path(out) if out is not None else Path(f"{kind}.png")
-    image_format(out)  # a name that is neither .png nor .svg fails before any work
+    check_output(out)  # a name that is neither .png nor .svg, or a missing folder, fails before any work
     if kind == "pool-gradient":
         return save(maxpool_gradient_figure(), out)
     if run is None:
