@@ -440,13 +440,14 @@ def test_a_too_small_image_size_names_the_smallest_that_works(tmp_path: Path, ca
     monkeypatch.setattr(training, "datasets", no_data)
     monkeypatch.chdir(tmp_path)
     data = tmp_path / "data"
+    data.mkdir()  # exists, so only the size can be refused
     assert main(["train", "alexnet", "--image-size", "64", "--data", str(data), "--out", "run"]) == 2
     err = capsys.readouterr().err
     assert (
         err.startswith("ilsvrc: error: --image-size 64 is too small for alexnet: ") and err.count("\n") == 1
     )
     assert "alexnet takes inputs from 67x67 up; use --image-size 67 or more." in err
-    assert not list(tmp_path.iterdir())  # no run directory
+    assert list(tmp_path.iterdir()) == [data]  # no run directory
     with pytest.raises(AssertionError, match="data was read"):  # 67 passes the check
         main(["train", "alexnet", "--image-size", "67", "--data", str(data), "--out", "run"])
 

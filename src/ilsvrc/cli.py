@@ -369,7 +369,7 @@ def check_train(args: argparse.Namespace) -> None:
     """The model, recipe, settings and folders of `ilsvrc train`, checked without torch."""
     import dataclasses
 
-    from .recipes import Recipe, check, default_recipe, get_recipe
+    from .recipes import Recipe, check, check_network_size, default_recipe, get_recipe
 
     if args.resume:
         run = Path(args.resume)
@@ -385,11 +385,13 @@ def check_train(args: argparse.Namespace) -> None:
             "Name the model to train (e.g. `ilsvrc train alexnet --recipe cpu`), or --resume RUN_DIR."
         )
     else:
-        resolve(args.model)
         recipe = get_recipe(args.recipe) if args.recipe else default_recipe(args.model)
         fields = {f.name for f in dataclasses.fields(Recipe)}
-        check(recipe.replace(**{k: getattr(args, k) for k in TRAIN_SETTINGS
-                                if k in fields and getattr(args, k) is not None}))  # fmt: skip
+        recipe = recipe.replace(**{k: getattr(args, k) for k in TRAIN_SETTINGS
+                                   if k in fields and getattr(args, k) is not None})  # fmt: skip
+        check(recipe)
+        network = resolve(args.model)
+        check_network_size(network, recipe.image_size or network.input_shape[1])
     if args.data is not None:
         _must_exist(args.data, "The data folder", DATA_HINT, folder=True)
 

@@ -29,7 +29,9 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import IlsvrcError
+from .analysis import analyze, smallest_input
+from .errors import IlsvrcError, ShapeError
+from .spec import Network
 
 SCHEDULES = ("plateau", "step", "cosine", "onecycle", "constant")
 INITS = ("alexnet", "gaussian", "torchvision", "kaiming")
@@ -278,3 +280,21 @@ class LRSchedule:
         self.start = (float(start[0]), float(start[1]))
         tail = state.get("tail_lr")
         self.tail_lr = None if tail is None else float(tail)
+
+
+def check_network_size(network: Network, size: int) -> None:
+    """Refuse a square training size `network` cannot take: a ShapeError naming the smallest that works.
+
+    Pure analysis (no torch), so the command line checks it before anything is loaded.
+    """
+    channels = network.input_shape[0]
+    try:
+        analyze(network, (channels, size, size), suggest=False)
+    except ShapeError as exc:
+        smallest = smallest_input(network, channels)
+        if smallest is None or size >= smallest:
+            raise
+        raise ShapeError(
+            f"--image-size {size} is too small for {network.name}: {exc} {network.name} takes inputs from "
+            f"{smallest}x{smallest} up; use --image-size {smallest} or more."
+        ) from None

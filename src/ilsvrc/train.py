@@ -39,7 +39,6 @@ import torch
 from torch import nn
 
 from . import checkpoint, distributed, specfile
-from .analysis import analyze, smallest_input
 from .data import (
     Augmented,
     ClassInfo,
@@ -50,11 +49,11 @@ from .data import (
     open_dataset,
     save_classes,
 )
-from .errors import IlsvrcError, ShapeError
+from .errors import IlsvrcError
 from .evaluate import EvalResult, eval_input_transform, evaluate
 from .metrics import _parse_lines, read_metrics  # noqa: F401 (read_metrics: re-exported)
 from .nn import Model, create_model
-from .recipes import LRSchedule, Recipe, check, default_recipe, get_recipe
+from .recipes import LRSchedule, Recipe, check, check_network_size, default_recipe, get_recipe
 from .spec import Network
 from .stopping import StopRequest
 from .transforms import train_transform
@@ -370,18 +369,7 @@ def _resumed_config(run_dir: Path, overrides: dict[str, Any] | None) -> TrainCon
 
 def check_image_size(config: TrainConfig) -> None:
     """Refuse an image size the network cannot take (a ShapeError naming the smallest that works)."""
-    net = config.network()
-    channels, size = net.input_shape[0], config.image_size
-    try:
-        analyze(net, (channels, size, size), suggest=False)
-    except ShapeError as exc:
-        smallest = smallest_input(net, channels)
-        if smallest is None or size >= smallest:
-            raise
-        raise ShapeError(
-            f"--image-size {size} is too small for {net.name}: {exc} {net.name} takes inputs from "
-            f"{smallest}x{smallest} up; use --image-size {smallest} or more."
-        ) from None
+    check_network_size(config.network(), config.image_size)
 
 
 def _count(n: int, word: str) -> str:
