@@ -164,8 +164,8 @@ def data_pipeline(data: Path, quick: bool) -> Section:
     """Decode, crop, flip, normalise and batch, one process with one thread (so: per core)."""
     from torchvision import transforms as T
 
-    from ilsvrc.data import Augmented, ImageFolderRGB, collate_skipping
-    from ilsvrc.transforms import train_transform
+    from ilsvrc.training.data import Augmented, ImageFolderRGB, collate_skipping
+    from ilsvrc.training.transforms import train_transform
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -20,7 +20,7 @@ from torchvision.transforms import v2
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import interleaved, machine, median  # noqa: E402
 
-from ilsvrc.transforms import NormalisedFloat  # noqa: E402
+from ilsvrc.training.transforms import NormalisedFloat  # noqa: E402
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 N = 200  # calls per timing

@@ -45,5 +45,5 @@ def spec(tmp_path_factory) -> str:
 
 @pytest.fixture(autouse=True)
 def _cache_in_tmp(tmp_path_factory, monkeypatch) -> None:
-    """Decoded-image caches (ilsvrc.cache) go to a temporary folder, never the user's ~/.cache."""
+    """Decoded-image caches (ilsvrc.training.cache) go to a temporary folder, never the user's ~/.cache."""
     monkeypatch.setenv("ILSVRC_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "decoded-cache"))

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ilsvrc import analyze, get_spec, list_models
-from ilsvrc.analysis import (
+from ilsvrc.analysis.analyzer import (
     Volume,
     check_strict,
     input_sizes,
@@ -20,7 +20,7 @@ from ilsvrc.analysis import (
     window_out,
 )
 from ilsvrc.errors import ShapeError, SpecError, StrictModeError, UnknownModelError
-from ilsvrc.spec import (
+from ilsvrc.networks.spec import (
     LRN,
     AvgPool,
     Block,

@@ -19,18 +19,18 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from ilsvrc import checkpoint
 from ilsvrc.cli import main
-from ilsvrc.data import (
+from ilsvrc.training import checkpoint
+from ilsvrc.training.data import (
     Augmented,
     DataError,
     ImageFolderRGB,
     Skipped,
     collate_skipping,
 )
-from ilsvrc.evaluate import PROTOCOLS, eval_input_transform
-from ilsvrc.train import epoch_batches, make_config, read_metrics, train
-from ilsvrc.transforms import TRAIN_AUGMENTATIONS, train_transform
+from ilsvrc.training.evaluate import PROTOCOLS, eval_input_transform
+from ilsvrc.training.loop import epoch_batches, make_config, read_metrics, train
+from ilsvrc.training.transforms import TRAIN_AUGMENTATIONS, train_transform
 
 CLASSES = ("ant", "bee", "cat")
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -168,7 +168,7 @@ def test_corrupt_png_is_an_error_not_a_crash(tmp_path: Path) -> None:
     path = tmp_path / "c.png"
     path.write_bytes(corrupt_png())
     code = (
-        "import sys\nfrom ilsvrc.data import DataError, read_image\n"
+        "import sys\nfrom ilsvrc.training.images import DataError, read_image\n"
         "try:\n    read_image(sys.argv[1])\nexcept DataError as e:\n    print('DataError', e)\n"
     )
     done = subprocess.run(
@@ -239,7 +239,7 @@ def test_the_run_finishes_and_reports_every_bad_file(tiny: str, tree, tmp_path: 
                                                      caplog) -> None:  # fmt: skip
     root, bad = tree
     lines: list[str] = []
-    with caplog.at_level(logging.WARNING, logger="ilsvrc.data"):
+    with caplog.at_level(logging.WARNING, logger="ilsvrc.training.data"):
         run = train(make_config(tiny, "cpu", **settings(root, tmp_path / "run", workers=workers)),
                     progress=False, log=lambda *a, **k: lines.append(" ".join(map(str, a))))  # fmt: skip
     (line,) = read_metrics(run)
@@ -252,7 +252,7 @@ def test_the_run_finishes_and_reports_every_bad_file(tiny: str, tree, tmp_path: 
         mentions = [x for x in lines if str(path) in x]
         assert len(mentions) == 1 and mentions[0].startswith("Skipped unreadable image"), (path, log)
     assert str(root / "train" / "ant" / "x.jpg") not in log  # a folder, not a file: not a sample
-    logged = {r.getMessage() for r in caplog.records if r.name == "ilsvrc.data"}
+    logged = {r.getMessage() for r in caplog.records if r.name == "ilsvrc.training.data"}
     assert len(logged) == len(bad["train"]) + len(bad["val"])
     assert all(any(str(p) in m for m in logged) for p in bad["train"] + bad["val"])
 

@@ -16,11 +16,13 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from ilsvrc import cache, checkpoint, render
-from ilsvrc.cache import DecodedImages
+from ilsvrc.analysis import render
 from ilsvrc.cli import main
-from ilsvrc.data import DataError, ImageFolderRGB, Skipped, read_image
-from ilsvrc.train import make_config, train
+from ilsvrc.training import cache, checkpoint
+from ilsvrc.training.cache import DecodedImages
+from ilsvrc.training.data import ImageFolderRGB, Skipped
+from ilsvrc.training.images import DataError, read_image
+from ilsvrc.training.loop import make_config, train
 from test_bad_data import build_tree, pattern
 
 
@@ -121,7 +123,7 @@ def test_a_dataset_larger_than_half_the_free_space_is_not_cached(tree, tmp_path:
 HOLD = """
 import sys
 from pathlib import Path
-from ilsvrc.data import ImageFolderRGB
+from ilsvrc.training.data import ImageFolderRGB
 data = ImageFolderRGB(sys.argv[1], "train")
 assert data.use_cache(Path(sys.argv[2]))
 data[0]
@@ -220,7 +222,7 @@ def test_an_entry_in_use_by_another_process_is_never_evicted(tmp_path: Path, mon
 
 def test_an_entry_being_built_is_not_removed_and_an_abandoned_one_is(tmp_path: Path, monkeypatch,
                                                                      capsys) -> None:  # fmt: skip
-    from ilsvrc import data as data_module
+    from ilsvrc.training import images as data_module
 
     store = tmp_path / "cache"
     monkeypatch.setenv("ILSVRC_CACHE_DIR", str(store))

@@ -230,7 +230,7 @@ def test_a_mistake_fails_before_torch_is_imported_or_anything_is_drawn(argv, mat
 
 def test_predict_on_a_missing_file_says_it_does_not_exist(tmp_path) -> None:
     """Not "Cannot decode ... remove or replace the file", which is about a damaged image."""
-    from ilsvrc.data import DataError, read_image
+    from ilsvrc.training.images import DataError, read_image
 
     for name in ("gone.jpg", "gone.png"):
         with pytest.raises(DataError) as caught:

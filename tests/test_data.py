@@ -9,7 +9,8 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from ilsvrc.data import (
+from ilsvrc.errors import IlsvrcError
+from ilsvrc.training.data import (
     Augmented,
     ClassInfo,
     DataError,
@@ -20,8 +21,7 @@ from ilsvrc.data import (
     open_dataset,
     save_classes,
 )
-from ilsvrc.errors import IlsvrcError
-from ilsvrc.transforms import (
+from ilsvrc.training.transforms import (
     IMAGENET_PCA_EIGVAL,
     IMAGENET_PCA_EIGVEC,
     TRAIN_AUGMENTATIONS,

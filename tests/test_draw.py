@@ -19,12 +19,12 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from PIL import Image
 
 from ilsvrc import analyze, get_spec
-from ilsvrc.charts import chart_figure, share_lines
 from ilsvrc.cli import main, resolve
-from ilsvrc.draw import Bar, Box, Branches, build_nodes, diagram_figure
-from ilsvrc.metrics import load_run
-from ilsvrc.plots import curves_figure, load_runs, plot_runs
-from ilsvrc.spec import Conv, Linear, MaxPool
+from ilsvrc.networks.spec import Conv, Linear, MaxPool
+from ilsvrc.pictures.charts import chart_figure, share_lines
+from ilsvrc.pictures.draw import Bar, Box, Branches, build_nodes, diagram_figure
+from ilsvrc.pictures.plots import curves_figure, load_runs, plot_runs
+from ilsvrc.training.metrics import load_run
 
 BRANCHED = """
 name: branchy
@@ -200,7 +200,7 @@ def test_chart_vs_puts_two_networks_on_one_scale(tmp_path) -> None:
 )  # fmt: skip
 def test_chart_header_title_note_and_legend_do_not_cover_each_other(names, log) -> None:
     """The --log note is longer: its end ran under the legend in a one-network chart."""
-    from ilsvrc.specfile import loads
+    from ilsvrc.networks.specfile import loads
 
     reports = [analyze(loads(n) if "\n" in n else get_spec(n)) for n in names]
     fig = chart_figure(reports, log=log)

@@ -19,7 +19,19 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from ilsvrc import IlsvrcError, ShapeError
-from ilsvrc.evaluate import (
+from ilsvrc.networks.spec import (
+    AdaptiveAvgPool,
+    Block,
+    Conv,
+    Dropout,
+    Flatten,
+    Linear,
+    MaxPool,
+    Network,
+    ReLU,
+)
+from ilsvrc.nn import build, create_model
+from ilsvrc.training.evaluate import (
     PROTOCOLS,
     EvalResult,
     EvaluationError,
@@ -32,18 +44,6 @@ from ilsvrc.evaluate import (
     plot_confusion,
     predict_probs,
     ten_crop_logits,
-)
-from ilsvrc.nn import build, create_model
-from ilsvrc.spec import (
-    AdaptiveAvgPool,
-    Block,
-    Conv,
-    Dropout,
-    Flatten,
-    Linear,
-    MaxPool,
-    Network,
-    ReLU,
 )
 
 TINY = Network(

@@ -33,12 +33,13 @@ import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from ilsvrc import render, specfile
-from ilsvrc.analysis import _adaptive_bins, _exact_padding, analyze
+from ilsvrc.analysis import render
+from ilsvrc.analysis.analyzer import _adaptive_bins, _exact_padding, analyze
 from ilsvrc.cli import main
 from ilsvrc.errors import IlsvrcError, SpecError
-from ilsvrc.spec import Conv, Network
-from ilsvrc.zoo import list_models
+from ilsvrc.networks import specfile
+from ilsvrc.networks.spec import Conv, Network
+from ilsvrc.networks.zoo import list_models
 
 BUDGET = 5.0  # seconds per example: analysis of these small networks takes milliseconds
 TABLE_FORMATS = [f for f in render.FORMATS if f != "json"]  # JSON is summary_json, not a table

@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 
 from ilsvrc import analyze, get_spec, list_models
-from ilsvrc.analysis import LayerStats, Report, nearest_exact_sizes
-from ilsvrc.spec import AdaptiveAvgPool, Conv, Linear, MaxPool, Network
+from ilsvrc.analysis.analyzer import LayerStats, Report, nearest_exact_sizes
+from ilsvrc.networks.spec import AdaptiveAvgPool, Conv, Linear, MaxPool, Network
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = ROOT / "docs" / "lecture-checked.md"

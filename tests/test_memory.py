@@ -16,9 +16,8 @@ from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
 from ilsvrc import ShapeError, analyze, get_spec, list_models
-from ilsvrc.analysis import Report, channels_last_layout, smallest_input
-from ilsvrc.nn import build
-from ilsvrc.spec import (
+from ilsvrc.analysis.analyzer import Report, channels_last_layout, smallest_input
+from ilsvrc.networks.spec import (
     LRN,
     AdaptiveAvgPool,
     AvgPool,
@@ -35,6 +34,7 @@ from ilsvrc.spec import (
     ReLU,
     Residual,
 )
+from ilsvrc.nn import build
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16,
           "float64": torch.float64}  # fmt: skip

@@ -18,17 +18,8 @@ from torch import nn
 
 import ilsvrc
 from ilsvrc import ShapeError, SpecError, analyze, get_spec, list_models
-from ilsvrc.analysis import Report, Volume
-from ilsvrc.nn import (
-    TORCHVISION_NAMES,
-    WeightMappingError,
-    build,
-    create_model,
-    from_torchvision,
-    leaf_module,
-    to_torchvision,
-)
-from ilsvrc.spec import (
+from ilsvrc.analysis.analyzer import Report, Volume
+from ilsvrc.networks.spec import (
     LRN,
     AdaptiveAvgPool,
     AvgPool,
@@ -44,6 +35,15 @@ from ilsvrc.spec import (
     Network,
     ReLU,
     Residual,
+)
+from ilsvrc.nn import (
+    TORCHVISION_NAMES,
+    WeightMappingError,
+    build,
+    create_model,
+    from_torchvision,
+    leaf_module,
+    to_torchvision,
 )
 
 # ---------------------------------------------------------------------------------------------------
@@ -592,7 +592,7 @@ def test_layers_that_crash_onednn_channels_last_are_built_around_it(case: str) -
     code = f"""
 import torch
 from ilsvrc.nn import build
-from ilsvrc.spec import Conv, Flatten, Linear, Network
+from ilsvrc.networks.spec import Conv, Flatten, Linear, Network
 net = Network('n', {shape}, ({ONEDNN_CASES[case]}, Flatten('flatten'), Linear('fc', 3)))
 for _ in range(50):
     model = build(net)

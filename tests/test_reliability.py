@@ -14,8 +14,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from ilsvrc import checkpoint
-from ilsvrc.train import datasets, load_trained, make_config, read_metrics, train
+from ilsvrc.training import checkpoint
+from ilsvrc.training.loop import datasets, load_trained, make_config, read_metrics, train
 
 COMMON = ["--recipe", "cpu", "--image-size", "32", "--synthetic-classes", "4", "--workers", "0"]
 

@@ -24,8 +24,8 @@ from PIL import Image
 
 from ilsvrc import analyze, get_spec
 from ilsvrc.cli import main, resolve
-from ilsvrc.metrics import run_network as resolve_run
-from ilsvrc.report import ReportError, build_page
+from ilsvrc.pictures.report import ReportError, build_page
+from ilsvrc.training.metrics import run_network as resolve_run
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -114,7 +114,7 @@ def test_report_errors_exit_2(tmp_path, capsys) -> None:
 @pytest.fixture(scope="module")
 def trained(spec, tmp_path_factory) -> Path:
     """A run of the tiny spec (32 px, 10 classes) at 48 px on 4 classes: two short epochs (about 3 s)."""
-    from ilsvrc.train import make_config, train
+    from ilsvrc.training.loop import make_config, train
 
     out = tmp_path_factory.mktemp("run") / "tiny-run"
     config = make_config(spec, "cpu", out=str(out), epochs=2, image_size=48, synthetic_classes=4,
@@ -146,7 +146,7 @@ def test_report_with_a_run_adds_its_metrics_curves_and_what_it_learned(
         "Training curves of tiny-run",
     ]
     try:
-        import ilsvrc.viz  # noqa: F401
+        import ilsvrc.pictures.viz  # noqa: F401
     except ImportError:
         assert "not available" in text
     else:  # each of the pictures of what the network learned is there, or says why not
@@ -214,7 +214,7 @@ def test_build_page_refuses_an_analysis_of_another_network_than_the_runs(trained
 
 def test_the_runs_network_is_read_without_torch(trained) -> None:
     code = (
-        "import sys; from ilsvrc.metrics import run_network; r = run_network(sys.argv[1]); "
+        "import sys; from ilsvrc.training.metrics import run_network; r = run_network(sys.argv[1]); "
         "assert (r.image_size, r.num_classes, r.network.input_shape) == (48, 4, (3, 48, 48)), r; "
         "assert 'torch' not in sys.modules, 'torch was imported'"
     )
@@ -225,7 +225,7 @@ def test_the_runs_network_is_read_without_torch(trained) -> None:
 
 
 def test_a_picture_that_fails_leaves_a_note_not_a_broken_page(trained, monkeypatch, tmp_path) -> None:
-    viz = pytest.importorskip("ilsvrc.viz")
+    viz = pytest.importorskip("ilsvrc.pictures.viz")
 
     def broken(*args, **kwargs):
         raise RuntimeError("no filters today")

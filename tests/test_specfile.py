@@ -9,7 +9,7 @@ import pytest
 
 from ilsvrc import analyze, get_spec, list_models
 from ilsvrc.errors import IlsvrcError, SpecError, SpecFileError
-from ilsvrc.specfile import dumps, load, loads, parse_shape
+from ilsvrc.networks.specfile import dumps, load, loads, parse_shape
 
 TINY = """
 name: tiny

@@ -10,10 +10,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from ilsvrc import checkpoint
 from ilsvrc.cli import main
-from ilsvrc.recipes import RECIPES, LRSchedule, Recipe
-from ilsvrc.train import load_trained, make_config, read_metrics, train
+from ilsvrc.training import checkpoint
+from ilsvrc.training.loop import load_trained, make_config, read_metrics, train
+from ilsvrc.training.recipes import RECIPES, LRSchedule, Recipe
 
 
 def quick(tiny: str, out: Path, **changes) -> dict:
@@ -47,7 +47,10 @@ def test_resumed_run_ends_with_the_same_weights(tiny: str, tmp_path: Path) -> No
 
 
 def test_run_directory_contents(tiny: str, tmp_path: Path) -> None:
-    run = train(make_config(tiny, "cpu", **quick(tiny, tmp_path / "run")), progress=False, log=_quiet)
+    from ilsvrc.cli import _draw_curves  # what `ilsvrc train` passes: the loop itself does not draw
+
+    run = train(make_config(tiny, "cpu", **quick(tiny, tmp_path / "run")), progress=False, log=_quiet,
+                after_epoch=_draw_curves)  # fmt: skip
     config = json.loads((run / "config.json").read_text())
     assert (
         config["recipe"]["name"] == "cpu" and config["image_size"] == 32 and config["spec"]["name"] == "tiny"
@@ -99,7 +102,7 @@ def test_every_augmentation_trains(tiny: str, tmp_path: Path, augmentation: str)
 
 
 def test_paper_initialisations(tiny: str) -> None:
-    from ilsvrc.train import build_model
+    from ilsvrc.training.loop import build_model
 
     model = build_model(make_config("alexnet", "alexnet"), 10)
     assert torch.all(model.conv2.bias == 1) and torch.all(model.fc7.bias == 1)
@@ -110,7 +113,7 @@ def test_paper_initialisations(tiny: str) -> None:
 
 
 def test_zfnet_filter_renormalisation() -> None:
-    from ilsvrc.train import renormalise_filters
+    from ilsvrc.training.loop import renormalise_filters
 
     conv = torch.nn.Conv2d(3, 4, 3)
     with torch.no_grad():
@@ -323,11 +326,11 @@ def test_resuming_a_finished_run_says_there_is_nothing_left_to_do(tiny: str, tmp
 
 
 class FakeClock:
-    """The training loop's clock (ilsvrc.train._now), moved only by what the loop does: each batch the
+    """The training loop's clock (ilsvrc.training.loop._now), moved only by what the loop does: each batch the
     loader hands over takes `step` seconds, each evaluation `evaluation`, each checkpoint `save`."""
 
     def __init__(self, monkeypatch, step: float, evaluation: float, save: float = 0.0) -> None:
-        import ilsvrc.train as training
+        import ilsvrc.training.loop as training
 
         self.now, self.evaluations = 1000.0, 0
         real_loader, real_evaluate, real_save = training.loader, training.evaluate, checkpoint.save
@@ -432,7 +435,7 @@ def test_an_unreadable_validation_set_is_not_fatal(tiny: str, tmp_path: Path) ->
 
 
 def test_a_too_small_image_size_names_the_smallest_that_works(tmp_path: Path, capsys, monkeypatch) -> None:
-    import ilsvrc.train as training
+    import ilsvrc.training.loop as training
 
     def no_data(*args, **kwargs):
         raise AssertionError("data was read before the image size was checked")

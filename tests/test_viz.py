@@ -14,13 +14,14 @@ import torch.nn.functional as F
 from PIL import Image
 from scipy import ndimage
 
-from ilsvrc import specfile, viz
 from ilsvrc.cli import main
-from ilsvrc.figures import DPI
+from ilsvrc.networks import specfile
+from ilsvrc.networks.spec import Conv
 from ilsvrc.nn import create_model
-from ilsvrc.spec import Conv
-from ilsvrc.train import make_config, train
-from ilsvrc.viz import VisualizationError
+from ilsvrc.pictures import viz
+from ilsvrc.pictures.figures import DPI
+from ilsvrc.pictures.viz import VisualizationError
+from ilsvrc.training.loop import make_config, train
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
@@ -431,9 +432,9 @@ def test_visualize_errors_are_one_paragraph_and_exit_2(args: list[str], message:
 
 
 def test_eval_image_is_what_predict_feeds_the_model(run: Path, photo: Path) -> None:
-    from ilsvrc.evaluate import predict_probs
-    from ilsvrc.inference import predict_images
-    from ilsvrc.train import load_trained
+    from ilsvrc.training.evaluate import predict_probs
+    from ilsvrc.training.inference import predict_images
+    from ilsvrc.training.loop import load_trained
 
     model, config, classes, _ = load_trained(run)
     x = viz.eval_image(photo, config)

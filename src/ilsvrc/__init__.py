@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .analysis import analyze
+from .analysis import analyze, compare
 from .errors import IlsvrcError, ShapeError, SpecError, SpecFileError, UnknownModelError
-from .zoo import get_spec, list_models
+from .networks import get_spec, list_models, load_spec
 
 __version__ = "0.1.0"
 __all__ = [
@@ -20,11 +20,13 @@ __all__ = [
     "SpecFileError",
     "UnknownModelError",
     "analyze",
+    "compare",
     "build",
     "create_model",
     "from_torchvision",
     "get_spec",
     "list_models",
+    "load_spec",
     "to_torchvision",
 ]
 

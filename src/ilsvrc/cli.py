@@ -12,12 +12,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from . import render, specfile
-from .analysis import DTYPE_BYTES, Report, analyze, check_strict, smallest_input
-from .compare import compare
+from .analysis import render
+from .analysis.analyzer import DTYPE_BYTES, Report, analyze, check_strict, smallest_input
+from .analysis.compare import compare
 from .errors import IlsvrcError, ShapeError
-from .spec import Network
-from .zoo import get_spec, list_models
+from .networks import get_spec, list_models, resolve, specfile
 
 EXAMPLES = """examples:
   ilsvrc tour                                 the lecture's AlexNet, the zoo, ZFNet against AlexNet
@@ -31,13 +30,6 @@ EXAMPLES = """examples:
   ilsvrc chart alexnet --vs vgg16 -o c.png    parameters and multiply-adds per layer
   ilsvrc report --run runs/x -o report.html    a run and the network it trained, as one page
 """
-
-
-def resolve(name: str) -> Network:
-    """A zoo name, or the path of a .yaml/.json spec file."""
-    if specfile.looks_like_file(name):
-        return specfile.load(name)
-    return get_spec(name)
 
 
 def _analyze(args: argparse.Namespace, name: str) -> Report:
@@ -156,24 +148,35 @@ TRAIN_SETTINGS = (
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .train import make_config, train
+    from .training.loop import make_config, train
 
     overrides = {name: getattr(args, name) for name in TRAIN_SETTINGS}
     if args.resume:
         keep = {"epochs": args.epochs, "time_limit": args.time_limit, "workers": args.workers,
                 "device": args.device, "checkpoint_every": args.checkpoint_every}  # fmt: skip
-        train(resume=args.resume, overrides=keep, stop_after_steps=args.max_steps)
+        train(resume=args.resume, overrides=keep, stop_after_steps=args.max_steps, after_epoch=_draw_curves)
         return 0
     if not args.model:
         raise IlsvrcError(
             "Name the model to train (e.g. `ilsvrc train alexnet --recipe cpu`), or --resume RUN_DIR."
         )
-    train(make_config(args.model, args.recipe, **overrides), stop_after_steps=args.max_steps)
+    train(make_config(args.model, args.recipe, **overrides), stop_after_steps=args.max_steps,
+          after_epoch=_draw_curves)  # fmt: skip
     return 0
 
 
+def _draw_curves(run_dir: Path) -> None:
+    """RUN/curves.png, redrawn after every epoch of `ilsvrc train`."""
+    from .pictures.plots import plot_runs
+
+    try:
+        plot_runs([run_dir], run_dir / "curves.png")
+    except OSError:
+        pass  # a picture is not worth failing a run for
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .inference import evaluate_run
+    from .training.inference import evaluate_run
 
     done = evaluate_run(args.run, data=args.data, protocol=args.protocol, which=args.which,
                         scales=args.scales, workers=args.workers)  # fmt: skip
@@ -192,7 +195,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .inference import predict_images
+    from .training.inference import predict_images
 
     for path, top in predict_images(args.run, args.images, which=args.which, k=args.top):
         _emit(f"{path}\n")
@@ -202,7 +205,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_visualize(args: argparse.Namespace) -> int:
-    from .viz import visualize
+    from .pictures.viz import visualize
 
     out = visualize(args.kind, args.run, args.image, out=args.out, layer=args.layer, label=args.label,
                     patch=args.patch, stride=args.stride, top=args.top, which=args.which)  # fmt: skip
@@ -217,7 +220,7 @@ def _default_out(model: str, what: str, suffix: str) -> str:
 
 
 def cmd_draw(args: argparse.Namespace) -> int:
-    from .draw import draw
+    from .pictures.draw import draw
 
     out = args.out or _default_out(args.model, "diagram", ".png")
     _emit(f"written: {draw(_analyze(args, args.model), out)}\n")
@@ -225,7 +228,7 @@ def cmd_draw(args: argparse.Namespace) -> int:
 
 
 def cmd_chart(args: argparse.Namespace) -> int:
-    from .charts import chart
+    from .pictures.charts import chart
 
     reports = [_analyze(args, args.model)] + ([_analyze(args, args.vs)] if args.vs else [])
     name = args.model if not args.vs else f"{args.model}-vs-{Path(args.vs).stem}"
@@ -235,8 +238,8 @@ def cmd_chart(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from . import figures
-    from .plots import curves_figure, load_runs
+    from .pictures import figures
+    from .pictures.plots import curves_figure, load_runs
 
     figures.image_format(args.out)  # a bad file name fails before the runs are read
     _emit(f"written: {figures.save(curves_figure(load_runs(args.runs)), args.out)}\n")
@@ -244,8 +247,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .metrics import run_network
-    from .report import run_report, write_report
+    from .pictures.report import run_report, write_report
+    from .training.metrics import run_network
 
     if args.run:
         if args.input:
@@ -276,7 +279,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
     """`ilsvrc cache list|clear`: the decoded-image cache's entries (see ilsvrc.cache); no torch."""
     import time
 
-    from . import cache
+    from .training import cache
 
     root, cap = cache.cache_root(), cache.cap_bytes()
     found = cache.entries(root)
@@ -361,7 +364,7 @@ DATA_HINT = (
 
 def _picture_out(out: str | None) -> None:
     if out is not None:
-        from . import figures
+        from .pictures import figures
 
         figures.check_output(out)
 
@@ -370,7 +373,7 @@ def check_train(args: argparse.Namespace) -> None:
     """The model, recipe, settings and folders of `ilsvrc train`, checked without torch."""
     import dataclasses
 
-    from .recipes import Recipe, check, check_network_size, default_recipe, get_recipe
+    from .training.recipes import Recipe, check, check_network_size, default_recipe, get_recipe
 
     if args.resume:
         run = Path(args.resume)
@@ -416,8 +419,8 @@ def check_picture_command(args: argparse.Namespace) -> None:
 
 def check_report(args: argparse.Namespace) -> None:
     """`ilsvrc report`: an .html name in a folder that exists, and the image, before any work."""
-    from . import figures
-    from .report import check_report_name
+    from .pictures import figures
+    from .pictures.report import check_report_name
 
     if args.out is not None:
         check_report_name(args.out)

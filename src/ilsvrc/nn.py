@@ -24,9 +24,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .analysis import LayerStats, analyze
+from .analysis.analyzer import LayerStats, analyze
 from .errors import SpecError
-from .spec import (
+from .networks.spec import (
     LRN,
     AdaptiveAvgPool,
     AvgPool,
@@ -44,7 +44,7 @@ from .spec import (
     Residual,
     walk,
 )
-from .zoo import get_spec
+from .networks.zoo import get_spec
 
 __all__ = [
     "TORCHVISION_NAMES",

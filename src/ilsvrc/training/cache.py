@@ -1,7 +1,7 @@
 """Decoded images kept on disk: every image of a folder dataset decoded once, then memory-mapped.
 
 Decoding a JPEG costs more than everything an epoch does to it afterwards (crop, flip, normalise), and
-it is the same work every epoch. `DecodedImages` decodes each file once with `data.read_image` (so the
+it is the same work every epoch. `DecodedImages` decodes each file once with `images.read_image` (so the
 pixels are exactly those the uncached path gives), writes them one after another into a single file,
 and afterwards reads an image as a slice of a memory-mapped array: a copy of about 150 KB instead of a
 decode. Loader workers share the mapping (the page cache holds it once).
@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .errors import IlsvrcError
+from ..errors import IlsvrcError
 
 try:
     import fcntl
@@ -124,7 +124,7 @@ def free_bytes(folder: Path) -> int:
 
 def estimated_bytes(paths: Sequence[Path], probe: int = 16) -> int:
     """Decoded size of `paths`, estimated from up to `probe` images spread over the list."""
-    from .data import DataError, read_image
+    from .images import DataError, read_image
 
     if not paths:
         return 0
@@ -431,7 +431,7 @@ class DecodedImages:
         return {"paths": self.paths, "root": self.root, "folder": self.folder}
 
     def __setstate__(self, state: dict) -> None:
-        from .data import DataError
+        from .images import DataError
 
         self.__dict__.update(state)
         fd = _hold(self.folder)
@@ -449,7 +449,7 @@ class DecodedImages:
 
         offset, height, width = (int(v) for v in self.index[i])
         if offset < 0:
-            from .data import DataError
+            from .images import DataError
 
             raise DataError(self.reasons[str(i)]["message"])
         flat = self.pixels[offset : offset + 3 * height * width]
@@ -463,7 +463,7 @@ class DecodedImages:
 
     def _build(self, progress: bool, source: str, split: str, cap: int, needed: int | None) -> int:
         """Write the entry under a temporary name and rename it; returns its lock, held shared."""
-        from .data import DataError, _unreadable_reason, read_image
+        from .images import DataError, read_image, unreadable_reason
 
         tmp = self.folder.with_name(f"{_TMP}{self.folder.name}-{os.getpid()}")
         index = np.zeros((len(self.paths), 3), dtype=np.int64)
@@ -498,7 +498,7 @@ class DecodedImages:
                         image = read_image(path)
                     except DataError as error:
                         index[i] = (-1, 0, 0)
-                        reasons[str(i)] = {"message": str(error), "reason": _unreadable_reason(path, error)}
+                        reasons[str(i)] = {"message": str(error), "reason": unreadable_reason(path, error)}
                     else:
                         out.write(image.permute(1, 2, 0).numpy().tobytes())  # stored H x W x 3
                         index[i] = (offset, image.shape[1], image.shape[2])

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import IlsvrcError
-from .spec import Network
+from ..errors import IlsvrcError
+from ..networks.spec import Network
 
 METRICS_FILE = "metrics.jsonl"
 CONFIG_FILE = "config.json"
@@ -104,8 +104,8 @@ def run_network(run_dir: str | Path) -> RunNetwork:
 
     Raises RunError when the directory or either file is missing or unreadable, or says nothing usable.
     """
-    from . import specfile
-    from .zoo import get_spec
+    from ..networks import specfile
+    from ..networks.zoo import get_spec
 
     run = Path(run_dir)
     if not run.is_dir():

@@ -8,11 +8,12 @@ from typing import Any
 
 import torch
 
+from ..errors import IlsvrcError
 from .checkpoint import write_json_atomic
-from .data import Augmented, ClassInfo, open_dataset, read_image
-from .errors import IlsvrcError
+from .data import Augmented, ClassInfo, open_dataset
 from .evaluate import EvalResult, eval_input_transform, evaluate, plot_confusion, predict_probs
-from .train import load_trained
+from .images import read_image
+from .loop import load_trained
 
 
 def dense_scales(image_size: int, scales: str | None) -> list[int]:

@@ -17,14 +17,13 @@ only in distribution, not bit for bit.
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 
-from .errors import IlsvrcError
+from ..errors import IlsvrcError
 
 
 @dataclass(frozen=True)
@@ -97,45 +96,6 @@ def max_over_ranks(value: int, ctx: Context, device: torch.device) -> int:
     t = torch.tensor([value], dtype=torch.int64, device=device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return int(t.item())
-
-
-def sum_tensor(t: torch.Tensor, ctx: Context) -> torch.Tensor:
-    if ctx.enabled:
-        dist.all_reduce(t)
-    return t
-
-
-def barrier(ctx: Context) -> None:
-    if ctx.enabled:
-        dist.barrier()
-
-
-def combine_results(result, ctx: Context, device: torch.device):
-    """One EvalResult from every rank's share of the validation set (counts summed).
-
-    A rank whose share is empty (or all unreadable) adds zeros; if every share is, the errors are NaN
-    and `images` is 0.
-    """
-    if not ctx.enabled:
-        return result
-    from .evaluate import EvalResult
-
-    confusion = torch.tensor(result.confusion, dtype=torch.float64, device=device)
-    hits = (1 - result.top5_error) * result.images if result.images else 0.0  # an empty share adds nothing
-    top_k_hits = torch.tensor([hits], dtype=torch.float64, device=device)
-    dist.all_reduce(confusion)
-    dist.all_reduce(top_k_hits)
-    confusion = confusion.round().long().cpu()
-    images = int(confusion.sum())  # 0 when no rank could read a validation image
-    per_class = confusion.diag().double() / confusion.sum(1).double()
-    return EvalResult(
-        top1_error=1 - float(confusion.diag().sum()) / images if images else math.nan,
-        top5_error=1 - round(float(top_k_hits)) / images if images else math.nan,
-        images=images,
-        per_class_accuracy=per_class.tolist(),
-        confusion=confusion.tolist(),
-        protocol=result.protocol,
-    )
 
 
 def broadcast_object(obj, ctx: Context):

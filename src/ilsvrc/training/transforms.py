@@ -19,7 +19,7 @@ from torch import Tensor
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
-from .errors import IlsvrcError
+from ..errors import IlsvrcError
 
 # The eigen-decomposition of ImageNet's RGB covariance (RGB in [0, 1]) that fb.resnet.torch and most
 # re-implementations use; the AlexNet paper gives none. Eigenvalues largest first; the eigenvectors are

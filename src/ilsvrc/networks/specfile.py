@@ -23,7 +23,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .errors import IlsvrcError, SpecError, SpecFileError, shown
+from ..errors import IlsvrcError, SpecError, SpecFileError, shown
 from .spec import MAX_SIZE, NODE_TYPES, Block, Concat, Layer, ModelInfo, Network, Residual
 
 SUFFIXES = (".yaml", ".yml", ".json")

@@ -18,6 +18,7 @@ from ..spec import LRN, Conv, MaxPool, ModelInfo, Network, ReLU
 from .parts import fc_head
 from .registry import get_spec, register
 
+YEAR = 2013
 PAPER = "Zeiler & Fergus, Visualizing and Understanding Convolutional Networks, arXiv:1311.2901"
 
 
@@ -49,6 +50,27 @@ def _zfnet(name: str, filters: tuple[int, int, int], title: str, result: str) ->
     )
 
 
+@register("zfnet")
+def zfnet() -> Network:
+    return _zfnet(
+        "zfnet",
+        (384, 384, 256),
+        "ZFNet, the paper's Figure 3 net",
+        "ILSVRC-2013: 11.7% top-5 test (Clarifai); 1 net 38.4/16.5 top-1/top-5 val",
+    )
+
+
+@register("zfnet-b")
+def zfnet_b() -> Network:
+    return _zfnet(
+        "zfnet-b",
+        (512, 1024, 512),
+        "ZFNet variant (b): bigger conv3-5 (512/1024/512)",
+        "1 net 37.5/16.0 top-1/top-5 val (paper, Table 2)",
+    )
+
+
+@register("zfnet-lecture")
 def zfnet_lecture() -> Network:
     base = get_spec("alexnet-lecture")
     changes = {"conv1": {"kernel": 7}, "conv3": {"out_channels": 512},
@@ -69,24 +91,3 @@ def zfnet_lecture() -> Network:
             notes="The lecture's AlexNet with conv1 7x7 (stride 4) and conv3/4/5 of 512/1024/512.",
         ),
     )
-
-
-register(
-    "zfnet",
-    lambda: _zfnet(
-        "zfnet",
-        (384, 384, 256),
-        "ZFNet, the paper's Figure 3 net",
-        "ILSVRC-2013: 11.7% top-5 test (Clarifai); 1 net 38.4/16.5 top-1/top-5 val",
-    ),
-)
-register(
-    "zfnet-b",
-    lambda: _zfnet(
-        "zfnet-b",
-        (512, 1024, 512),
-        "ZFNet variant (b): bigger conv3-5 (512/1024/512)",
-        "1 net 37.5/16.0 top-1/top-5 val (paper, Table 2)",
-    ),
-)
-register("zfnet-lecture", zfnet_lecture)

@@ -28,9 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import figures
-from .analysis import LayerStats, Report, Volume, analyze
-from .spec import (
+from ..analysis.analyzer import LayerStats, Report, Volume, analyze
+from ..networks.spec import (
     LRN,
     AdaptiveAvgPool,
     AvgPool,
@@ -46,6 +45,7 @@ from .spec import (
     ReLU,
     Residual,
 )
+from . import figures
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

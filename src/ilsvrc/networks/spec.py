@@ -20,7 +20,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from .errors import SpecError, shown
+from ..errors import SpecError, shown
 
 Size = int | tuple[int, int]
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

@@ -30,6 +30,7 @@ import random
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import checkpoint, distributed, specfile
+from ..errors import IlsvrcError
+from ..networks import specfile
+from ..networks.spec import Network
+from ..networks.zoo import get_spec
+from ..nn import Model, create_model
+from . import checkpoint, distributed
 from .data import (
     Augmented,
     ClassInfo,
@@ -49,15 +55,11 @@ from .data import (
     open_dataset,
     save_classes,
 )
-from .errors import IlsvrcError
-from .evaluate import EvalResult, eval_input_transform, evaluate
+from .evaluate import EvalResult, combine_ranks, eval_input_transform, evaluate
 from .metrics import _parse_lines, read_metrics  # noqa: F401 (read_metrics: re-exported)
-from .nn import Model, create_model
 from .recipes import LRSchedule, Recipe, check, check_network_size, default_recipe, get_recipe
-from .spec import Network
 from .stopping import StopRequest
 from .transforms import train_transform
-from .zoo import get_spec
 
 
 class DivergedError(IlsvrcError):
@@ -325,8 +327,13 @@ def train(
     stop_after_steps: int | None = None,
     progress: bool = True,
     log=print,
+    after_epoch: Callable[[Path], None] | None = None,
 ) -> Path:
     """Train as `config` says, or resume the run directory `resume`; returns the run directory.
+
+    after_epoch: called with the run directory after each epoch's metrics line is written, on the
+    process that writes (the command line draws RUN/curves.png with it; the pictures sit above this
+    layer, so the loop does not draw).
 
     overrides (with resume): a new `epochs`, `time_limit`, `workers` or `device`; None values keep
     the run's own. More epochs or time than the run had extend it (`LRSchedule.extend` says how the
@@ -347,7 +354,7 @@ def train(
     ctx, device = distributed.setup(config.device)
     try:
         return _train(config, resume, loaded, ctx, device, stop_after_steps, progress and ctx.main,
-                      log if ctx.main else _silent)  # fmt: skip
+                      log if ctx.main else _silent, after_epoch)  # fmt: skip
     finally:
         distributed.teardown(ctx)
 
@@ -439,7 +446,8 @@ _now = time.perf_counter
 
 
 def _train(config: TrainConfig, resume: str | Path | None, loaded: tuple | None, ctx: distributed.Context,
-           device: torch.device, stop_after_steps: int | None, progress: bool, log) -> Path:  # fmt: skip
+           device: torch.device, stop_after_steps: int | None, progress: bool, log,
+           after_epoch: Callable[[Path], None] | None = None) -> Path:  # fmt: skip
     """The loop itself (on every rank when distributed; only rank 0 writes and prints)."""
     torch.manual_seed(config.seed)
     random.seed(config.seed)
@@ -553,7 +561,7 @@ def _train(config: TrainConfig, resume: str | Path | None, loaded: tuple | None,
         batches = _readable(_eval_loader(val_set, config, ctx), skipped)
         result = evaluate(model, batches, "center", device=device.type, channels_last=config.channels_last,
                           amp=config.amp, num_classes=len(classes), allow_empty=True)  # fmt: skip
-        return distributed.combine_results(result, ctx, device), _all_ranks(skipped, ctx)
+        return combine_ranks(result, ctx, device), _all_ranks(skipped, ctx)
 
     def stop_reason() -> tuple[str | None, int | None]:
         """Why the run must stop before its next step, if it must (all ranks agree), and the signal."""
@@ -673,8 +681,8 @@ def _train(config: TrainConfig, resume: str | Path | None, loaded: tuple | None,
             if ctx.main:
                 _append_metrics(run_dir, line)
             log(_epoch_summary(line, len(val_skipped)))
-            if ctx.main:
-                _plot(run_dir)
+            if ctx.main and after_epoch is not None:
+                after_epoch(run_dir)
             wrap_up_seconds = _now() - wrap_up_start + save_seconds  # its checkpoint: as long as the last
             if stopped is None and epoch < r.epochs:  # the next epoch needs room for a step and its end
                 stopped, signum = stop_reason()
@@ -836,12 +844,3 @@ def load_trained(path: str | Path, which: str = "last") -> tuple[Model, TrainCon
             f"The weights in {where} do not fit {config.model}: {str(exc).splitlines()[0]}"
         ) from None
     return model.eval(), config, classes, where
-
-
-def _plot(run_dir: Path) -> None:
-    from .plots import plot_runs
-
-    try:
-        plot_runs([run_dir], run_dir / "curves.png")
-    except OSError:
-        pass  # a picture is not worth failing a run for

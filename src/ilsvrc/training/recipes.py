@@ -29,9 +29,9 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from .analysis import analyze, smallest_input
-from .errors import IlsvrcError, ShapeError
-from .spec import Network
+from ..analysis.analyzer import analyze, smallest_input
+from ..errors import IlsvrcError, ShapeError
+from ..networks.spec import Network
 
 SCHEDULES = ("plateau", "step", "cosine", "onecycle", "constant")
 INITS = ("alexnet", "gaussian", "torchvision", "kaiming")

@@ -17,9 +17,11 @@ from ..spec import AdaptiveAvgPool as Adaptive
 from .parts import fc_head
 from .registry import register
 
+YEAR = 2012  # the zoo lists families by year
 PAPER = "Krizhevsky, Sutskever & Hinton, ImageNet Classification with Deep CNNs, NIPS 2012"
 
 
+@register("alexnet")
 def alexnet() -> Network:
     lrn = dict(size=5, alpha=1e-4, beta=0.75, k=2.0)
     return Network(
@@ -53,6 +55,7 @@ def alexnet() -> Network:
     )
 
 
+@register("alexnet-lecture")
 def alexnet_lecture() -> Network:
     return Network(
         "alexnet-lecture",
@@ -88,6 +91,7 @@ def alexnet_lecture() -> Network:
     )
 
 
+@register("alexnet-torchvision")
 def alexnet_torchvision() -> Network:
     return Network(
         "alexnet-torchvision",
@@ -116,8 +120,3 @@ def alexnet_torchvision() -> Network:
             result="torchvision weights: 56.522 / 79.066 top-1 / top-5 accuracy (centre crop)",
         ),
     )
-
-
-register("alexnet", alexnet)
-register("alexnet-lecture", alexnet_lecture)
-register("alexnet-torchvision", alexnet_torchvision)

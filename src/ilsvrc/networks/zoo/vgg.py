@@ -11,10 +11,13 @@ parameters in the same order (torchvision's AdaptiveAvgPool2d(7) does nothing at
 
 from __future__ import annotations
 
+from functools import partial
+
 from ..spec import LRN, BatchNorm, Conv, Layer, MaxPool, ModelInfo, Network, ReLU
 from .parts import fc_head
 from .registry import register
 
+YEAR = 2014
 PAPER = "Simonyan & Zisserman, Very Deep Convolutional Networks, arXiv:1409.1556"
 RESULT = "ILSVRC-2014 2nd in classification: 7.3% top-5 test (6.8% after the challenge)"
 
@@ -81,4 +84,4 @@ def vgg(name: str) -> Network:
 
 
 for _name in VARIANTS:
-    register(_name, lambda n=_name: vgg(n))
+    register(_name)(partial(vgg, _name))

@@ -23,8 +23,8 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from .errors import ShapeError, SpecError, shown
-from .spec import (
+from ..errors import ShapeError, SpecError, shown
+from ..networks.spec import (
     LRN,
     MAX_SIZE,
     AdaptiveAvgPool,
@@ -1108,7 +1108,7 @@ def _note_first_linear(report: Report) -> None:
 
 def check_strict(report: Report) -> None:
     """Raise StrictModeError if the report has warnings (the --strict mode)."""
-    from .errors import StrictModeError
+    from ..errors import StrictModeError
 
     warnings = [f.message for f in report.findings if f.severity == "warning"]
     if warnings:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass, field
 
-from .analysis import LayerStats, Report
+from .analyzer import LayerStats, Report
 
 FIELDS = ("config", "input", "output", "params", "macs")
 

@@ -18,10 +18,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..analysis.analyzer import LayerStats, Report
+from ..networks.spec import BatchNorm, Conv, Linear
 from . import figures
-from .analysis import LayerStats, Report
 from .draw import short
-from .spec import BatchNorm, Conv, Linear
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

@@ -43,15 +43,26 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from torch import Tensor, nn
 
-from .analysis import analyze
-from .errors import IlsvrcError
-from .evaluate import eval_mode
-from .spec import LRN, AdaptiveAvgPool, AvgPool, BatchNorm, Block, Conv, Dropout, MaxPool, ReLU, walk
+from ..analysis.analyzer import analyze
+from ..errors import IlsvrcError
+from ..networks.spec import (
+    LRN,
+    AdaptiveAvgPool,
+    AvgPool,
+    BatchNorm,
+    Block,
+    Conv,
+    Dropout,
+    MaxPool,
+    ReLU,
+    walk,
+)
+from ..training.evaluate import eval_mode
 
 if TYPE_CHECKING:
-    from .data import ClassInfo
-    from .nn import Model
-    from .train import TrainConfig
+    from ..nn import Model
+    from ..training.data import ClassInfo
+    from ..training.loop import TrainConfig
 
 __all__ = [
     "FilterGrid",
@@ -138,9 +149,9 @@ def _check_image(model: Model, image: Tensor) -> Tensor:
 def eval_image(path: str | Path, config: TrainConfig) -> Tensor:
     """The image file at `path` as the run's evaluation sees it: a normalised float 3 x S x S tensor
     (S = the run's image size), resized and centre-cropped by `eval_input_transform("center", ...)`,
-    the transform `ilsvrc predict` uses, read by `ilsvrc.data.read_image`."""
-    from .data import read_image
-    from .evaluate import eval_input_transform
+    the transform `ilsvrc predict` uses, read by `ilsvrc.training.images.read_image`."""
+    from ..training.evaluate import eval_input_transform
+    from ..training.images import read_image
 
     net = config.network()
     transform = eval_input_transform(
@@ -969,7 +980,7 @@ def visualize(
             f"`ilsvrc visualize {kind}` needs a run directory (or checkpoint) with a trained model, e.g. "
             f"`ilsvrc visualize {kind} runs/inette{example} -o {kind}.png`."
         )
-    from .train import load_trained
+    from ..training.loop import load_trained
 
     model, config, classes, _ = load_trained(run, which)
     if kind == "filters":

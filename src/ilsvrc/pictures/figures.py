@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import IlsvrcError
+from ..errors import IlsvrcError
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

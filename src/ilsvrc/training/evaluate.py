@@ -31,10 +31,11 @@ from torch import Tensor, nn
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
-from .analysis import analyze
-from .errors import IlsvrcError, ShapeError
-from .nn import Model
-from .spec import AdaptiveAvgPool, Dropout, Flatten, Linear, Network, ReLU, walk
+from ..analysis.analyzer import analyze
+from ..errors import IlsvrcError, ShapeError
+from ..networks.spec import AdaptiveAvgPool, Dropout, Flatten, Linear, Network, ReLU, walk
+from ..nn import Model
+from . import distributed
 
 __all__ = [
     "PROTOCOLS",
@@ -617,3 +618,29 @@ def plot_confusion(result: EvalResult, class_names: Sequence[str] | None, path: 
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     return path
+
+
+def combine_ranks(result: EvalResult, ctx: distributed.Context, device: torch.device) -> EvalResult:
+    """One EvalResult from every rank's share of the validation set (counts summed).
+
+    A rank whose share is empty (or all unreadable) adds zeros; if every share is, the errors are NaN
+    and `images` is 0.
+    """
+    if not ctx.enabled:
+        return result
+    confusion = torch.tensor(result.confusion, dtype=torch.float64, device=device)
+    hits = (1 - result.top5_error) * result.images if result.images else 0.0  # an empty share adds nothing
+    top_k_hits = torch.tensor([hits], dtype=torch.float64, device=device)
+    torch.distributed.all_reduce(confusion)
+    torch.distributed.all_reduce(top_k_hits)
+    confusion = confusion.round().long().cpu()
+    images = int(confusion.sum())  # 0 when no rank could read a validation image
+    per_class = confusion.diag().double() / confusion.sum(1).double()
+    return EvalResult(
+        top1_error=1 - float(confusion.diag().sum()) / images if images else math.nan,
+        top5_error=1 - round(float(top_k_hits)) / images if images else math.nan,
+        images=images,
+        per_class_accuracy=per_class.tolist(),
+        confusion=confusion.tolist(),
+        protocol=result.protocol,
+    )

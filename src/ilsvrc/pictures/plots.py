@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..training.metrics import load_run, read_metrics
 from . import figures
-from .metrics import load_run, read_metrics
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -27,11 +27,12 @@ from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import charts, draw, figures, plots, render
-from .analysis import Report, analyze
-from .errors import IlsvrcError
-from .metrics import load_run, run_network
-from .spec import Linear, Network
+from ..analysis import render
+from ..analysis.analyzer import Report, analyze
+from ..errors import IlsvrcError
+from ..networks.spec import Linear, Network
+from ..training.metrics import load_run, run_network
+from . import charts, draw, figures, plots
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -171,8 +172,8 @@ def learned_pictures(run: Path, image: Path | None) -> tuple[list[Picture], list
     """
     notes: list[str] = []
     try:
+        from ..training.loop import load_trained
         from . import viz
-        from .train import load_trained
     except ImportError as exc:
         return [], [f"Pictures of what the network learned are not available here ({exc})."]
     try:

@@ -21,7 +21,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .errors import IlsvrcError
+from ..errors import IlsvrcError
 
 WEIGHTS = "model.safetensors"
 STATE = "state.pt"

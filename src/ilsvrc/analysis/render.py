@@ -12,7 +12,7 @@ import io
 import json
 from dataclasses import dataclass, field
 
-from .analysis import CONVENTIONS, DTYPE_BYTES, Report
+from .analyzer import CONVENTIONS, DTYPE_BYTES, Report
 from .compare import Comparison
 
 FORMATS = ("text", "markdown", "csv", "json", "latex")
