@@ -216,7 +216,14 @@ def test_unknown_model_suggests_close_names() -> None:
 def test_list_models_wildcards() -> None:
     assert list_models("vgg*-bn") == ["vgg11-bn", "vgg13-bn", "vgg16-bn", "vgg19-bn"]
     assert list_models("alexnet*")[0] == "alexnet"
-    assert len(list_models()) == 16
+    assert list_models("resnet*-v1") == ["resnet50-v1", "resnet101-v1", "resnet152-v1"]
+    # families in the order of the challenge's history (the lecture's): 2012, 2013, 2014 (VGG, then
+    # GoogLeNet), 2015; each family's networks together
+    names = list_models()
+    firsts = [names.index(n) for n in ("alexnet", "zfnet", "vgg11", "googlenet", "resnet18")]
+    assert firsts == sorted(firsts)
+    family = [n.split("-")[0].rstrip("0123456789") for n in names]
+    assert all(family.index(f) == i or family[i - 1] == f for i, f in enumerate(family))
 
 
 def _inception_and_residual() -> Network:

@@ -55,7 +55,7 @@ def test_json_is_stable_and_complete(capsys) -> None:
     assert data["info"]["year"] == 2012 and data["info"]["default_input"] == [3, 227, 227]
     assert len(data["info"]["mean"]) == len(data["info"]["std"]) == 3
     assert set(data["layers"][0]) == {
-        "name", "type", "depth", "container", "config", "input", "output", "weights", "biases",
+        "name", "type", "depth", "container", "aux", "config", "input", "output", "weights", "biases",
         "params", "macs", "bias_adds", "output_bytes", "receptive_field", "formulas",
     }  # fmt: skip
     assert sum(layer["params"] for layer in data["layers"]) == data["totals"]["params"]
@@ -126,7 +126,7 @@ def test_tour_ends_with_the_lectures_alexnet(capsys) -> None:
         (["summary", "vgg16", "--input", "banana"], "not understood"),
         (["summary", "nowhere/net.yaml"], "does not exist"),
         (["compare", "alexnet", "zfnet2"], "There is no network called 'zfnet2'"),
-        (["list", "resnet*"], "No network matches"),
+        (["list", "densenet*"], "No network matches"),
     ],
 )
 def test_bad_input_exits_2_with_one_paragraph(args: list[str], match: str, capsys) -> None:

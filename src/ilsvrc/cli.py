@@ -65,13 +65,18 @@ def cmd_list(args: argparse.Namespace) -> int:
         rep = analyze(net, suggest=False)
         c, h, w = net.input_shape
         row = [name, str(net.info.year or ""), f"{c}x{h}x{w}", render.n(rep.params),
-               str(rep.weight_layers), render.short(rep.macs), net.info.title]  # fmt: skip
+               str(rep.depth), render.short(rep.macs), net.info.title]  # fmt: skip
         table.rows.append(row if args.format == "text" else [*row, net.info.result])
         rows_json.append({"name": name, "year": net.info.year, "input": [c, h, w],
                           "params": rep.params, "weight_layers": rep.weight_layers,
+                          "depth_lecture": rep.depth, "params_with_aux": rep.params_with_aux,
                           "macs": rep.macs, "title": net.info.title, "paper": net.info.paper,
                           "result": net.info.result})  # fmt: skip
-    table.footer = ["layers = layers with weights (conv + FC); MACs per image at the default input."]
+    table.footer = [
+        "layers = layers with weights (conv + FC) along the longest path, as the lecture counts them "
+        "(AlexNet 8, GoogLeNet 22, ResNet-152 152); params and MACs per image at the default input, "
+        "auxiliary classifiers left out."
+    ]
     if args.format == "json":
         _emit(render.dump_json({"schema": "ilsvrc.list/1", "networks": rows_json}))
     else:
@@ -86,7 +91,9 @@ def cmd_summary(args: argparse.Namespace) -> int:
     if args.format == "json":
         _emit(render.dump_json(render.summary_json(report)))
     else:
-        _emit(render.render(render.summary_table(report, derive=args.derive), args.format))
+        _emit(
+            render.render(render.summary_table(report, derive=args.derive, expand=args.expand), args.format)
+        )
     return 0
 
 
@@ -126,7 +133,7 @@ def cmd_tour(args: argparse.Namespace) -> int:
         "(`ilsvrc summary alexnet-lecture --derive`)"
     )
     ns = argparse.Namespace(model="alexnet-lecture", input=None, batch=1, dtype="float32",
-                            derive=True, strict=False, format="text")  # fmt: skip
+                            derive=True, strict=False, format="text", expand=False)  # fmt: skip
     cmd_summary(ns)
     if args.no_train:
         return 0
@@ -467,6 +474,9 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("model", help="a zoo name (see `ilsvrc list`) or a spec file path")
     analysis_options(sp)
     sp.add_argument("--derive", action="store_true", help="show the formula behind each number")
+    sp.add_argument("--expand", action="store_true",
+                    help="every layer on its own row (by default a module such as inception3a or "
+                    "layer3.4 is one row with its totals)")  # fmt: skip
     sp.add_argument("--strict", action="store_true",
                     help="treat a non-integer output size as an error (exit code 2)")  # fmt: skip
     sp.set_defaults(func=cmd_summary)

@@ -28,6 +28,7 @@ from ..networks.spec import (
     LRN,
     MAX_SIZE,
     AdaptiveAvgPool,
+    Aux,
     AvgPool,
     BatchNorm,
     Block,
@@ -127,6 +128,7 @@ class LayerStats:
     formulas: list[str] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
     container: bool = False
+    aux: bool = False  # inside an auxiliary classifier: run in training only, counted apart
 
     @property
     def params(self) -> int:
@@ -157,7 +159,59 @@ class Report:
 
     @property
     def leaves(self) -> list[LayerStats]:
-        return [r for r in self.rows if not r.container]
+        """The layers of the network as it runs at test time (auxiliary classifiers left out)."""
+        return [r for r in self.rows if not r.container and not r.aux]
+
+    @property
+    def aux_leaves(self) -> list[LayerStats]:
+        """The layers of the auxiliary classifiers (GoogLeNet's), run in training only."""
+        return [r for r in self.rows if not r.container and r.aux]
+
+    @property
+    def aux_params(self) -> int:
+        return sum(r.params for r in self.aux_leaves)
+
+    @property
+    def aux_macs(self) -> int:
+        return sum(r.macs for r in self.aux_leaves)
+
+    @property
+    def params_with_aux(self) -> int:
+        """Parameters with the auxiliary classifiers: what training holds (GoogLeNet 13,378,280)."""
+        return self.params + self.aux_params
+
+    @property
+    def macs_with_aux(self) -> int:
+        """Multiply-adds per image of a training forward pass, auxiliary classifiers included."""
+        return self.macs + self.aux_macs
+
+    @property
+    def depth(self) -> int:
+        """Depth as the lecture counts it: layers with weights (conv and FC) along the longest path
+        from input to output (GoogLeNet 22, ResNet-152 152); auxiliary classifiers left out.
+        `weight_layers` counts every such layer, on any path."""
+        return longest_path(self.network.layers)
+
+    def modules(self) -> list[tuple[LayerStats, bool]]:
+        """The rows of the summary's collapsed view, each with whether it stands for what is inside it.
+
+        Layers at the top level are shown as they are. A module (an Inception concat, a residual, an
+        auxiliary classifier, or a block holding at most one of these: ResNet's `layer3.4`) is one row
+        with its totals. A block of modules (ResNet's stage `layer3`) is a row with its totals and then
+        its modules. `--expand` shows every row instead.
+        """
+        out: list[tuple[LayerStats, bool]] = []
+        skip_below: str | None = None
+        for row in self.rows:
+            if skip_below is not None and row.name.startswith(skip_below):
+                continue
+            skip_below = None
+            if row.container and is_module(row.layer):
+                out.append((row, True))
+                skip_below = row.name + "."
+            else:
+                out.append((row, False))
+        return out
 
     def _sum(self, attr: str, kinds: Iterable[type] | None = None) -> int:
         kinds = tuple(kinds) if kinds else None
@@ -206,21 +260,24 @@ class Report:
         saved_for_backward: every tensor autograd keeps for the backward pass of a training step of
         `ilsvrc.nn.build`'s module (model.to(dtype), training mode, CPU), each storage once, parameters
         and batch-norm buffers left out: what `torch.autograd.graph.saved_tensors_hooks` sees.
-        inference: weights + the largest (input + output) pair of consecutive activations.
-        training: weights, gradients and one optimizer buffer (SGD momentum), the input batch (once,
+        inference: weights + the largest (input + output) pair of consecutive activations (without the
+        auxiliary classifiers, which run in training only).
+        training: weights (auxiliary classifiers included), gradients and one optimizer buffer (SGD
+        momentum), the input batch (once,
         whether autograd keeps it or not) with everything saved for backward, and the matrix-product
         workspace: about one copy of the largest layer's weights, which PyTorch's CPU matrix products
         keep as a packing buffer (measured: benchmarks/RESULTS.md, "Cost growth").
         """
         item = DTYPE_BYTES[self.dtype]
         weights = self.params * item
+        trained = self.params_with_aux * item  # training holds the auxiliary classifiers too
         input_bytes = self.input.elements * self.batch * item
         peak = max((r.input.elements + r.output.elements) * self.batch * item for r in self.leaves)
         saved = sum(r.saved_bytes(self.dtype, self.batch) for r in self.rows)
         saved += input_bytes if self.input_saved else 0
         activations = saved + (0 if self.input_saved else input_bytes)
         forward = sum(r.output.elements for r in self.leaves) * self.batch * item
-        workspace = max((r.weights for r in self.leaves), default=0) * item
+        workspace = max((r.weights for r in self.leaves + self.aux_leaves), default=0) * item
         return {
             "weights": weights,
             "activations_forward": forward,
@@ -228,7 +285,7 @@ class Report:
             "saved_for_backward": saved,
             "training_activations": activations,
             "training_workspace": workspace,
-            "training_total": 3 * weights + activations + workspace,
+            "training_total": 3 * trained + activations + workspace,
         }
 
     def first_linear(self) -> LayerStats | None:
@@ -321,6 +378,35 @@ def _num(x: float) -> str:
 
 def _c(n: int) -> str:
     return f"{n:,}"
+
+
+def longest_path(layers: tuple[Layer, ...]) -> int:
+    """Layers with weights (conv, FC) along the longest path through `layers`: a chain adds up, the
+    branches of a concat and the two sides of a residual give their longest; auxiliary classifiers
+    are side branches that end the path, so they count nothing."""
+    total = 0
+    for layer in layers:
+        if isinstance(layer, (Conv, Linear)):
+            total += 1
+        elif isinstance(layer, Block):
+            total += longest_path(layer.layers)
+        elif isinstance(layer, Concat):
+            total += max(longest_path(b.layers) for b in layer.branches)
+        elif isinstance(layer, Residual):
+            shortcut = longest_path(layer.shortcut.layers) if layer.shortcut else 0
+            total += max(longest_path(layer.body.layers), shortcut)
+    return total
+
+
+def is_module(layer: Layer) -> bool:
+    """Whether the summary's collapsed view shows `layer` as one row: a concat, a residual, an
+    auxiliary classifier, or a block holding at most one container (ResNet's `layer3.4`: its residual
+    and the ReLU after it). A block of several containers is a stage and is opened."""
+    if isinstance(layer, (Concat, Residual, Aux)):
+        return True
+    if isinstance(layer, Block):
+        return sum(isinstance(x, (Block, Concat, Residual, Aux)) for x in layer.layers) <= 1
+    return False
 
 
 def analyze(
@@ -553,6 +639,8 @@ class _Walker:
         self, layer: Layer, vol: Volume, rf: ReceptiveField, prefix: str, depth: int, flow: _Flow
     ) -> tuple[Volume, ReceptiveField, _Flow]:
         name = prefix + layer.name
+        if isinstance(layer, Aux):
+            return self.aux(layer, name, vol, rf, depth, flow)
         if isinstance(layer, (Block, Concat, Residual)):
             return self.container(layer, name, vol, rf, depth, flow)
         handler = _HANDLERS.get(type(layer))
@@ -596,6 +684,31 @@ class _Walker:
             flow = _Flow(self.autograd.join(head, layer, out, tensors), owned=True)
         _sum_children(head, self.rows[start:], out, out_rf)
         return out, out_rf, flow
+
+    def aux(
+        self, layer: Aux, name: str, vol: Volume, rf: ReceptiveField, depth: int, flow: _Flow
+    ) -> tuple[Volume, ReceptiveField, _Flow]:
+        """An auxiliary classifier: its rows (marked `aux`) end in its logits; the chain goes on with
+        the volume it read, which it shares (so the next layer may not change it in place)."""
+        head = LayerStats(name, layer.kind, depth, layer, vol, vol, container=True, aux=True)
+        self.rows.append(head)
+        start = len(self.rows)
+        out, out_rf, _ = self.run(
+            layer.layers, vol, rf, name + ".", depth + 1, _Flow(flow.tensor, owned=False)
+        )
+        if not out.flat:
+            raise ShapeError(
+                f"Layer {name} (aux): an auxiliary classifier ends in logits, a flat vector, but its "
+                f"layers give a {out} volume. End it with flatten and linear layers."
+            )
+        for row in self.rows[start:]:
+            row.aux = True
+        _sum_children(head, self.rows[start:], out, out_rf)
+        head.formulas.append(
+            f"side branch to {out.channels} logits, in training only (loss weight {layer.weight:g}); "
+            f"the next layer receives the {vol} volume it read"
+        )
+        return vol, rf, _Flow(flow.tensor, owned=False)
 
 
 def _sum_children(head: LayerStats, children: list[LayerStats], out: Volume,

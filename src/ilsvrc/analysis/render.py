@@ -55,17 +55,21 @@ def short(value: float) -> str:
 # Summary
 
 
-def summary_table(report: Report, derive: bool = False) -> Table:
+def summary_table(report: Report, derive: bool = False, expand: bool = False) -> Table:
+    """The layer table. By default a module (an Inception module, a residual block, an auxiliary
+    classifier) is one row with its totals, marked with a trailing '/'; `expand` shows every layer."""
     item = DTYPE_BYTES[report.dtype]
     cols = ["layer", "type", "config", "input", "output", "weights", "biases", "params", "MACs",
             "out memory", "RF"]  # fmt: skip
     table = Table(_summary_title(report), cols, [], numeric={5, 6, 7, 8, 9})
-    for row in report.rows:
-        indent = "  " * row.depth
+    shown = [(row, False) for row in report.rows] if expand else report.modules()
+    for row, collapsed in shown:
+        indent = "  " * row.depth + ("(aux) " if row.aux and row.depth == 0 else "")
         out_bytes = row.output.elements * report.batch * item
         rf = row.receptive_field
         table.rows.append([
-            indent + row.name, row.kind, row.hyper, str(row.input), str(row.output),
+            indent + row.name + ("/" if collapsed else ""), row.kind, row.hyper, str(row.input),
+            str(row.output),
             n(row.weights) if row.weights else "", n(row.biases) if row.biases else "",
             n(row.params) if row.params else "-", n(row.macs) if row.macs else "-",
             human_bytes(out_bytes), str(rf) if rf else "",
@@ -73,6 +77,12 @@ def summary_table(report: Report, derive: bool = False) -> Table:
         if derive and row.formulas:
             table.details[len(table.rows) - 1] = row.formulas
     table.footer = summary_footer(report)
+    if not expand and len(shown) < len(report.rows):
+        table.footer.insert(
+            0,
+            f"name/ = a module shown as one row with its totals ({len(report.rows)} rows in all: "
+            "--expand shows every layer).",
+        )
     return table
 
 
@@ -97,8 +107,13 @@ def summary_footer(report: Report) -> list[str]:
         f"Total parameters: {n(report.params)} ({short(report.params)}) = weights "
         f"{n(report.weights)} + biases {n(report.biases)}; weights only (the lecture's view): "
         f"{n(report.weights)}",
-        f"Layers with weights (the lecture's count): {report.weight_layers} = {conv_layers} conv + "
-        f"{fc_layers} fully connected",
+        f"Layers with weights (the lecture's count): {report.depth}"
+        + (
+            f" along the longest path; {report.weight_layers} in all"
+            if report.weight_layers != report.depth
+            else ""
+        )
+        + f" = {conv_layers} conv + {fc_layers} fully connected",
         f"Parameters: conv {n(split['conv']['params'])} ({split['conv']['params_pct']:.1f}%), "
         f"fully connected {n(split['fc']['params'])} ({split['fc']['params_pct']:.1f}%)"
         + (
@@ -117,6 +132,15 @@ def summary_footer(report: Report) -> list[str]:
         f"{human_bytes(mem['training_workspace'])} of matrix-product workspace)",
         "Conventions: " + CONVENTIONS + " RF = receptive field of one output unit, in input pixels.",
     ]
+    if report.aux_leaves:
+        heads = [r for r in report.rows if r.aux and r.depth == 0]
+        lines.insert(
+            1,
+            f"Auxiliary classifiers ({', '.join(h.name for h in heads)}; training only): "
+            f"{n(report.aux_params)} parameters, {short(report.aux_macs)} MACs; with them "
+            f"{n(report.params_with_aux)} parameters and {n(report.macs_with_aux)} MACs per image. The "
+            "totals above and below leave them out (the network as it is tested).",
+        )
     for f in report.findings:
         lines.append(f"{f.severity.capitalize()}: {f.message}")
     return lines
@@ -129,6 +153,7 @@ def summary_json(report: Report) -> dict:
         rf = row.receptive_field
         layers.append({
             "name": row.name, "type": row.kind, "depth": row.depth, "container": row.container,
+            "aux": row.aux,
             "config": row.hyper, "input": row.input.to_dict(), "output": row.output.to_dict(),
             "weights": row.weights, "biases": row.biases, "params": row.params,
             "macs": row.macs, "bias_adds": row.bias_adds,
@@ -159,6 +184,8 @@ def summary_json(report: Report) -> dict:
             "bias_adds": "counted apart, not in macs",
             "params": "weights + biases",
             "weight_layers": "convolutions and fully connected layers",
+            "depth_lecture": "layers with weights along the longest path (the lecture's count)",
+            "aux": "auxiliary classifiers (training only) are left out of the totals; *_with_aux has them",
             "volume_order": "W x H x D in text; named axes here",
         },
         "layers": layers,
@@ -170,6 +197,11 @@ def summary_json(report: Report) -> dict:
             "bias_adds": report.bias_adds,
             "flops": 2 * report.macs,
             "weight_layers": report.weight_layers,
+            "depth_lecture": report.depth,
+            "params_with_aux": report.params_with_aux,
+            "macs_with_aux": report.macs_with_aux,
+            "aux_params": report.aux_params,
+            "aux_macs": report.aux_macs,
             "split": split,
             "memory_bytes": report.memory(),
         },  # fmt: skip

@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 from ..errors import SpecError, shown
 
 Size = int | tuple[int, int]
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|[0-9]+")  # or a number, as torch numbers a Sequential
 MAX_SIZE = 2**63 - 1  # torch's sizes are int64; larger ones are certainly mistakes (and overflow floats)
 
 
@@ -56,7 +56,8 @@ class Layer:
         if not isinstance(self.name, str) or not _NAME.fullmatch(self.name):
             raise SpecError(
                 f"Layer name {shown(self.name)} is not usable: names are letters, digits and underscores "
-                "and must not start with a digit (they become torch submodule names), e.g. 'conv1'."
+                "not starting with a digit, or a number such as '4' (ResNet's layer3.4) given as text; "
+                "they become torch submodule names, e.g. 'conv1'."
             )
 
     @property
@@ -346,6 +347,34 @@ class Residual(Layer):
             )
 
 
+@dataclass(frozen=True)
+class Aux(Layer):
+    """An auxiliary classifier (GoogLeNet's): a side branch that ends in its own logits.
+
+    It reads the volume at its place in the network, runs `layers` (which end in a fully connected
+    layer) and passes the volume it read on, unchanged, to the next layer. It exists for training:
+    its cross-entropy loss, times `weight` (GoogLeNet: 0.3), is added to the main loss; at test time
+    it is not run. The analyzer counts it apart (parameters and multiply-adds with and without the
+    auxiliary heads); the torch module returns its logits in training mode only. An Aux sits at the
+    top level of a network, not inside a block, branch or residual.
+    """
+
+    layers: tuple[Layer, ...] = ()
+    weight: float = 0.3
+    kind: ClassVar[str] = "aux"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_children(self, self.layers, "layers")
+        if not self.layers or not isinstance(self.layers[-1], Linear):
+            raise SpecError(
+                f"Layer {self.name} (aux): an auxiliary classifier ends in its own logits, so its last "
+                "layer must be a linear layer (e.g. {type: linear, out_features: 1000})."
+            )
+        share = "a number, zero or more (the share of its loss in the total, 0.3 in GoogLeNet)"
+        _check_real(self, "weight", self.weight, lambda v: v >= 0, share)
+
+
 NODE_TYPES: dict[str, type[Layer]] = {
     cls.kind: cls
     for cls in (
@@ -362,6 +391,7 @@ NODE_TYPES: dict[str, type[Layer]] = {
         Block,
         Concat,
         Residual,
+        Aux,
     )
 }
 
@@ -437,18 +467,40 @@ class Network:
             raise SpecError(f"Network {self.name} has no layers.")
         holder = Block("network", tuple(self.layers))  # reuses the duplicate-name check
         del holder
+        for name, layer in walk(self.layers):
+            if isinstance(layer, Aux) and "." in name:
+                raise SpecError(
+                    f"Layer {name} (aux): an auxiliary classifier sits at the top level of the network "
+                    "(it branches off the main chain, as GoogLeNet's do after inception4a and 4d), "
+                    "not inside a block, branch or residual."
+                )
+
+    @property
+    def aux_heads(self) -> tuple[Aux, ...]:
+        """The auxiliary classifiers, in order (GoogLeNet: aux1 after inception4a, aux2 after 4d)."""
+        return tuple(layer for layer in self.layers if isinstance(layer, Aux))
 
     def with_input(self, shape: tuple[int, int, int]) -> Network:
         return dataclasses.replace(self, input_shape=tuple(shape))
 
     def with_num_classes(self, num_classes: int) -> Network:
-        """The same network with its last fully connected layer giving `num_classes` outputs."""
+        """The same network with its last fully connected layer giving `num_classes` outputs (and the
+        last one of each auxiliary classifier too)."""
         if not is_whole(num_classes) or not 0 < num_classes <= MAX_SIZE:
             raise SpecError(f"num_classes must be a positive whole number, got {shown(num_classes)}.")
-        layers = list(self.layers)
+
+        def last_to(layer: Linear) -> Linear:
+            return dataclasses.replace(layer, out_features=num_classes)
+
+        layers = [
+            dataclasses.replace(x, layers=(*x.layers[:-1], last_to(x.layers[-1])))
+            if isinstance(x, Aux)
+            else x
+            for x in self.layers
+        ]
         for i in range(len(layers) - 1, -1, -1):
             if isinstance(layers[i], Linear):
-                layers[i] = dataclasses.replace(layers[i], out_features=num_classes)
+                layers[i] = last_to(layers[i])
                 return dataclasses.replace(self, layers=tuple(layers))
         raise SpecError(
             f"Network {self.name} has no fully connected layer at its top level, so num_classes "
@@ -469,7 +521,7 @@ def walk(layers: tuple[Layer, ...], prefix: str = "") -> list[tuple[str, Layer]]
     for layer in layers:
         qualified = f"{prefix}{layer.name}"
         out.append((qualified, layer))
-        if isinstance(layer, Block):
+        if isinstance(layer, (Block, Aux)):
             out.extend(walk(layer.layers, qualified + "."))
         elif isinstance(layer, Concat):
             out.extend(walk(layer.branches, qualified + "."))

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import IlsvrcError, SpecError, SpecFileError, shown
-from .spec import MAX_SIZE, NODE_TYPES, Block, Concat, Layer, ModelInfo, Network, Residual
+from .spec import MAX_SIZE, NODE_TYPES, Aux, Block, Concat, Layer, ModelInfo, Network, Residual
 
 SUFFIXES = (".yaml", ".yml", ".json")
 MAX_DEPTH = 64  # lists and mappings inside one another; a ResNet spec needs about 8
@@ -228,7 +228,7 @@ def _layer(item: Any, where: str, counts: dict[str, int]) -> Layer:
             f"a {kind} takes {', '.join(sorted(allowed))}."
         )
     label = f"{where} ({kind} {shown(values['name'])})"
-    if cls is Block:
+    if cls in (Block, Aux):
         values["layers"] = _layers(values.get("layers"), f"{label}.layers")
     elif cls is Concat:
         branches = values.get("branches")

@@ -2,7 +2,8 @@
 
 A family module registers its networks with the `register` decorator when it is imported; `_load`
 imports every module of this package once (a new family is a new file here, nothing else to edit).
-Families are listed by the year of their paper (the module's `YEAR`), then in registration order.
+Families are listed by the year of their paper (the module's `YEAR`; `ORDER` breaks a tie, as the
+lecture tells 2014: VGG, then GoogLeNet), then in registration order.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def register(name: str) -> Callable[[Builder], Builder]:
     def add(build: Builder) -> Builder:
         if name in _REGISTRY:
             raise ValueError(f"network {name!r} registered twice")
-        family = getattr(build, "__module__", None) or getattr(getattr(build, "func", None), "__module__", "")
+        family = getattr(getattr(build, "func", build), "__module__", "")  # a partial: its function's
         _REGISTRY[name] = (family, build)
         return build
 
@@ -70,8 +71,8 @@ def _families() -> tuple[str, ...]:
         if info.name in _NOT_FAMILIES:
             continue
         module = importlib.import_module(f"{__package__}.{info.name}")
-        modules.append((getattr(module, "YEAR", 9999), module.__name__))
-    return tuple(name for _, name in sorted(modules))
+        modules.append((getattr(module, "YEAR", 9999), getattr(module, "ORDER", 0), module.__name__))
+    return tuple(name for *_, name in sorted(modules))
 
 
 def _load() -> None:
