@@ -13,7 +13,7 @@ one column at most 70em wide; tables scroll sideways on a narrow screen, picture
 screen's width (the diagram can be scrolled at a readable size on a phone).
 
 Without --run nothing here imports torch; the run's pictures of what the network learned need it and
-are drawn only if `ilsvrc.viz` can be imported; any of them that fails is left out with a note.
+are drawn only if `ilsvrc.pictures.viz` can be imported; any of them that fails is left out with a note.
 """
 
 from __future__ import annotations
@@ -165,7 +165,7 @@ def _run_summary(run: Path, rows: list[dict[str, Any]]) -> str:
 
 
 def learned_pictures(run: Path, image: Path | None) -> tuple[list[Picture], list[str]]:
-    """What the trained network learned, from `ilsvrc.viz`: (pictures, notes on what was left out).
+    """What the trained network learned, from `ilsvrc.pictures.viz`: (pictures, notes on what was left out).
 
     Each picture is made apart: one that cannot be made (no viz module, a layer it does not handle, an
     unreadable image) is replaced by a note, and the page is still written.
