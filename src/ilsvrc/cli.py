@@ -131,7 +131,7 @@ def cmd_tour(args: argparse.Namespace) -> int:
     if args.no_train:
         return 0
     heading(
-        "4. AlexNet learns the built-in shapes in 3 short epochs, about 90 s on 2 cores "
+        "4. AlexNet learns the built-in shapes in 3 short epochs, the longest step "
         f"(`ilsvrc train {' '.join(TOUR_TRAIN)}`)"
     )
     sys.stdout.flush()

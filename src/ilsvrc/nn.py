@@ -118,10 +118,10 @@ class Model(Chain):
     Memory layout: with `channels_last` (the default of `build`), the convolution weights are stored
     channels-last (N x H x W x C in memory) and `forward` lays an ordinary N x C x H x W input out the
     same way before the first layer. oneDNN then runs every convolution, pooling and ReLU without
-    converting layouts around each one: on this project's 2-core CPU, 1.24x torchvision's same
-    network in its default layout at inference and 1.10-1.14x in a training step
-    (benchmarks/RESULTS.md). Results are the same up to float rounding; state-dict keys and shapes do
-    not change. `set_channels_last(False)` goes back.
+    converting layouts around each one, faster than torchvision's same network in its default layout
+    at inference and in a training step (by how much: benchmarks/RESULTS.md, "Performance", the
+    inference and training-step tables). Results are the same up to float rounding; state-dict keys
+    and shapes do not change. `set_channels_last(False)` goes back.
     """
 
     def __init__(self, layers: Mapping[str, nn.Module], spec: Network,
@@ -188,10 +188,10 @@ class LocalResponseNorm(nn.Module):
     """b_c = a_c / (k + alpha * sum of a^2 over `size` neighbouring channels)^beta: the AlexNet paper's
     formula, with the paper's alpha (torch.nn.LocalResponseNorm divides its alpha by size).
 
-    Same results as torch.nn.LocalResponseNorm(size, alpha * size, beta, k), about twice as fast on
-    the CPU at inference and in a training step (benchmarks/lrn.py, benchmarks/RESULTS.md): the channel
-    window is summed by shifted adds instead of a 3-D average pooling, and the backward pass is written
-    out (it keeps only x and the denominator).
+    Same results as torch.nn.LocalResponseNorm(size, alpha * size, beta, k), faster on the CPU at
+    inference and in a training step (by how much: benchmarks/RESULTS.md, "LRN alone" and "The
+    published AlexNet"): the channel window is summed by shifted adds instead of a 3-D average pooling,
+    and the backward pass is written out (it keeps only x and the denominator).
     """
 
     def __init__(self, size: int, alpha: float = 1e-4, beta: float = 0.75, k: float = 2.0) -> None:

@@ -114,7 +114,7 @@ class NormalisedFloat(torch.nn.Module):
 
     The same values as v2.ToDtype(float32, scale=True), then `lighting` (a `PCALighting`, optional),
     then v2.Normalize(mean, std), to float rounding; one multiply-add per value instead of three passes
-    over the image (51 -> 14 us for a 3 x 128 x 128 image, benchmarks/pipeline_parts.py). The input's
+    over the image (the time of each: benchmarks/RESULTS.md, "The data pipeline's parts"). The input's
     memory layout is kept.
     """
 
