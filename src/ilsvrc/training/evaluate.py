@@ -36,6 +36,7 @@ from ..errors import IlsvrcError, ShapeError
 from ..networks.spec import AdaptiveAvgPool, Dropout, Flatten, Linear, Network, ReLU, walk
 from ..nn import Model
 from . import distributed
+from .transforms import NormalisedFloat
 
 __all__ = [
     "PROTOCOLS",
@@ -549,7 +550,9 @@ def eval_input_transform(protocol: str, image_size: int, mean: Sequence[float], 
       A simplification of VGG, which runs the uncropped image: cropping to a square lets a batch
       stack, at the cost of the ends of the longer side.
 
-    Resizing is bilinear with antialiasing; mean and std are per channel, for pixels in [0, 1].
+    Resizing is bilinear with antialiasing, on uint8; then one fused pass to float32,
+    (x / 255 - mean) / std (`transforms.NormalisedFloat`, the training transforms' last step), with mean
+    and std per channel, for pixels in [0, 1].
     """
     _check_protocol(protocol)
     if not 0.0 < crop_fraction <= 1.0:
@@ -561,7 +564,7 @@ def eval_input_transform(protocol: str, image_size: int, mean: Sequence[float], 
         geometry = [v2.Resize(resized, antialias=True), v2.CenterCrop(resized)]
     else:
         geometry = [v2.Resize(image_size, antialias=True), v2.CenterCrop(image_size)]
-    return v2.Compose([*geometry, v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))])
+    return v2.Compose([*geometry, NormalisedFloat(mean, std)])
 
 
 # ---------------------------------------------------------------------------------------------------
