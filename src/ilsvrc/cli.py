@@ -64,8 +64,9 @@ def cmd_list(args: argparse.Namespace) -> int:
         net = get_spec(name)
         rep = analyze(net, suggest=False)
         c, h, w = net.input_shape
+        macs = render.short(rep.macs, render.TABLE_DIGITS)
         row = [name, str(net.info.year or ""), f"{c}x{h}x{w}", render.n(rep.params),
-               str(rep.weight_layers), render.short(rep.macs), net.info.title]  # fmt: skip
+               str(rep.weight_layers), macs, net.info.title]  # fmt: skip
         table.rows.append(row if args.format == "text" else [*row, net.info.result])
         rows_json.append({"name": name, "year": net.info.year, "input": [c, h, w],
                           "params": rep.params, "weight_layers": rep.weight_layers,

@@ -54,6 +54,7 @@ from ..networks.spec import (
     Conv,
     Dropout,
     MaxPool,
+    Pool,
     ReLU,
     walk,
 )
@@ -275,7 +276,7 @@ def _first_conv(model: Model) -> tuple[str, Conv, int, str | None]:
             for next_name, nxt in leaves[i + 1 :]:
                 if isinstance(nxt, Conv):
                     return (name, layer, nxt.groups, next_name) if nxt.groups > 1 else (name, layer, 1, None)
-                if not isinstance(nxt, (ReLU, LRN, MaxPool, BatchNorm, Dropout)):
+                if not isinstance(nxt, (ReLU, LRN, Pool, BatchNorm, Dropout)):
                     break
             return name, layer, 1, None
     raise VisualizationError(f"{model.spec.name} has no convolution, so it has no filters to show.")
@@ -527,7 +528,7 @@ def _forward_trace(model: Model, x: Tensor, layer: str) -> tuple[list[_Step], Te
     for name, node in nodes:
         if isinstance(node, Block):
             continue
-        if not isinstance(node, (Conv, ReLU, LRN, MaxPool, AdaptiveAvgPool, BatchNorm, Dropout)):
+        if not isinstance(node, (Conv, ReLU, LRN, Pool, AdaptiveAvgPool, BatchNorm, Dropout)):
             raise VisualizationError(
                 f"The deconvnet goes back through a single chain of convolution, ReLU, LRN, pooling, batch "
                 f"norm and dropout layers; {name} ({node.kind}) comes before {layer}. Choose a layer "
@@ -535,7 +536,7 @@ def _forward_trace(model: Model, x: Tensor, layer: str) -> tuple[list[_Step], Te
             )
         module = model.get_submodule(name)
         step = _Step(name, node, module, (x.shape[-2], x.shape[-1]))
-        if isinstance(node, MaxPool) and not isinstance(node, AvgPool):
+        if isinstance(node, MaxPool):
             m = module
             x, step.indices = F.max_pool2d(
                 x, m.kernel_size, m.stride, m.padding, m.dilation, ceil_mode=m.ceil_mode, return_indices=True

@@ -510,12 +510,12 @@ def evaluate(
     the protocol (`eval_input_transform`): centre-cropped for "center"; shorter side resized but not
     cropped for "10crop"; any size for "dense" (resized here to each of `scales`). `crop` defaults to
     the model's `input_shape` (its training size); `scales` to `(crop,)`; `flips` applies to "dense".
-    The model is moved to `device` (and to channels-last memory when asked) in place, as Module.to
-    does, and runs in eval mode under torch.inference_mode (modes restored afterwards); `amp`
-    ('bfloat16' or 'float16') runs the forward passes under torch.autocast. Probabilities are
-    averaged as `predict_probs` says; `num_classes` defaults to the width of the model's output.
-    An empty loader is an EvaluationError, or with `allow_empty` (and `num_classes`) a result of 0
-    images and NaN errors (`Meter.result`).
+    The model is moved to `device` (and to channels-last memory when asked and, for a `Model`, when
+    `Model.set_channels_last` allows it) in place, as Module.to does, and runs in eval mode under
+    torch.inference_mode (modes restored afterwards); `amp` ('bfloat16' or 'float16') runs the forward
+    passes under torch.autocast. Probabilities are averaged as `predict_probs` says; `num_classes`
+    defaults to the width of the model's output. An empty loader is an EvaluationError, or with
+    `allow_empty` (and `num_classes`) a result of 0 images and NaN errors (`Meter.result`).
     """
     _check_protocol(protocol)
     device = torch.device(device)
@@ -523,7 +523,9 @@ def evaluate(
     autocast = _autocast(device, amp)
     model.to(device)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    if channels_last:
+    if channels_last and isinstance(model, Model):
+        model.set_channels_last(True)  # a network oneDNN cannot train channels-last keeps its layout
+    elif channels_last:
         model.to(memory_format=torch.channels_last)
     net = model
     if protocol == "dense" and not isinstance(model, FullyConvolutional):
