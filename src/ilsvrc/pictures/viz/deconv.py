@@ -25,6 +25,7 @@ from ...networks.spec import (
     Conv,
     Dropout,
     MaxPool,
+    Pool,
     ReLU,
     walk,
 )
@@ -60,7 +61,7 @@ def _forward_trace(model: Model, x: Tensor, layer: str) -> tuple[list[_Step], Te
     for name, node in nodes:
         if isinstance(node, Block):
             continue
-        if not isinstance(node, (Conv, ReLU, LRN, MaxPool, AdaptiveAvgPool, BatchNorm, Dropout)):
+        if not isinstance(node, (Conv, ReLU, LRN, Pool, AdaptiveAvgPool, BatchNorm, Dropout)):
             raise VisualizationError(
                 f"The deconvnet goes back through a single chain of convolution, ReLU, LRN, pooling, batch "
                 f"norm and dropout layers; {name} ({node.kind}) comes before {layer}. Choose a layer "
@@ -68,7 +69,7 @@ def _forward_trace(model: Model, x: Tensor, layer: str) -> tuple[list[_Step], Te
             )
         module = model.get_submodule(name)
         step = _Step(name, node, module, (x.shape[-2], x.shape[-1]))
-        if isinstance(node, MaxPool) and not isinstance(node, AvgPool):
+        if isinstance(node, MaxPool):
             m = module
             x, step.indices = F.max_pool2d(
                 x, m.kernel_size, m.stride, m.padding, m.dilation, ceil_mode=m.ceil_mode, return_indices=True

@@ -13,7 +13,7 @@ import torch
 from matplotlib.figure import Figure
 from torch import Tensor
 
-from ...networks.spec import LRN, BatchNorm, Block, Conv, Dropout, MaxPool, ReLU, walk
+from ...networks.spec import LRN, BatchNorm, Block, Conv, Dropout, Pool, ReLU, walk
 from .common import VisualizationError, no_ticks
 
 if TYPE_CHECKING:
@@ -95,7 +95,7 @@ def first_conv(model: Model) -> tuple[str, Conv, int, str | None]:
             for next_name, nxt in leaves[i + 1 :]:
                 if isinstance(nxt, Conv):
                     return (name, layer, nxt.groups, next_name) if nxt.groups > 1 else (name, layer, 1, None)
-                if not isinstance(nxt, (ReLU, LRN, MaxPool, BatchNorm, Dropout)):
+                if not isinstance(nxt, (ReLU, LRN, Pool, BatchNorm, Dropout)):
                     break
             return name, layer, 1, None
     raise VisualizationError(f"{model.spec.name} has no convolution, so it has no filters to show.")
