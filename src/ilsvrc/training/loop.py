@@ -561,7 +561,7 @@ class RunState:
     signum: int | None = None  # the signal that stops it, if one does
     # this process's only
     unread: _Unread = dataclasses.field(default_factory=_Unread)
-    time_allows: int = 0  # the last step the time limit leaves room for, as the ranks last agreed
+    time_allows: int = 0  # with a time limit, the last step it leaves room for, as the ranks last agreed
     epoch_skipped: list = dataclasses.field(default_factory=list)  # this epoch's unreadable files
     skip_log: SkipLog = dataclasses.field(default_factory=SkipLog)  # each unreadable file logged once
 
@@ -705,14 +705,14 @@ def _train_epoch(run: Run, state: RunState, signals: StopRequest) -> None:
             start = now
             continue
         _step(run, state, images, targets)
+        synced = _sync_point(run, state)
+        if synced:
+            _read_losses(run, state, bar)  # waits for the device: part of the steps' time
         bar.advance()
         now = _now()
         state.sums.seconds += now - start
         start = now
         state.step_seconds = state.sums.seconds / state.sums.steps
-        synced = _sync_point(run, state)
-        if synced:
-            _read_losses(run, state, bar)
         if synced or not ctx.enabled:  # alone, the check waits for no one: after every step
             _agree_to_stop(run, state, signals)
             if state.stopped is not None:
@@ -731,9 +731,9 @@ def _step(run: Run, state: RunState, images: torch.Tensor | None, targets: torch
     Distributed, a rank whose share has no readable image still takes part, with an empty batch and a
     zero loss (so a zero gradient): DDP's gradient all-reduce needs every rank, and knowing whether the
     other shares were readable would take an agreement at every step. Every rank then steps on the
-    other ranks' gradients (averaged over all ranks, this one's zero included), and if no share of
-    the batch was readable, on none (momentum and weight decay still move the weights). One process
-    skips a batch with no readable image instead (`_train_epoch`).
+    other ranks' gradients (averaged over all ranks, this one's zero included); when no share of the
+    batch was readable, the step has a zero gradient (momentum and weight decay still move the
+    weights). One process skips a batch with no readable image instead (`_train_epoch`).
     """
     if images is None:
         size = run.config.image_size
