@@ -1,7 +1,7 @@
 """Every performance case of issue 5, each beside its reference in the same run.
 
-    python -m benchmarks            # the full run, about 25 minutes on this project's 2-core machine
-    python -m benchmarks --quick    # every case, fewer repeats and points: under 3 minutes
+    python -m benchmarks            # the full run (its time: the "Command" line of RESULTS.md's run)
+    python -m benchmarks --quick    # every case, fewer repeats and points, a few minutes
     python -m benchmarks --only models,data --no-write
 
 It prints each case as it finishes and writes them all, with the machine, the versions and the
@@ -23,7 +23,7 @@ sys.path.insert(0, str(HERE))  # the cases import `harness` as a plain module
 
 import cases  # noqa: E402
 import costs  # noqa: E402
-from harness import Section, log, machine, matmul_rate  # noqa: E402
+from harness import Section, log, machine, matmul_rate, utc_stamp  # noqa: E402
 
 DEFAULT_DATA = HERE.parent.parent / "shared" / "data" / "imagenette"
 CASES = ("models", "alexnet", "data", "e2e", "analyzer", "costs")
@@ -73,7 +73,7 @@ def cost_section(results: list[dict], plot: Path | None) -> Section:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer repeats and points (under 3 minutes)")
+    parser.add_argument("--quick", action="store_true", help="fewer repeats and points (a few minutes)")
     parser.add_argument("--only", help=f"comma-separated cases among {', '.join(CASES)}")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the Imagenette folder")
     parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     header = [
         "## Performance (issue 5): every case beside its reference, one run",
         "",
-        f"Command: `{command}`, {time.strftime('%Y-%m-%d %H:%M')} UTC, {minutes:.1f} minutes.",
+        f"Command: `{command}`, {utc_stamp()}, {minutes:.1f} minutes.",
         f"Machine: {machine()}.",
         f"Matrix-product rate (4096^3 float32, best of 5): {rate:.0f} GFLOP/s at the start, {rate_after:.0f} "
         'at the end; the "fraction of matmul rate" columns divide by the first.',

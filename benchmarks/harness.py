@@ -59,6 +59,11 @@ def _timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
+def utc_stamp(seconds: float | None = None) -> str:
+    """The time `seconds` (default: now) as '2026-11-25 07:11 UTC', in UTC whatever the machine's zone."""
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(seconds))
+
+
 def machine() -> str:
     import torchvision
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import interleaved, log, machine, median  # noqa: E402
+from harness import interleaved, log, machine, median, utc_stamp  # noqa: E402
 
 from ilsvrc.nn import LocalResponseNorm  # noqa: E402
 
@@ -55,7 +55,7 @@ def main() -> None:
     lines = [
         "## LRN alone: ilsvrc's module, torch's, and a fused kernel",
         "",
-        f"Command: `python benchmarks/lrn.py`; {time.strftime('%Y-%m-%d %H:%M')} UTC. Machine: {machine()}.",
+        f"Command: `python benchmarks/lrn.py`; {utc_stamp()}. Machine: {machine()}.",
         "Inference, float32, channels-last, batch 64, median of 7 interleaved rounds.",
         "",
         "| layer | volume | torch.nn.LocalResponseNorm | ilsvrc | torch.compile(formula) | read + write |",

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import torch
 from torchvision.transforms import v2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import interleaved, machine, median  # noqa: E402
+from harness import interleaved, machine, median, utc_stamp  # noqa: E402
 
 from ilsvrc.training.transforms import NormalisedFloat  # noqa: E402
 
@@ -61,7 +60,7 @@ def main() -> None:
     lines = [
         "## The data pipeline's parts, each beside what it replaced",
         "",
-        f"Command: `python benchmarks/pipeline_parts.py`; {time.strftime('%Y-%m-%d %H:%M')} UTC, one thread. "
+        f"Command: `python benchmarks/pipeline_parts.py`; {utc_stamp()}, one thread. "
         f"Machine: {machine()}. Median of 7 interleaved rounds of {N} calls; the values are equal.",
         "",
         "| step | before | ilsvrc | speed-up |",

@@ -21,13 +21,14 @@ from ilsvrc.training.data import (
     open_dataset,
     save_classes,
 )
+from ilsvrc.training.evaluate import EvaluationError, eval_input_transform
 from ilsvrc.training.transforms import (
     IMAGENET_PCA_EIGVAL,
     IMAGENET_PCA_EIGVEC,
     TRAIN_AUGMENTATIONS,
+    NormalisedFloat,
     PCALighting,
     RandomShorterSide,
-    eval_transform,
     resize_shorter,
     train_transform,
 )
@@ -393,8 +394,10 @@ def test_paper_sizes_and_flips():
 
 
 def test_eval_transform_resize_then_centre_crop():
+    """The one centre-crop evaluation transform: resize and crop on uint8, then the fused float pass."""
     image = torch.from_numpy(rgb_pattern(300, 400).transpose(2, 0, 1).copy())
-    transform = eval_transform(224, MEAN, STD)  # resize 256 (224 / 0.875), centre crop 224
+    transform = eval_input_transform("center", 224, MEAN, STD)  # resize 256 (224 / 0.875), crop 224
+    assert isinstance(transform.transforms[-1], NormalisedFloat)  # not ToDtype + Normalize: slower
     out = transform(image)
     assert out.shape == (3, 224, 224) and out.dtype == torch.float32
     torch.manual_seed(1)
@@ -405,6 +408,6 @@ def test_eval_transform_resize_then_centre_crop():
     crop = resized[:, top : top + 224, left : left + 224].float() / 255
     manual = (crop - torch.tensor(MEAN).view(3, 1, 1)) / torch.tensor(STD).view(3, 1, 1)
     assert torch.allclose(out, manual, atol=1e-5)
-    assert eval_transform(128, MEAN, STD, crop_fraction=1.0)(image).shape == (3, 128, 128)
-    with pytest.raises(IlsvrcError, match="crop_fraction"):
-        eval_transform(128, MEAN, STD, crop_fraction=0)
+    assert eval_input_transform("center", 128, MEAN, STD, crop_fraction=1.0)(image).shape == (3, 128, 128)
+    with pytest.raises(EvaluationError, match="crop_fraction"):
+        eval_input_transform("center", 128, MEAN, STD, crop_fraction=0)

@@ -603,3 +603,49 @@ print(model.channels_last)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-1500:]
     assert done.stdout.strip() == "False"  # both have a 1x1 kernel with unequal strides: kept NCHW
+
+
+def test_set_channels_last_keeps_a_network_onednn_cannot_train_in_the_default_layout() -> None:
+    """Every caller is safe, not only `build`: the training loop's `model.set_channels_last(True)` and
+    `evaluate(..., channels_last=True)` leave a 1x1 convolution with unequal strides NCHW."""
+    from ilsvrc.training.evaluate import evaluate
+
+    def net(first: Conv) -> Network:  # conv2's 3x3 weights show the layout (a 1x1 kernel's fit both)
+        return Network("n", (3, 12, 12), (first, Conv("c2", 4, 3), Flatten("flatten"), Linear("fc", 3)))
+
+    def channels_last(model: nn.Module) -> bool:
+        return model.c2.weight.is_contiguous(memory_format=torch.channels_last)
+
+    model = build(net(Conv("c", 4, 1, stride=(2, 1))), channels_last=False)
+    assert model.set_channels_last(True) is model
+    assert not model.channels_last and not channels_last(model) and model.c2.weight.is_contiguous()
+    batches = [(torch.randn(2, 3, 12, 12), torch.tensor([0, 2]))]
+    evaluate(model, batches, channels_last=True)
+    assert not model.channels_last and not channels_last(model)
+    # a safe network does go channels-last, through either door
+    model = build(net(Conv("c", 4, 1, stride=2)), channels_last=False)
+    evaluate(model, batches, channels_last=True)
+    assert model.channels_last and channels_last(model)
+    assert build(net(Conv("c", 4, 1, stride=2)), channels_last=False).set_channels_last(True).channels_last
+
+
+def test_relus_work_in_place_where_the_analyzer_says() -> None:
+    """One rule: the module's ReLUs are in place exactly where the analysis's rows say, and that is
+    where it is safe (not the network's input, not a branch's shared input, not after another ReLU)."""
+    net = Network(
+        "n",
+        (3, 8, 8),
+        (ReLU("r0"), Conv("c1", 4, 3, padding=1), ReLU("r1"), ReLU("r2"), AvgPool("p", 2), ReLU("r3"),
+         Concat("inc", (Block("a", (ReLU("r"), Conv("c", 2, 1))), Block("b", (Conv("c", 2, 1), ReLU("r"))))),
+         Dropout("d"), ReLU("r4"), Flatten("f"), ReLU("r5"), Linear("fc", 2)),
+    )  # fmt: skip
+    rows = {r.name: r for r in analyze(net).rows if isinstance(r.layer, ReLU)}
+    expected = {"r0": False, "r1": True, "r2": False, "r3": True, "inc.a.r": False, "inc.b.r": True,
+                "r4": True, "r5": False}  # fmt: skip
+    assert {name: row.in_place for name, row in rows.items()} == expected
+    model = build(net)
+    assert {name: model.get_submodule(name).inplace for name in rows} == expected
+    x = torch.randn(2, 3, 8, 8)
+    before = x.clone()
+    model.train()(x).sum().backward()  # autograd would refuse a ReLU in place on a saved tensor
+    assert torch.equal(x, before)  # the network's input is never changed

@@ -87,6 +87,42 @@ def test_a_process_with_no_validation_images_does_not_stop_the_run(spec: str, tm
     assert line["val_top1_error"] in (0.0, 1.0) and line["skipped_val"] == 0  # one image: right or wrong
 
 
+def test_a_process_whose_share_is_unreadable_still_steps_with_the_others(spec: str, tmp_path: Path) -> None:
+    """torchrun, 2 processes, batches of 4: the second process's half of the first batch is unreadable.
+    It takes part in that step with an empty batch (a zero gradient) instead of the ranks agreeing at
+    every step whether to skip it: the run ends, every batch made a step, each file is counted once."""
+    from PIL import Image
+
+    from ilsvrc.training.data import ImageFolderRGB
+    from ilsvrc.training.loop import epoch_batches
+
+    root = tmp_path / "data"
+    for c, name in enumerate(("ant", "bee")):
+        for split, n in (("train", 8), ("val", 2)):
+            (root / split / name).mkdir(parents=True)
+            for i in range(n):
+                Image.new("RGB", (36, 36), (40 + 150 * c, 20 * i, 90)).save(root / split / name / f"{i}.png")
+    samples = ImageFolderRGB(root, "train").samples
+    unreadable = [samples[i][0] for i in epoch_batches(len(samples), 4, 0, 0)[0][2:]]  # rank 1's share
+    for path in unreadable:
+        path.write_bytes(b"not an image")
+    run = tmp_path / "run"
+    args = ["train", spec, "--recipe", "cpu", "--image-size", "32", "--workers", "0", "--data", str(root),
+            "--no-cache", "--batch-size", "4", "--epochs", "1", "--out", str(run)]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "ilsvrc",
+         *args],
+        capture_output=True, text=True, timeout=300, env=env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    (line,) = read_metrics(run)
+    assert line["complete"] and line["step"] == 4  # 16 files in batches of 4: four steps
+    assert line["skipped_train"] == 2
+    for path in unreadable:
+        assert done.stdout.count(f"Skipped unreadable image {path}") == 1, done.stdout
+
+
 def _wait_for_step(run: Path, step: int, proc: subprocess.Popen, timeout: float = 120) -> None:
     deadline = time.time() + timeout
     pointer = run / "checkpoints" / "last.json"

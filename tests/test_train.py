@@ -482,3 +482,57 @@ def test_stop_after_one_step_is_singular(tiny: str, tmp_path: Path) -> None:
           progress=False, log=lines.append)  # fmt: skip
     assert any("(stop after 1 step)" in x for x in lines), lines
     assert "1 epoch of 6 steps" in lines[0]
+
+
+# ---------------------------------------------------------------------------------------------------
+# A step does not wait for the device (issue 11, item 2)
+
+
+def test_the_loop_reads_the_device_once_every_sync_interval(tiny: str, tmp_path: Path, monkeypatch) -> None:
+    """The steps leave their losses and hits on the device; the loop reads them, in one transfer, every
+    SYNC_EVERY steps and at the epoch's end: 24 steps make 3 reads (it read four times at every step)."""
+    import sys
+
+    import ilsvrc.training.loop as training
+
+    reads: list[str] = []
+    for name in ("item", "tolist", "__bool__", "__int__", "__float__", "__index__"):
+        real = getattr(torch.Tensor, name)
+
+        def counted(self, *args, _real=real, _name=name, **kwargs):
+            if sys._getframe(1).f_code.co_filename == training.__file__:  # the loop's own code reads
+                reads.append(f"{_name} in {sys._getframe(1).f_code.co_name}")
+            return _real(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    assert training.SYNC_EVERY == 10
+    run = train(make_config(tiny, "cpu", **quick(tiny, tmp_path / "r", epochs=1, synthetic_train=24 * 8)),
+                progress=False, log=_quiet)  # fmt: skip
+    assert read_metrics(run)[0]["step"] == 24
+    # besides the epoch's shuffle (on the CPU; also once at set-up) and the weights' check before the
+    # checkpoint: the losses, after steps 10 and 20 and (the last 4) at the epoch's end
+    steps = [x for x in reads if not x.endswith((" in epoch_batches", " in _save"))]
+    assert steps == ["tolist in read"] * 3, reads
+
+
+def test_a_nan_is_named_at_its_step_and_never_checkpointed(spec: str, tmp_path: Path) -> None:
+    """A loss that turns NaN between two reads: the error names the step where it did, whenever it was
+    read; with a checkpoint after every step, the last one on disk is from just before that step, with
+    finite sums and weights."""
+    import re
+
+    from ilsvrc.training.loop import DivergedError
+
+    settings = dict(image_size=32, synthetic_classes=4, workers=0, epochs=3, synthetic_train=48,
+                    synthetic_val=16, batch_size=8, lr=30.0, schedule="constant")  # fmt: skip
+    named = {}
+    for every in (None, 1):
+        run = tmp_path / f"every-{every}"
+        with pytest.raises(DivergedError, match=r"at step \d+") as info:
+            train(make_config(spec, "cpu", out=str(run), checkpoint_every=every, **settings), progress=False,
+                  log=_quiet)  # fmt: skip
+        named[every] = int(re.search(r"at step (\d+)", str(info.value)).group(1))
+    assert named[None] == named[1] >= 1
+    weights, state, _ = checkpoint.load(tmp_path / "every-1")
+    assert state["step"] == named[1]  # the state before the step whose loss was NaN
+    assert math.isfinite(state["sums"]["loss"]) and all(torch.isfinite(w).all() for w in weights.values())

@@ -63,7 +63,7 @@ def test_alexnet_filters_are_96_tiles_in_two_groups_as_conv2_sees_them(tmp_path:
         expected = ((f - f.min()) / (f.max() - f.min())).permute(1, 2, 0).numpy()
         assert np.allclose(grid.image[top : top + h, left : left + w], expected, atol=1e-6)
     assert max(b[0] for b in grid.boxes[:48]) + 11 < min(b[0] for b in grid.boxes[48:])
-    assert viz._first_conv(model)[2:] == (2, "conv2")  # the split comes from conv2's groups=2
+    assert viz.filters.first_conv(model)[2:] == (2, "conv2")  # the split comes from conv2's groups=2
     fig = viz.filters_figure(model)
     assert "96 filters 11x11x3" in fig._suptitle.get_text()
     opened(viz.save(fig, tmp_path / "filters.png"), fig)
@@ -449,6 +449,26 @@ def test_eval_image_is_what_predict_feeds_the_model(run: Path, photo: Path) -> N
 
 def test_conv_layers_of_the_zoo_nets_are_found_by_their_spec_names() -> None:
     model = create_model("vgg11", num_classes=4, input_size=32)
-    name, conv, groups, _ = viz._first_conv(model)
+    name, conv, groups, _ = viz.filters.first_conv(model)
     assert (name, groups) == ("conv1_1", 1) and isinstance(conv, Conv)
     assert "conv5_2" in viz.layer_names(model, spatial=True)
+
+
+def test_each_view_imports_only_common_and_the_layers_below() -> None:
+    """The views are independent: a view module reaches the package's shared pieces through `common`
+    only, never another view, the report or the command line; the max-pool gradient needs no run."""
+    import ast
+
+    folder = Path(viz.__file__).parent
+    views = sorted(p.stem for p in folder.glob("*.py") if p.stem not in ("__init__", "common"))
+    assert views == ["deconv", "features", "filters", "occlusion", "pool_gradient"]
+    for view in views:
+        tree = ast.parse((folder / f"{view}.py").read_text())
+        found = {("." * n.level) + (n.module or "") for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        ours = {m for m in found if m.startswith(".")}
+        assert {m for m in ours if not m.startswith("...")} == {".common"}, view
+        assert all(
+            m.split(".")[3] in ("networks", "analysis", "nn", "training") for m in ours - {".common"}
+        ), view
+    pool = ast.parse((folder / "pool_gradient.py").read_text())
+    assert not [n for n in ast.walk(pool) if isinstance(n, ast.ImportFrom) and n.level > 1]

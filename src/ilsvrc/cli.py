@@ -64,8 +64,9 @@ def cmd_list(args: argparse.Namespace) -> int:
         net = get_spec(name)
         rep = analyze(net, suggest=False)
         c, h, w = net.input_shape
+        macs = render.short(rep.macs, render.TABLE_DIGITS)
         row = [name, str(net.info.year or ""), f"{c}x{h}x{w}", render.n(rep.params),
-               str(rep.depth), render.short(rep.macs), net.info.title]  # fmt: skip
+               str(rep.depth), macs, net.info.title]  # fmt: skip
         table.rows.append(row if args.format == "text" else [*row, net.info.result])
         rows_json.append({"name": name, "year": net.info.year, "input": [c, h, w],
                           "params": rep.params, "weight_layers": rep.weight_layers,
@@ -138,7 +139,7 @@ def cmd_tour(args: argparse.Namespace) -> int:
     if args.no_train:
         return 0
     heading(
-        "4. AlexNet learns the built-in shapes in 3 short epochs, about 90 s on 2 cores "
+        "4. AlexNet learns the built-in shapes in 3 short epochs, the longest step "
         f"(`ilsvrc train {' '.join(TOUR_TRAIN)}`)"
     )
     sys.stdout.flush()

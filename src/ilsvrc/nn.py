@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .analysis.analyzer import LayerStats, analyze
+from .analysis.analyzer import LayerStats, analyze, channels_last_layout
 from .errors import SpecError
 from .networks.spec import (
     LRN,
@@ -42,7 +42,6 @@ from .networks.spec import (
     Network,
     ReLU,
     Residual,
-    walk,
 )
 from .networks.zoo import get_spec
 
@@ -118,10 +117,10 @@ class Model(Chain):
     Memory layout: with `channels_last` (the default of `build`), the convolution weights are stored
     channels-last (N x H x W x C in memory) and `forward` lays an ordinary N x C x H x W input out the
     same way before the first layer. oneDNN then runs every convolution, pooling and ReLU without
-    converting layouts around each one: on this project's 2-core CPU, 1.24x torchvision's same
-    network in its default layout at inference and 1.10-1.14x in a training step
-    (benchmarks/RESULTS.md). Results are the same up to float rounding; state-dict keys and shapes do
-    not change. `set_channels_last(False)` goes back.
+    converting layouts around each one, faster than torchvision's same network in its default layout
+    at inference and in a training step (by how much: benchmarks/RESULTS.md, "Performance", the
+    inference and training-step tables). Results are the same up to float rounding; state-dict keys
+    and shapes do not change. `set_channels_last(False)` goes back.
     """
 
     def __init__(self, layers: Mapping[str, nn.Module], spec: Network,
@@ -132,9 +131,14 @@ class Model(Chain):
         self.channels_last = False
 
     def set_channels_last(self, on: bool = True) -> Model:
-        """Store weights channels-last (or contiguous) and lay inputs out to match; returns self."""
-        self.channels_last = bool(on)
-        return self.to(memory_format=torch.channels_last if on else torch.contiguous_format)
+        """Store weights channels-last (or contiguous) and lay inputs out to match; returns self.
+
+        A network that oneDNN cannot train channels-last (a 1x1 convolution with unequal strides:
+        `analysis.analyzer.channels_last_layout`) stays in torch's default layout whatever `on` says;
+        `self.channels_last` tells which layout the module has.
+        """
+        self.channels_last = bool(on) and channels_last_layout(self.spec)
+        return self.to(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
 
     def forward(self, x: Tensor) -> Tensor:
         if self.channels_last and x.dim() == 4:
@@ -188,10 +192,10 @@ class LocalResponseNorm(nn.Module):
     """b_c = a_c / (k + alpha * sum of a^2 over `size` neighbouring channels)^beta: the AlexNet paper's
     formula, with the paper's alpha (torch.nn.LocalResponseNorm divides its alpha by size).
 
-    Same results as torch.nn.LocalResponseNorm(size, alpha * size, beta, k), about twice as fast on
-    the CPU at inference and in a training step (benchmarks/lrn.py, benchmarks/RESULTS.md): the channel
-    window is summed by shifted adds instead of a 3-D average pooling, and the backward pass is written
-    out (it keeps only x and the denominator).
+    Same results as torch.nn.LocalResponseNorm(size, alpha * size, beta, k), faster on the CPU at
+    inference and in a training step (by how much: benchmarks/RESULTS.md, "LRN alone" and "The
+    published AlexNet"): the channel window is summed by shifted adds instead of a 3-D average pooling,
+    and the backward pass is written out (it keeps only x and the denominator).
     """
 
     def __init__(self, size: int, alpha: float = 1e-4, beta: float = 0.75, k: float = 2.0) -> None:
@@ -232,10 +236,10 @@ def leaf_module(layer: Layer, channels: int, inplace: bool = True) -> nn.Module:
             groups=layer.groups,
             bias=layer.bias,
         )
-    if isinstance(layer, AvgPool):  # before MaxPool: AvgPool subclasses it
-        return nn.AvgPool2d(layer.kernel, layer.stride, layer.padding, ceil_mode=layer.ceil_mode)
     if isinstance(layer, MaxPool):
         return nn.MaxPool2d(layer.kernel, layer.stride, layer.padding, ceil_mode=layer.ceil_mode)
+    if isinstance(layer, AvgPool):
+        return nn.AvgPool2d(layer.kernel, layer.stride, layer.padding, ceil_mode=layer.ceil_mode)
     if isinstance(layer, AdaptiveAvgPool):
         return nn.AdaptiveAvgPool2d(layer.output_size)
     if isinstance(layer, LRN):
@@ -253,52 +257,40 @@ def leaf_module(layer: Layer, channels: int, inplace: bool = True) -> nn.Module:
     raise SpecError(f"Layer {layer.name}: the torch builder does not know layer type {layer.kind!r}.")
 
 
-# Whether a leaf's output is a new tensor that nothing else holds (so a ReLU after it may work in
-# place). ReLU's own output is saved for its backward pass: a second in-place ReLU would break it.
-# Dropout (which returns its input in eval mode) and Flatten (a view) keep what they receive.
-_FRESH = (Conv, MaxPool, AdaptiveAvgPool, LRN, BatchNorm, Linear)
-_PASS_THROUGH = (Dropout, Flatten)
-
-
 class _Builder:
-    """Builds the module tree of a network from the analyzer's view of it (`stats` by dotted name)."""
+    """Builds the module tree of a network from the analyzer's view of it (`stats` by dotted name).
+
+    Whether a ReLU works in place is the analyzer's `LayerStats.in_place` (only on a fresh tensor,
+    never on the network's input, an input shared with another branch or another ReLU's output), the
+    same rule its memory model follows.
+    """
 
     def __init__(self, stats: dict[str, LayerStats]) -> None:
         self.stats = stats
 
-    def chain(self, layers: tuple[Layer, ...], prefix: str, owned: bool,
-              cls: type[nn.Module] = Chain) -> tuple[OrderedDict[str, nn.Module], bool]:  # fmt: skip
-        """Modules of `layers` in order, and whether the chain's output is a fresh tensor.
-
-        `owned` says whether the chain's input is a fresh tensor; a ReLU works in place only on a
-        fresh tensor, never on the network's input or on an input shared with another branch.
-        """
+    def chain(self, layers: tuple[Layer, ...], prefix: str,
+              cls: type[nn.Module] = Chain) -> OrderedDict[str, nn.Module]:  # fmt: skip
+        """Modules of `layers` in order, named as the spec names them."""
         modules: OrderedDict[str, nn.Module] = OrderedDict()
         for layer in layers:
             _check_name(cls, layer, prefix)
-            modules[layer.name], owned = self.node(layer, prefix + layer.name, owned)
-        return modules, owned
+            modules[layer.name] = self.node(layer, prefix + layer.name)
+        return modules
 
-    def node(self, layer: Layer, name: str, owned: bool) -> tuple[nn.Module, bool]:
+    def node(self, layer: Layer, name: str) -> nn.Module:
         if isinstance(layer, Block):
-            modules, owned = self.chain(layer.layers, name + ".", owned)
-            return Chain(modules), owned
+            return Chain(self.chain(layer.layers, name + "."))
         if isinstance(layer, Concat):
-            parts = {b.name: self.block(b, f"{name}.{b.name}", Branches) for b in layer.branches}
-            return Branches(parts), True
+            return Branches({b.name: self.block(b, f"{name}.{b.name}", Branches) for b in layer.branches})
         if isinstance(layer, Residual):
-            return self.residual(layer, name), True
+            return self.residual(layer, name)
         stats = self.stats[name]
-        if isinstance(layer, ReLU):
-            return leaf_module(layer, stats.input.channels, inplace=owned), False
-        fresh = isinstance(layer, _FRESH) or (owned and isinstance(layer, _PASS_THROUGH))
-        return leaf_module(layer, stats.input.channels), fresh
+        return leaf_module(layer, stats.input.channels, inplace=stats.in_place)
 
     def block(self, block: Block, name: str, owner: type[nn.Module]) -> nn.Module:
-        """A branch or a residual part: its input is shared, so it must not be modified in place."""
+        """A branch or a residual part, checked against the attributes of the container it goes in."""
         _check_name(owner, block, name.rpartition(".")[0] + ".")
-        modules, _ = self.chain(block.layers, name + ".", owned=False)
-        return Chain(modules)
+        return Chain(self.chain(block.layers, name + "."))
 
     def residual(self, layer: Residual, name: str) -> ResidualAdd:
         body = (layer.body.name, self.block(layer.body, f"{name}.{layer.body.name}", ResidualAdd))
@@ -330,30 +322,18 @@ def build(
 
     ReLUs work in place (as torchvision's do) except where the tensor they receive is shared: the
     network's input, the input of a Concat branch or of a Residual body or shortcut, the output of
-    another ReLU, or any of these passed on by a dropout or flatten layer.
+    another ReLU, or any of these passed on by a dropout or flatten layer. The analyzer decides
+    (`LayerStats.in_place`), so its memory model describes this module.
 
     channels_last: store and run the convolutions channels-last (see `Model`); False keeps torch's
-    default layout.
+    default layout, as does a network oneDNN cannot train channels-last (`Model.set_channels_last`).
     """
     shape = tuple(input_shape) if input_shape is not None else network.input_shape
     report = analyze(network, shape, suggest=False)
     stats = {row.name: row for row in report.rows}
-    modules, _ = _Builder(stats).chain(network.layers, "", owned=False, cls=Model)
+    modules = _Builder(stats).chain(network.layers, "", cls=Model)
     c, h, w = shape
-    return Model(modules, network, (c, h, w)).set_channels_last(
-        channels_last and _channels_last_safe(network)
-    )
-
-
-def _channels_last_safe(network: Network) -> bool:
-    """False for a network that oneDNN (torch 2.14) cannot train channels-last: a 1x1 convolution with
-    unequal strides along the two axes corrupts the heap in its backward pass (found by the random
-    networks of tests/test_nn.py; minimal case: Conv2d(3, 4, 1, stride=(2, 1)), N x 3 x 32 x 38).
-    Such a network keeps torch's default layout."""
-    return not any(
-        isinstance(layer, Conv) and layer.kernel == (1, 1) and layer.stride[0] != layer.stride[1]
-        for _, layer in walk(network.layers)
-    )
+    return Model(modules, network, (c, h, w)).set_channels_last(channels_last)
 
 
 def init_weights(module: nn.Module) -> nn.Module:

@@ -40,6 +40,7 @@ from ..networks.spec import (
     Linear,
     MaxPool,
     Network,
+    Pool,
     ReLU,
     Residual,
     is_whole,
@@ -125,6 +126,10 @@ class LayerStats:
     saved_fixed_bytes: int = 0
     saved_batch_values: int = 0
     receptive_field: ReceptiveField | None = None
+    # A ReLU that works in place: the tensor it receives is fresh, held by nothing else (not the
+    # network's input, not a join's shared input, not another ReLU's saved output). `ilsvrc.nn.build`
+    # builds its ReLUs by this, so the memory model and the module agree by construction.
+    in_place: bool = False
     formulas: list[str] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
     container: bool = False
@@ -238,9 +243,40 @@ class Report:
         return self._sum("bias_adds")
 
     @property
+    def macs_with_bias_adds(self) -> int:
+        """Multiply-adds with the bias additions counted in (torchinfo's count)."""
+        return self.macs + self.bias_adds
+
+    @property
+    def flops(self) -> int:
+        """Floating-point operations per image: 2 x MACs (bias additions not counted)."""
+        return 2 * self.macs
+
+    def with_weights(self) -> list[LayerStats]:
+        """The layers the lecture counts, in order: convolutions and fully connected layers."""
+        return [r for r in self.leaves if isinstance(r.layer, (Conv, Linear))]
+
+    @property
+    def conv_layers(self) -> int:
+        return sum(1 for r in self.leaves if isinstance(r.layer, Conv))
+
+    @property
+    def fc_layers(self) -> int:
+        return sum(1 for r in self.leaves if isinstance(r.layer, Linear))
+
+    @property
     def weight_layers(self) -> int:
         """Layers counted the lecture's way: convolutions and fully connected layers."""
-        return sum(1 for r in self.leaves if isinstance(r.layer, (Conv, Linear)))
+        return len(self.with_weights())
+
+    @property
+    def output(self) -> Volume:
+        """What the network gives: the output of its last top-level layer (a flat vector of classes)."""
+        return next(r.output for r in reversed(self.rows) if r.depth == 0)
+
+    def output_bytes(self, row: LayerStats) -> int:
+        """Bytes of `row`'s output for this batch and dtype."""
+        return row.output.elements * self.batch * DTYPE_BYTES[self.dtype]
 
     def split(self) -> dict[str, dict[str, float]]:
         """Parameters and MACs of convolutions, fully connected layers and the rest (batch norm)."""
@@ -276,7 +312,7 @@ class Report:
         saved = sum(r.saved_bytes(self.dtype, self.batch) for r in self.rows)
         saved += input_bytes if self.input_saved else 0
         activations = saved + (0 if self.input_saved else input_bytes)
-        forward = sum(r.output.elements for r in self.leaves) * self.batch * item
+        forward = sum(self.output_bytes(r) for r in self.leaves)
         workspace = max((r.weights for r in self.leaves + self.aux_leaves), default=0) * item
         return {
             "weights": weights,
@@ -332,22 +368,27 @@ def _adaptive_bins(n: int, out: int) -> int:
 # The analyzer
 
 
-def describe(layer: Layer) -> str:
-    """A short label of a layer's hyper-parameters: '96 11x11/4 p2 g2'."""
+def window(layer: Conv | Pool) -> str:
+    """A sliding window's settings: kernel/stride, then p = padding, g = groups, d = dilation and ceil
+    (ceil_mode) where they are not the default: '11x11/4 p2 g2', '3x3/2 ceil'."""
+    s = f"{_hw(layer.kernel)}/{_one(layer.stride)}"
+    if any(layer.padding):
+        s += f" p{_one(layer.padding)}"
     if isinstance(layer, Conv):
-        s = f"{layer.out_channels} {_hw(layer.kernel)}/{_one(layer.stride)}"
-        if any(layer.padding):
-            s += f" p{_one(layer.padding)}"
         if layer.groups > 1:
             s += f" g{layer.groups}"
         if layer.dilation != (1, 1):
             s += f" d{_one(layer.dilation)}"
         return s
-    if isinstance(layer, MaxPool):  # and AvgPool
-        s = f"{_hw(layer.kernel)}/{_one(layer.stride)}"
-        if any(layer.padding):
-            s += f" p{_one(layer.padding)}"
-        return s + (" ceil" if layer.ceil_mode else "")
+    return s + (" ceil" if layer.ceil_mode else "")
+
+
+def describe(layer: Layer) -> str:
+    """A short label of a layer's hyper-parameters: '96 11x11/4 p2 g2'."""
+    if isinstance(layer, Conv):
+        return f"{layer.out_channels} {window(layer)}"
+    if isinstance(layer, Pool):
+        return window(layer)
     if isinstance(layer, AdaptiveAvgPool):
         return f"to {_hw(layer.output_size)}"
     if isinstance(layer, LRN):
@@ -498,7 +539,7 @@ class _Tensor:
 @dataclass(frozen=True)
 class _Flow:
     """The tensor reaching a layer, and whether it is fresh (nothing else holds it: a ReLU may then
-    work in place, as `ilsvrc.nn.build` decides)."""
+    work in place, and `ilsvrc.nn.build` makes it so)."""
 
     tensor: _Tensor
     owned: bool
@@ -516,8 +557,11 @@ def _elementwise_layout(inputs: list[_Tensor]) -> bool:
 
 
 def channels_last_layout(network: Network) -> bool:
-    """Whether `ilsvrc.nn.build(network)` lays the module out channels-last (its default): yes, unless
-    a 1x1 convolution has unequal strides (oneDNN cannot train that channels-last; see nn.build)."""
+    """Whether a module of `network` may be laid out channels-last, as `ilsvrc.nn.build` does by
+    default: yes, unless a 1x1 convolution has unequal strides along the two axes. oneDNN (torch 2.14)
+    cannot train that channels-last: it corrupts the heap in the backward pass (found by the random
+    networks of tests/test_nn.py; minimal case: Conv2d(3, 4, 1, stride=(2, 1)), N x 3 x 32 x 38).
+    `ilsvrc.nn.Model.set_channels_last` keeps such a network in torch's default layout."""
     return not any(
         isinstance(layer, Conv) and layer.kernel == (1, 1) and layer.stride[0] != layer.stride[1]
         for _, layer in walk(network.layers)
@@ -567,12 +611,12 @@ class _Autograd:
                 if isinstance(layer, BatchNorm):
                     stats.saved_batch_values += 2 * t.volume.channels  # save_mean, save_invstd
             return _Flow(self.new(stats, out, True, cl), owned=True)
-        if isinstance(layer, (MaxPool, AdaptiveAvgPool)):  # and AvgPool
+        if isinstance(layer, (Pool, AdaptiveAvgPool)):
             if grad:
                 one = isinstance(layer, AdaptiveAvgPool) and layer.output_size == (1, 1)
                 if not one:  # a mean over the map keeps only sizes
                     self.keep(t)
-                if type(layer) is MaxPool:
+                if isinstance(layer, MaxPool):
                     stats.saved_fixed_bytes += 8 * out.elements  # int64 indices of the maxima
             return _Flow(self.new(stats, out, grad, t.suggests_channels_last), owned=True)
         if isinstance(layer, LRN):
@@ -580,7 +624,8 @@ class _Autograd:
                 self.keep(t)
                 stats.saved_values += t.volume.elements  # the denominator
             return _Flow(self.new(stats, out, grad, _elementwise_layout([t])), owned=True)
-        if isinstance(layer, ReLU):  # in place on a fresh tensor, as nn.build decides
+        if isinstance(layer, ReLU):  # in place on a fresh tensor (nn.build reads `in_place`)
+            stats.in_place = flow.owned
             if flow.owned:
                 result = t
             else:
@@ -620,7 +665,8 @@ class _Walker:
     """Walks a layer tree, appending one LayerStats per node to `rows`; `autograd` follows the tensors.
 
     Each step carries a `_Flow`: the tensor that reaches the layer, and whether it is "owned" (a fresh
-    tensor nothing else holds, so that a ReLU may work on it in place: `ilsvrc.nn.build`'s rule).
+    tensor nothing else holds, so that a ReLU may work on it in place: the rule `ilsvrc.nn.build`
+    follows through `LayerStats.in_place`).
     """
 
     def __init__(self, rows: list[LayerStats], autograd: _Autograd) -> None:
@@ -763,7 +809,7 @@ def _union(fields: list[ReceptiveField]) -> ReceptiveField:
 
 
 def _receptive_field(layer: Layer, vin: Volume, vout: Volume, rf: ReceptiveField) -> ReceptiveField:
-    if isinstance(layer, (Conv, MaxPool)):
+    if isinstance(layer, (Conv, Pool)):
         dil = layer.dilation if isinstance(layer, Conv) else (1, 1)
         geometry = zip(layer.kernel, layer.stride, layer.padding, dil)
         size, jump, start = [], [], []
@@ -798,14 +844,14 @@ def _receptive_field(layer: Layer, vin: Volume, vout: Volume, rf: ReceptiveField
 # One handler per leaf type: fills output, counts and formulas of `stats`
 
 
-def _spatial(stats: LayerStats, layer: Conv | MaxPool, vin: Volume) -> tuple[int, int]:
+def _spatial(stats: LayerStats, layer: Conv | Pool, vin: Volume) -> tuple[int, int]:
     if vin.flat:
         raise ShapeError(
             f"Layer {stats.name} ({layer.kind}) receives a flat vector of {vin.channels} values, "
             "but it slides a window over a W x H x D volume. Move it before the flatten layer."
         )
     dil = layer.dilation if isinstance(layer, Conv) else (1, 1)
-    ceil = isinstance(layer, MaxPool) and layer.ceil_mode
+    ceil = isinstance(layer, Pool) and layer.ceil_mode
     outs, texts, found = [], [], []
     for axis, n in ((1, vin.width), (0, vin.height)):
         k, s, p, d = layer.kernel[axis], layer.stride[axis], layer.padding[axis], dil[axis]
@@ -928,7 +974,7 @@ def _conv(stats: LayerStats, layer: Conv, vin: Volume) -> None:
     )
 
 
-def _pool(stats: LayerStats, layer: MaxPool, vin: Volume) -> None:
+def _pool(stats: LayerStats, layer: Pool, vin: Volume) -> None:
     h, w = _spatial(stats, layer, vin)
     stats.output = Volume(vin.channels, h, w)
     stats.formulas.append(f"D2 = D1 = {vin.channels} (pooling works on each channel alone)")
@@ -1087,9 +1133,9 @@ def _sizes_along(layers: tuple[Layer, ...], sizes: list[int | None], axis: int, 
                 parts = [_sizes_along(part, sizes, axis, flags) for part in (layer.body.layers, short)]
                 flags["flat_join"] |= any(n == _FLAT for part in parts for n in part)
             sizes = [a if all(part[i] == a for part in parts) else None for i, a in enumerate(parts[0])]
-        elif isinstance(layer, (Conv, MaxPool)):
+        elif isinstance(layer, (Conv, Pool)):
             d = layer.dilation[axis] if isinstance(layer, Conv) else 1
-            ceil = isinstance(layer, MaxPool) and layer.ceil_mode
+            ceil = isinstance(layer, Pool) and layer.ceil_mode
             k, st, p = layer.kernel[axis], layer.stride[axis], layer.padding[axis]
             sizes = [_window_or_none(n, k, st, p, d, ceil) for n in sizes]
         elif isinstance(layer, AdaptiveAvgPool):
@@ -1158,7 +1204,7 @@ def _add_fixes(report: Report) -> None:
     fix = []
     if sizes:
         fix.append(f"an input of {' or '.join(f'{s}x{s}' for s in sizes)} makes every layer exact")
-    if isinstance(layer, (Conv, MaxPool)):
+    if isinstance(layer, (Conv, Pool)):
         pad = _exact_padding(report, first.layer, layer)
         fix.append(pad)
     if fix:
@@ -1166,7 +1212,7 @@ def _add_fixes(report: Report) -> None:
                                        + "."))  # fmt: skip
 
 
-def _exact_padding(report: Report, name: str, layer: Conv | MaxPool) -> str:
+def _exact_padding(report: Report, name: str, layer: Conv | Pool) -> str:
     row = next(r for r in report.rows if r.name == name)
     n = row.input.width
     k, s, p = layer.kernel[1], layer.stride[1], layer.padding[1]
@@ -1178,7 +1224,7 @@ def _exact_padding(report: Report, name: str, layer: Conv | MaxPool) -> str:
     if s % 2 or rem % 2 == 0:
         extra = (-rem * pow(2, -1, s)) % s if s % 2 else (-(rem // 2)) % period
         extra = extra or period
-        if isinstance(layer, MaxPool) and 2 * (p + extra) > k:  # and AvgPool: PyTorch refuses it
+        if isinstance(layer, Pool) and 2 * (p + extra) > k:  # PyTorch refuses it
             return (f"no padding of {name} that PyTorch allows (at most half the kernel, {k // 2}) "
                     "makes it exact")  # fmt: skip
         return f"or padding {p + extra} in {name} ((W1 - F + 2P) divisible by {s})"

@@ -29,6 +29,10 @@ class Pair:
             return f"{self.a.name} / {self.b.name}"
         return (self.a or self.b).name  # type: ignore[union-attr]
 
+    def difference(self, key: str) -> int:
+        """A's `key` ("params", "weights", "macs"...) minus B's; a missing side counts 0."""
+        return (getattr(self.a, key) if self.a else 0) - (getattr(self.b, key) if self.b else 0)
+
 
 @dataclass
 class Comparison:

@@ -12,7 +12,7 @@ import io
 import json
 from dataclasses import dataclass, field
 
-from .analyzer import CONVENTIONS, DTYPE_BYTES, Report
+from .analyzer import CONVENTIONS, Report
 from .compare import Comparison
 
 FORMATS = ("text", "markdown", "csv", "json", "latex")
@@ -36,19 +36,33 @@ def n(value: float) -> str:
 
 
 def human_bytes(value: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(value) < 1024 or unit == "TiB":
+    """Bytes in binary units: 512 -> '512 B', 1536 -> '1.5 KiB', up to TiB."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(value) < 1024:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
-    return ""  # unreachable
+    return f"{value:.1f} TiB"
 
 
-def short(value: float) -> str:
-    """1234567 -> '1.23M' (decimal units, for totals next to the exact figure)."""
-    for unit, size in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+PICTURE_DIGITS = 3  # significant digits of `short` in pictures (diagram labels, chart bars and axes)
+TABLE_DIGITS = 4  # in tables and pages, where there is room (the exact figure often stands beside)
+
+
+def short(value: float, digits: int = PICTURE_DIGITS) -> str:
+    """`value` to `digits` significant digits with a decimal K/M/G/T suffix, trailing zeros dropped.
+
+    34944 -> '34.9K', 37752832 -> '37.8M', 138357544 -> '138M' (3 digits); 61100840 -> '61.1M',
+    724406816 -> '724.4M' (4 digits). Rounding comes first, so 999,999 is '1M', not '1000K'. Below
+    1000 there is no suffix: 96 -> '96', 0.5 -> '0.5'.
+    """
+    if digits < 1:
+        raise ValueError(f"digits must be 1 or more, got {digits}")
+    value = float(f"{value:.{digits}g}")
+    for unit, size in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("K", 1e3)):
         if abs(value) >= size:
-            return f"{value / size:.2f}{unit}"
-    return f"{value:g}"
+            scaled = value / size
+            return (f"{scaled:.{digits}g}" if abs(scaled) < 10**digits else f"{scaled:.0f}") + unit
+    return f"{value:.{digits}g}"
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -58,21 +72,19 @@ def short(value: float) -> str:
 def summary_table(report: Report, derive: bool = False, expand: bool = False) -> Table:
     """The layer table. By default a module (an Inception module, a residual block, an auxiliary
     classifier) is one row with its totals, marked with a trailing '/'; `expand` shows every layer."""
-    item = DTYPE_BYTES[report.dtype]
     cols = ["layer", "type", "config", "input", "output", "weights", "biases", "params", "MACs",
             "out memory", "RF"]  # fmt: skip
     table = Table(_summary_title(report), cols, [], numeric={5, 6, 7, 8, 9})
     shown = [(row, False) for row in report.rows] if expand else report.modules()
     for row, collapsed in shown:
         indent = "  " * row.depth + ("(aux) " if row.aux and row.depth == 0 else "")
-        out_bytes = row.output.elements * report.batch * item
         rf = row.receptive_field
         table.rows.append([
             indent + row.name + ("/" if collapsed else ""), row.kind, row.hyper, str(row.input),
             str(row.output),
             n(row.weights) if row.weights else "", n(row.biases) if row.biases else "",
             n(row.params) if row.params else "-", n(row.macs) if row.macs else "-",
-            human_bytes(out_bytes), str(rf) if rf else "",
+            human_bytes(report.output_bytes(row)), str(rf) if rf else "",
         ])  # fmt: skip
         if derive and row.formulas:
             table.details[len(table.rows) - 1] = row.formulas
@@ -100,11 +112,9 @@ def _summary_title(report: Report) -> str:
 
 def summary_footer(report: Report) -> list[str]:
     split = report.split()
-    conv_layers = sum(1 for r in report.leaves if r.kind == "conv")
-    fc_layers = sum(1 for r in report.leaves if r.kind == "linear")
     mem = report.memory()
     lines = [
-        f"Total parameters: {n(report.params)} ({short(report.params)}) = weights "
+        f"Total parameters: {n(report.params)} ({short(report.params, TABLE_DIGITS)}) = weights "
         f"{n(report.weights)} + biases {n(report.biases)}; weights only (the lecture's view): "
         f"{n(report.weights)}",
         f"Layers with weights (the lecture's count): {report.depth}"
@@ -113,7 +123,7 @@ def summary_footer(report: Report) -> list[str]:
             if report.weight_layers != report.depth
             else ""
         )
-        + f" = {conv_layers} conv + {fc_layers} fully connected",
+        + f" = {report.conv_layers} conv + {report.fc_layers} fully connected",
         f"Parameters: conv {n(split['conv']['params'])} ({split['conv']['params_pct']:.1f}%), "
         f"fully connected {n(split['fc']['params'])} ({split['fc']['params_pct']:.1f}%)"
         + (
@@ -121,10 +131,10 @@ def summary_footer(report: Report) -> list[str]:
             if split["other"]["params"]
             else ""
         ),
-        f"Multiply-adds per image: {n(report.macs)} MACs ({short(report.macs)}; FLOPs = 2 x MACs = "
-        f"{short(2 * report.macs)}): conv {split['conv']['macs_pct']:.1f}%, fully connected "
-        f"{split['fc']['macs_pct']:.1f}%; bias adds {n(report.bias_adds)} not included "
-        f"(with them: {n(report.macs + report.bias_adds)}, torchinfo's count)",
+        f"Multiply-adds per image: {n(report.macs)} MACs ({short(report.macs, TABLE_DIGITS)}; "
+        f"FLOPs = 2 x MACs = {short(report.flops, TABLE_DIGITS)}): conv "
+        f"{split['conv']['macs_pct']:.1f}%, fully connected {split['fc']['macs_pct']:.1f}%; bias adds "
+        f"{n(report.bias_adds)} not included (with them: {n(report.macs_with_bias_adds)}, torchinfo's count)",
         f"Memory, batch {report.batch}, {report.dtype}: weights {human_bytes(mem['weights'])}; "
         f"inference peak ~{human_bytes(mem['inference_peak'])}; training ~"
         f"{human_bytes(mem['training_total'])} (weights + gradients + SGD momentum + "
@@ -137,7 +147,7 @@ def summary_footer(report: Report) -> list[str]:
         lines.insert(
             1,
             f"Auxiliary classifiers ({', '.join(h.name for h in heads)}; training only): "
-            f"{n(report.aux_params)} parameters, {short(report.aux_macs)} MACs; with them "
+            f"{n(report.aux_params)} parameters, {short(report.aux_macs, TABLE_DIGITS)} MACs; with them "
             f"{n(report.params_with_aux)} parameters and {n(report.macs_with_aux)} MACs per image. The "
             "totals above and below leave them out (the network as it is tested).",
         )
@@ -147,7 +157,6 @@ def summary_footer(report: Report) -> list[str]:
 
 
 def summary_json(report: Report) -> dict:
-    item = DTYPE_BYTES[report.dtype]
     layers = []
     for row in report.rows:
         rf = row.receptive_field
@@ -157,7 +166,7 @@ def summary_json(report: Report) -> dict:
             "config": row.hyper, "input": row.input.to_dict(), "output": row.output.to_dict(),
             "weights": row.weights, "biases": row.biases, "params": row.params,
             "macs": row.macs, "bias_adds": row.bias_adds,
-            "output_bytes": row.output.elements * report.batch * item,
+            "output_bytes": report.output_bytes(row),
             "receptive_field": None if rf is None else
             {"size": list(rf.size), "jump": list(rf.jump), "start": list(rf.start)},
             "formulas": list(row.formulas),
@@ -195,7 +204,7 @@ def summary_json(report: Report) -> dict:
             "biases": report.biases,
             "macs": report.macs,
             "bias_adds": report.bias_adds,
-            "flops": 2 * report.macs,
+            "flops": report.flops,
             "weight_layers": report.weight_layers,
             "depth_lecture": report.depth,
             "params_with_aux": report.params_with_aux,
@@ -222,23 +231,19 @@ def compare_table(cmp: Comparison) -> Table:
     table = Table(f"{a} (A) against {b} (B)", cols, [], numeric={6, 7, 8, 9})
     for p in cmp.pairs:
         mark = "*" if p.differs else ""
-        pa = p.a.params if p.a else 0
-        pb = p.b.params if p.b else 0
-        ma = p.a.macs if p.a else 0
-        mb = p.b.macs if p.b else 0
         table.rows.append([
             mark, p.name,
             (p.a.hyper or p.a.kind) if p.a else "(none)", str(p.a.output) if p.a else "",
             (p.b.hyper or p.b.kind) if p.b else "(none)", str(p.b.output) if p.b else "",
-            n(pa) if p.a else "", n(pb) if p.b else "",
-            _signed(pa - pb), _signed(ma - mb),
+            n(p.a.params) if p.a else "", n(p.b.params) if p.b else "",
+            _signed(p.difference("params")), _signed(p.difference("macs")),
         ])  # fmt: skip
     t = cmp.totals()
     d = t["params"]["difference"]
     more = "more" if d >= 0 else "fewer"
     table.footer = [
         f"Parameters: A {n(t['params']['a'])}, B {n(t['params']['b'])}; A has {n(abs(d))} "
-        f"({short(abs(d))}) {more} (weights only: {_signed(t['weights']['difference'])})",
+        f"({short(abs(d), TABLE_DIGITS)}) {more} (weights only: {_signed(t['weights']['difference'])})",
         f"MACs per image: A {n(t['macs']['a'])}, B {n(t['macs']['b'])}; A - B = "
         f"{_signed(t['macs']['difference'])}",
         f"Layers with weights: A {t['weight_layers']['a']}, B {t['weight_layers']['b']}",

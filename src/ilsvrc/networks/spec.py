@@ -146,8 +146,10 @@ class Conv(Layer):
 
 
 @dataclass(frozen=True)
-class MaxPool(Layer):
-    """Max pooling over `kernel` windows moved by `stride` (default: the kernel). No parameters.
+class Pool(Layer):
+    """The geometry that max and average pooling share: `kernel` windows moved by `stride` (default:
+    the kernel), the input padded by `padding`. No parameters. Not a node type of its own: a network
+    holds a `MaxPool` or an `AvgPool`, and code that means either tests `isinstance(layer, Pool)`.
 
     `ceil_mode` rounds a non-integer output size up (Caffe's convention) instead of down (PyTorch's).
     """
@@ -156,9 +158,12 @@ class MaxPool(Layer):
     stride: Size | None = None
     padding: Size = 0
     ceil_mode: bool = False
-    kind: ClassVar[str] = "maxpool"
+    kind: ClassVar[str] = "pool"
+    op: ClassVar[str] = ""  # what the window computes: "max" or "avg"
 
     def __post_init__(self) -> None:
+        if type(self) is Pool:
+            raise TypeError("Pool is the shared geometry of MaxPool and AvgPool; make one of those.")
         super().__post_init__()
         object.__setattr__(self, "kernel", pair(self.kernel, f"{self.name}: kernel"))
         stride = self.kernel if self.stride is None else self.stride
@@ -176,10 +181,19 @@ class MaxPool(Layer):
 
 
 @dataclass(frozen=True)
-class AvgPool(MaxPool):
-    """Average pooling; same geometry as `MaxPool` (padding counts as zeros in the average)."""
+class MaxPool(Pool):
+    """Max pooling: the largest value of each window (`Pool` gives the geometry)."""
+
+    kind: ClassVar[str] = "maxpool"
+    op: ClassVar[str] = "max"
+
+
+@dataclass(frozen=True)
+class AvgPool(Pool):
+    """Average pooling: the mean of each window, padding counted as zeros (`Pool` gives the geometry)."""
 
     kind: ClassVar[str] = "avgpool"
+    op: ClassVar[str] = "avg"
 
 
 @dataclass(frozen=True)

@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..analysis.analyzer import LayerStats, Report
-from ..networks.spec import BatchNorm, Conv, Linear
+from ..analysis.render import short
+from ..networks.spec import BatchNorm, Linear
 from . import figures
-from .draw import short
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 def weight_layers(report: Report) -> list[LayerStats]:
     """The bars: convolutions and fully connected layers, in the network's order."""
-    return [r for r in report.leaves if isinstance(r.layer, (Conv, Linear))]
+    return report.with_weights()
 
 
 def share_lines(report: Report) -> list[str]:

@@ -8,13 +8,14 @@ oblique edge the width, as in the AlexNet paper. Scales, stated in the figure's 
 - depth (channels): proportional to log2(channels), so that 3 and 512 channels both fit;
 - fully connected bars: height proportional to log2(units).
 
-Between boxes, the arrow names what made the next volume: kernel/stride (p = padding, g = groups),
-pooling, flatten. Under each box: its volume W x H x D and its parameters (weights + biases). A
-volume that two groups of a grouped convolution work on (the two GPUs of the published AlexNet:
-conv2, conv4 and conv5 have groups=2) is drawn as two boxes, one per group, top and bottom: parallel
-arrows stay within a group, crossing arrows connect both (conv3 and fc6 in AlexNet). Consecutive
-convolutions that give the same volume with the same settings (a VGG stage) are drawn as one deck of
-boxes. Parallel branches (concat) and residual blocks are drawn as rows between a fork and a join.
+Between boxes, the arrow names what made the next volume: kernel/stride (p = padding, g = groups,
+d = dilation, ceil = the output size rounded up), max or average pooling, flatten. Under each box: its
+volume W x H x D and its parameters (weights + biases). A volume that two groups of a grouped
+convolution work on (the two GPUs of the published AlexNet: conv2, conv4 and conv5 have groups=2) is
+drawn as two boxes, one per group, top and bottom: parallel arrows stay within a group, crossing
+arrows connect both (conv3 and fc6 in AlexNet). Consecutive convolutions that give the same volume
+with the same settings (a VGG stage) are drawn as one deck of boxes. Parallel branches (concat) and
+residual blocks are drawn as rows between a fork and a join.
 
 Layout is computed in points (1/72 inch), so font sizes and box sizes share one unit; text widths are
 measured with matplotlib's TextPath. No torch is imported here.
@@ -24,15 +25,16 @@ from __future__ import annotations
 
 import functools
 import math
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..analysis.analyzer import LayerStats, Report, Volume, analyze
+from ..analysis.analyzer import LayerStats, Report, Volume, describe, window
+from ..analysis.render import short
 from ..networks.spec import (
     LRN,
     AdaptiveAvgPool,
-    AvgPool,
     BatchNorm,
     Block,
     Concat,
@@ -41,7 +43,7 @@ from ..networks.spec import (
     Flatten,
     Layer,
     Linear,
-    MaxPool,
+    Pool,
     ReLU,
     Residual,
 )
@@ -68,15 +70,6 @@ OBLIQUE = (0.42, 0.30)  # x and y of the oblique (width) edge per point of drawn
 # Numbers and text
 
 
-def short(value: float) -> str:
-    """3 significant digits with K/M/G (decimal): 34944 -> '34.9K', 37752832 -> '37.8M'."""
-    for unit, size in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if abs(value) >= size:
-            v = value / size
-            return f"{v:.3g}{unit}" if v < 1000 else f"{v:.0f}{unit}"
-    return f"{value:g}"
-
-
 @functools.lru_cache(maxsize=4096)
 def text_width(text: str, size: float, bold: bool = False) -> float:
     """Width of `text` in points at font `size` (matplotlib's default font), from the font's advances."""
@@ -90,31 +83,14 @@ def text_width(text: str, size: float, bold: bool = False) -> float:
     return width + 1.0
 
 
-def _hw(v: tuple) -> str:
-    return f"{v[0]}x{v[1]}" if v[0] != v[1] else f"{v[0]}x{v[0]}"
-
-
-def _one(v: tuple) -> str:
-    return str(v[0]) if v[0] == v[1] else f"{v[0]},{v[1]}"
-
-
 def op_label(layer: Layer, count: int = 1) -> str:
     """What the arrow into a layer's volume says: '11x11/4', '3x3/1 p1 g2', 'max 3x3/2', 'fc'."""
     if isinstance(layer, Conv):
-        s = f"{_hw(layer.kernel)}/{_one(layer.stride)}"
-        if any(layer.padding):
-            s += f" p{_one(layer.padding)}"
-        if layer.groups > 1:
-            s += f" g{layer.groups}"
-        if layer.dilation != (1, 1):
-            s += f" d{_one(layer.dilation)}"
-        return s + (f" \u00d7{count}" if count > 1 else "")
-    if isinstance(layer, MaxPool):
-        kind = "avg" if isinstance(layer, AvgPool) else "max"
-        s = f"{kind} {_hw(layer.kernel)}/{_one(layer.stride)}"
-        return s + (f" p{_one(layer.padding)}" if any(layer.padding) else "")
+        return window(layer) + (f" \u00d7{count}" if count > 1 else "")
+    if isinstance(layer, Pool):
+        return f"{layer.op} {window(layer)}"
     if isinstance(layer, AdaptiveAvgPool):
-        return f"avg to {_hw(layer.output_size)}"
+        return f"avg {describe(layer)}"
     if isinstance(layer, Linear):
         return "fc"
     return layer.kind
@@ -136,7 +112,7 @@ def _kind_colour(layer: Layer | None) -> str:
         return figures.COLOURS["input"]
     if isinstance(layer, Conv):
         return figures.COLOURS["conv"]
-    if isinstance(layer, (MaxPool, AdaptiveAvgPool)):
+    if isinstance(layer, (Pool, AdaptiveAvgPool)):
         return figures.COLOURS["pool"]
     if isinstance(layer, Linear):
         return figures.COLOURS["linear"]
@@ -195,7 +171,9 @@ class Scale:
 
 
 @dataclass
-class Node:
+class Node(ABC):
+    """What a row holds (a `Box`, a `Bar` or `Branches`): made from the analysis, drawn in points."""
+
     layer: Layer | None  # the layer that made this volume (None: the network's input)
     stats: list[LayerStats]  # one, or several for a deck
     extras: list[str] = field(default_factory=list)
@@ -203,17 +181,21 @@ class Node:
     parts: int = 1  # boxes drawn for a grouped volume
     show_params: bool = True  # False for a concat's joined volume (its parameters are its branches')
 
+    @abstractmethod
     def size(self, scale: Scale) -> tuple[float, float, float]:
-        raise NotImplementedError
+        """(width, extent above the centre line, extent below it), in points, texts included."""
 
+    @abstractmethod
     def ports_in(self, x: float, yc: float, scale: Scale) -> list[tuple[float, float]]:
-        raise NotImplementedError
+        """Where arrows into the node end, drawn with its left edge at x and its centre line at yc."""
 
+    @abstractmethod
     def ports_out(self, x: float, yc: float, scale: Scale) -> list[tuple[float, float]]:
-        raise NotImplementedError
+        """Where arrows out of the node start (one per group of a split volume)."""
 
+    @abstractmethod
     def draw(self, ax: Axes, x: float, yc: float, scale: Scale) -> None:
-        raise NotImplementedError
+        """Draw the node with its left edge at x and its centre line at yc."""
 
     # texts shared by boxes and bars
     def name(self) -> str:
@@ -506,9 +488,7 @@ def _parallel(parts: int, node: Node) -> bool:
     layer = node.layer
     if parts < 2 or node.parts != parts:
         return False
-    return isinstance(layer, (MaxPool, AdaptiveAvgPool)) or (
-        isinstance(layer, Conv) and layer.groups == parts
-    )
+    return isinstance(layer, (Pool, AdaptiveAvgPool)) or (isinstance(layer, Conv) and layer.groups == parts)
 
 
 def _arrow(ax: Axes, path: list[tuple[float, float]], end: tuple[float, float], label: str) -> None:
@@ -563,7 +543,7 @@ def _nodes(layers: tuple[Layer, ...], prefix: str, stats: dict[str, LayerStats])
             rows = [Row(_nodes(p.layers, f"{name}.{p.name}.", stats) if p else []) for p in parts]
             labels = [layer.body.name, layer.shortcut.name if layer.shortcut else "identity"]
             node = Branches(layer, [stats[name]], rows=rows, labels=labels)
-        elif isinstance(layer, (Conv, MaxPool, AdaptiveAvgPool)):
+        elif isinstance(layer, (Conv, Pool, AdaptiveAvgPool)):
             node = Box(layer, [stats[name]])
         elif isinstance(layer, Linear):
             node = Bar(layer, [stats[name]])
@@ -611,7 +591,7 @@ def _groups(node: Node) -> int:
 
 
 def _keeps_groups(node: Node) -> bool:
-    return isinstance(node, Box) and isinstance(node.layer, (MaxPool, AdaptiveAvgPool))
+    return isinstance(node, Box) and isinstance(node.layer, (Pool, AdaptiveAvgPool))
 
 
 def _mark_parts(nodes: list[Node]) -> None:
@@ -746,7 +726,8 @@ def _legend_lines(report: Report, nodes: list[Node]) -> list[str]:
     lines = [
         "Boxes: output volumes W x H x D; height and width drawn proportional to the square root of the "
         "pixels, depth to log2(channels). Bars: fully connected layers, height proportional to log2(units).",
-        "Arrows: kernel/stride of what makes the next volume (p = padding, g = groups, xN = N layers). "
+        "Arrows: kernel/stride of what makes the next volume (p = padding, g = groups, d = dilation, "
+        "ceil = output size rounded up, xN = N layers). "
         "Parameters = weights + biases. ReLU layers are not drawn.",
     ]
     if any(n.parts > 1 for n in _all(nodes)):
@@ -789,8 +770,3 @@ def draw(report: Report, out: str | Path) -> Path:
     """Write the diagram of `report` to `out` (.svg or .png); returns the path."""
     figures.check_output(out)  # a bad name or folder fails before the drawing
     return figures.save(diagram_figure(report), out)
-
-
-def draw_network(network, out: str | Path, input_shape: tuple[int, int, int] | None = None) -> Path:
-    """Analyse `network` (a spec.Network) at `input_shape` and write its diagram to `out`."""
-    return draw(analyze(network, input_shape), out)

@@ -13,7 +13,7 @@ one column at most 70em wide; tables scroll sideways on a narrow screen, picture
 screen's width (the diagram can be scrolled at a readable size on a phone).
 
 Without --run nothing here imports torch; the run's pictures of what the network learned need it and
-are drawn only if `ilsvrc.viz` can be imported; any of them that fails is left out with a note.
+are drawn only if `ilsvrc.pictures.viz` can be imported; any of them that fails is left out with a note.
 """
 
 from __future__ import annotations
@@ -83,6 +83,9 @@ def _facts_html(facts: list[tuple[str, str]]) -> str:
 
 
 def _header(report: Report, run: Path | None = None) -> str:
+    def short(value: float) -> str:
+        return render.short(value, render.TABLE_DIGITS)
+
     net, info, i = report.network, report.network.info, report.input
     split = report.split()
     mem = report.memory()
@@ -94,9 +97,9 @@ def _header(report: Report, run: Path | None = None) -> str:
         ("notes", info.notes),
         ("as trained", f"by the run {run.name}: its input size and classes" if run is not None else ""),
         ("input", f"{i.width}x{i.height}x{i.channels} (W x H x D)"),
-        ("outputs (classes)", f"{[r for r in report.rows if r.depth == 0][-1].output.elements:,}"),
-        ("parameters", f"{report.params:,} ({render.short(report.params)}), weights {report.weights:,}"),
-        ("multiply-adds per image", f"{report.macs:,} ({render.short(report.macs)}; FLOPs = 2 x MACs)"),
+        ("outputs (classes)", f"{report.output.elements:,}"),
+        ("parameters", f"{report.params:,} ({short(report.params)}), weights {report.weights:,}"),
+        ("multiply-adds per image", f"{report.macs:,} ({short(report.macs)}; FLOPs = 2 x MACs)"),
         ("layers with weights", f"{report.weight_layers}"),
         ("where the parameters are", f"FC {fc['params_pct']:.1f}%, conv {conv['params_pct']:.1f}%"),
         ("where the arithmetic is", f"conv {conv['macs_pct']:.1f}%, FC {fc['macs_pct']:.1f}%"),
@@ -165,7 +168,7 @@ def _run_summary(run: Path, rows: list[dict[str, Any]]) -> str:
 
 
 def learned_pictures(run: Path, image: Path | None) -> tuple[list[Picture], list[str]]:
-    """What the trained network learned, from `ilsvrc.viz`: (pictures, notes on what was left out).
+    """What the trained network learned, from `ilsvrc.pictures.viz`: (pictures, notes on what was left out).
 
     Each picture is made apart: one that cannot be made (no viz module, a layer it does not handle, an
     unreadable image) is replaced by a note, and the page is still written.

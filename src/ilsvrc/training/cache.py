@@ -8,8 +8,8 @@ decode. Loader workers share the mapping (the page cache holds it once).
 
 Pixels are stored H x W x 3 and handed out as a 3 x H x W view of that memory (channels-last strides):
 torch's uint8 antialiased resize, the heart of every crop-and-resize augmentation, has a vectorised
-path for that layout: a random 224 -> 128 crop takes 143 us instead of 211 us on planar 3 x H x W
-images, 1.5x faster (benchmarks/pipeline_parts.py). The values are the same.
+path for that layout, faster than on planar 3 x H x W images (by how much: benchmarks/RESULTS.md, "The
+data pipeline's parts", made by benchmarks/pipeline_parts.py). The values are the same.
 
 The cache lives in `ILSVRC_CACHE_DIR` (default `~/.cache/ilsvrc`), one folder (an *entry*) per list of
 files, named by a hash of the files' paths, sizes and modification times: a changed, added or removed

@@ -198,7 +198,7 @@ class SyntheticShapes(Dataset):
         background = rng.uniform(0.0, 1.0, size=3)
         foreground = (background + rng.uniform(0.3, 0.7, size=3)) % 1.0
         # Brightness shared by the three channels (a gradient and noise), so it is not a colour cue.
-        # Uniform noise: rng.random in float32 is about 3x faster than standard_normal at 128 px.
+        # Uniform noise: rng.random in float32 is faster than standard_normal.
         angle = rng.uniform(0, 2 * math.pi)
         slope = rng.uniform(0.0, 0.15) * 255.0
         noise_amplitude = rng.uniform(0.03, 0.12) * 255.0  # noise std = amplitude / sqrt(12)

@@ -9,7 +9,11 @@ LOCAL_RANK, MASTER_ADDR and MASTER_PORT. Then:
   order comes from (seed, epoch) on every rank, and DDP averages the gradients);
 - the loss, the accuracy and the evaluation counts are summed over all ranks;
 - only rank 0 writes files (config, metrics, checkpoints, pictures) and prints;
-- decisions to stop (time limit, a signal on any rank) are taken by all ranks together.
+- decisions to stop (time limit, a signal on any rank, a loss no longer finite) are taken by all
+  ranks together, with one small all-reduce every `loop.SYNC_EVERY` steps and at each epoch's end (not
+  at every step: the ranks agree there on how many steps the time limit still leaves room for);
+- a rank whose share of a batch has no readable image takes part in the step with an empty batch
+  (a zero gradient) rather than making the others wait for it (see `loop._step`).
 
 Batch norm statistics and dropout masks are per process, so those networks match a single process
 only in distribution, not bit for bit.
@@ -84,18 +88,14 @@ def sum_floats(values: list[float], ctx: Context, device: torch.device) -> list[
     return t.tolist()
 
 
-def any_rank(flag: bool, ctx: Context, device: torch.device) -> bool:
-    """True on every rank if it is true on any rank."""
-    return bool(max_over_ranks(1 if flag else 0, ctx, device))
-
-
-def max_over_ranks(value: int, ctx: Context, device: torch.device) -> int:
-    """The largest of every rank's `value`, on every rank (a decision all ranks take together)."""
+def max_over_ranks(values: list[int], ctx: Context, device: torch.device) -> list[int]:
+    """The element-wise largest of every rank's `values`, on every rank (decisions all ranks take
+    together; a least is the negated largest of the negated values)."""
     if not ctx.enabled:
-        return value
-    t = torch.tensor([value], dtype=torch.int64, device=device)
+        return values
+    t = torch.tensor(values, dtype=torch.int64, device=device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return int(t.item())
+    return t.tolist()
 
 
 def broadcast_object(obj, ctx: Context):

@@ -36,6 +36,7 @@ from ..errors import IlsvrcError, ShapeError
 from ..networks.spec import AdaptiveAvgPool, Dropout, Flatten, Linear, Network, ReLU, walk
 from ..nn import Model
 from . import distributed
+from .transforms import NormalisedFloat
 
 __all__ = [
     "PROTOCOLS",
@@ -509,12 +510,12 @@ def evaluate(
     the protocol (`eval_input_transform`): centre-cropped for "center"; shorter side resized but not
     cropped for "10crop"; any size for "dense" (resized here to each of `scales`). `crop` defaults to
     the model's `input_shape` (its training size); `scales` to `(crop,)`; `flips` applies to "dense".
-    The model is moved to `device` (and to channels-last memory when asked) in place, as Module.to
-    does, and runs in eval mode under torch.inference_mode (modes restored afterwards); `amp`
-    ('bfloat16' or 'float16') runs the forward passes under torch.autocast. Probabilities are
-    averaged as `predict_probs` says; `num_classes` defaults to the width of the model's output.
-    An empty loader is an EvaluationError, or with `allow_empty` (and `num_classes`) a result of 0
-    images and NaN errors (`Meter.result`).
+    The model is moved to `device` (and to channels-last memory when asked and, for a `Model`, when
+    `Model.set_channels_last` allows it) in place, as Module.to does, and runs in eval mode under
+    torch.inference_mode (modes restored afterwards); `amp` ('bfloat16' or 'float16') runs the forward
+    passes under torch.autocast. Probabilities are averaged as `predict_probs` says; `num_classes`
+    defaults to the width of the model's output. An empty loader is an EvaluationError, or with
+    `allow_empty` (and `num_classes`) a result of 0 images and NaN errors (`Meter.result`).
     """
     _check_protocol(protocol)
     device = torch.device(device)
@@ -522,7 +523,9 @@ def evaluate(
     autocast = _autocast(device, amp)
     model.to(device)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    if channels_last:
+    if channels_last and isinstance(model, Model):
+        model.set_channels_last(True)  # a network oneDNN cannot train channels-last keeps its layout
+    elif channels_last:
         model.to(memory_format=torch.channels_last)
     net = model
     if protocol == "dense" and not isinstance(model, FullyConvolutional):
@@ -549,7 +552,9 @@ def eval_input_transform(protocol: str, image_size: int, mean: Sequence[float], 
       A simplification of VGG, which runs the uncropped image: cropping to a square lets a batch
       stack, at the cost of the ends of the longer side.
 
-    Resizing is bilinear with antialiasing; mean and std are per channel, for pixels in [0, 1].
+    Resizing is bilinear with antialiasing, on uint8; then one fused pass to float32,
+    (x / 255 - mean) / std (`transforms.NormalisedFloat`, the training transforms' last step), with mean
+    and std per channel, for pixels in [0, 1].
     """
     _check_protocol(protocol)
     if not 0.0 < crop_fraction <= 1.0:
@@ -561,7 +566,7 @@ def eval_input_transform(protocol: str, image_size: int, mean: Sequence[float], 
         geometry = [v2.Resize(resized, antialias=True), v2.CenterCrop(resized)]
     else:
         geometry = [v2.Resize(image_size, antialias=True), v2.CenterCrop(image_size)]
-    return v2.Compose([*geometry, v2.ToDtype(torch.float32, scale=True), v2.Normalize(list(mean), list(std))])
+    return v2.Compose([*geometry, NormalisedFloat(mean, std)])
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -17,6 +17,15 @@ one never stopped. With `--time-limit` the schedule follows the clock, which no 
 A resume that gives a run more epochs (or a larger time limit) extends it without restarting its
 learning-rate schedule (`LRSchedule.extend`; RUN/config.json records each extension); a resume with
 nothing left to do is a `NothingToDo` error naming what to give.
+
+The run (`_train`) reads as its steps: set up (`_set_up`), resume or start, then for each epoch
+train its steps (`_train_epoch`, one `_step` per batch), total the sums, evaluate and write the
+metrics line (`_end_epoch`), agree whether to go on, checkpoint; then finish. What does not change
+during a run is a `Run`; where it is, a `RunState`, both passed explicitly. A step does not wait for
+the device: its loss and hits stay there and are read every `SYNC_EVERY` steps, before each
+checkpoint and at each epoch's end; a NaN loss is caught within `SYNC_EVERY` steps, and no checkpoint
+is written after it (the one on disk is the last good one). Distributed, the ranks agree whether to
+stop (a signal, the time limit, --max-steps, a NaN) at those reads only: one small all-reduce.
 """
 
 from __future__ import annotations
@@ -272,18 +281,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------
-# The loop
-
-
-@dataclass
-class EpochSums:
-    loss: float = 0.0
-    correct: int = 0
-    images: int = 0
-    seconds: float = 0.0  # time spent in training steps (data loading included; no evaluation, checkpoint)
-    skipped: int = 0  # unreadable files left out of this epoch's training batches
-    data_seconds: float = 0.0  # of `seconds`, the time spent waiting for the data loader's next batch
-    steps: int = 0  # training steps taken in this epoch (by this process)
+# Devices and run directories
 
 
 def _device(config: TrainConfig) -> torch.device:
@@ -318,6 +316,10 @@ def new_run_dir(config: TrainConfig) -> Path:
     except OSError as exc:
         raise IlsvrcError(f"Cannot create run directory {out}: {exc.strerror or exc}.") from None
     return out
+
+
+# ---------------------------------------------------------------------------------------------------
+# train(): the checks before anything is read or written, then the run
 
 
 def train(
@@ -441,18 +443,165 @@ def _silent(*args: Any, **kwargs: Any) -> None:
     pass
 
 
+# ---------------------------------------------------------------------------------------------------
+# The run, step by step
+
+
 # the loop's clock, in seconds (tests of the time limit put a fake clock here)
 _now = time.perf_counter
+
+# Steps between reads of the losses and hits from the device (and, distributed, between the ranks'
+# agreements to stop). A step never waits for the device: what it computes is read every SYNC_EVERY
+# steps, before each checkpoint and at the end of each epoch. A loss that turns NaN or infinite is
+# therefore caught within SYNC_EVERY steps, and no checkpoint is ever written after it.
+SYNC_EVERY = 10
+
+_STOP_STEPS, _STOP_TIME, _STOP_SIGNAL, _STOP_DIVERGED = 1, 2, 3, 4  # reasons to stop: the strongest wins
+_NO_LIMIT = 2**62  # steps the time limit leaves room for, when there is none
+
+
+@dataclass
+class EpochSums:
+    """The running sums of an epoch's training steps (a checkpoint's "sums")."""
+
+    loss: float = 0.0  # of each step's mean loss times its number of images
+    correct: int = 0  # right top-1 predictions
+    images: int = 0
+    seconds: float = 0.0  # time spent in training steps (data loading included; no evaluation, checkpoint)
+    skipped: int = 0  # unreadable files left out of this epoch's training batches
+    data_seconds: float = 0.0  # of `seconds`, the time spent waiting for the data loader's next batch
+    steps: int = 0  # training steps taken in this epoch (by this process)
+
+
+class _Unread:
+    """The loss and the hits of the steps not read yet, left on the device so that no step waits for it.
+
+    `read` fetches them in one transfer and adds them to an EpochSums in step order, with the same
+    arithmetic as reading after every step (so the sums, and a resumed run's, are the same to the bit);
+    it keeps the first step whose loss was not finite (`diverged`: step, loss, lr).
+    """
+
+    def __init__(self) -> None:
+        self.steps: list[tuple[int, float, int]] = []  # (step, lr, images) of each unread step
+        self.losses: list[torch.Tensor] = []  # each step's mean loss (0-d, on the device)
+        self.hits: list[torch.Tensor] = []  # each step's right top-1 predictions (0-d, on the device)
+        self.diverged: tuple[int, float, float] | None = None
+
+    def add(
+        self, step: int, lr: float, loss: torch.Tensor, logits: torch.Tensor, targets: torch.Tensor
+    ) -> None:
+        self.steps.append((step, lr, len(targets)))
+        self.losses.append(loss.detach())
+        self.hits.append((logits.detach().argmax(1) == targets).sum())
+
+    def read(self, sums: EpochSums) -> tuple[float, int]:
+        """Add the unread steps to `sums`; returns their summed loss and their images (for the display)."""
+        if not self.steps:
+            return 0.0, 0
+        n = len(self.steps)
+        values = torch.cat([torch.stack(self.losses).double(), torch.stack(self.hits).double()]).tolist()
+        loss_sum, images = 0.0, 0
+        for (step, lr, count), loss, hits in zip(self.steps, values[:n], values[n:]):
+            if not math.isfinite(loss) and self.diverged is None:
+                self.diverged = (step, loss, lr)
+            sums.loss += loss * count
+            sums.correct += int(hits)
+            loss_sum, images = loss_sum + loss * count, images + count
+        self.steps, self.losses, self.hits = [], [], []
+        return loss_sum, images
+
+
+@dataclass
+class Run:
+    """What a run is made of, set up once: its settings, data, model and optimizer, process group,
+    directory and outlets (log, progress bar, after_epoch)."""
+
+    config: TrainConfig
+    ctx: distributed.Context
+    device: torch.device
+    train_set: Augmented
+    val_set: Augmented
+    classes: list[ClassInfo]
+    model: Model  # what checkpoints hold
+    net: nn.Module  # what the steps call: `model`, wrapped by DDP and torch.compile when asked
+    optimizer: torch.optim.Optimizer
+    schedule: LRSchedule
+    scaler: torch.amp.GradScaler
+    criterion: nn.Module
+    steps_per_epoch: int
+    limit: float | None  # the time limit, in seconds
+    stop_after_steps: int | None
+    run_dir: Path
+    log: Callable[..., None]
+    progress: bool
+    after_epoch: Callable[[Path], None] | None
+
+    @property
+    def time_up(self) -> str:
+        """The reason a run stopped by its time limit gives."""
+        return f"the time limit of {self.config.time_limit:g} min"
+
+
+@dataclass
+class RunState:
+    """Where a run is. The first part goes into every checkpoint (with the weights, the optimizer's,
+    schedule's, scaler's and random states); the rest belongs to this process only."""
+
+    epoch: int = 0  # epochs completed
+    offset: int = 0  # batches of the current epoch used up (each a step, or skipped: no readable image)
+    step: int = 0  # steps taken by the run
+    best: float = math.inf  # the lowest validation top-1 error so far
+    sums: EpochSums = dataclasses.field(default_factory=EpochSums)  # this epoch's, on this process
+    clock_start: float = 0.0  # the `_now()` at which the run's clock read 0 (resumed parts counted)
+    # the time limit keeps room for one more step and an end of epoch (evaluation, checkpoint)
+    step_seconds: float = 0.0  # the mean step
+    wrap_up_seconds: float = 0.0  # the last end of epoch, its checkpoint included
+    save_seconds: float = 0.0  # the last checkpoint's writing
+    stopped: str | None = None  # why the run stops before its end (every rank agrees)
+    signum: int | None = None  # the signal that stops it, if one does
+    # this process's only
+    unread: _Unread = dataclasses.field(default_factory=_Unread)
+    time_allows: int = 0  # with a time limit, the last step it leaves room for, as the ranks last agreed
+    epoch_skipped: list = dataclasses.field(default_factory=list)  # this epoch's unreadable files
+    skip_log: SkipLog = dataclasses.field(default_factory=SkipLog)  # each unreadable file logged once
+
+    def seconds(self) -> float:
+        """Wall-clock seconds of the run so far (evaluations and checkpoints included)."""
+        return _now() - self.clock_start
 
 
 def _train(config: TrainConfig, resume: str | Path | None, loaded: tuple | None, ctx: distributed.Context,
            device: torch.device, stop_after_steps: int | None, progress: bool, log,
            after_epoch: Callable[[Path], None] | None = None) -> Path:  # fmt: skip
-    """The loop itself (on every rank when distributed; only rank 0 writes and prints)."""
+    """The run, on every rank when distributed (only rank 0 writes and prints)."""
+    run = _set_up(config, resume, ctx, device, stop_after_steps, progress, log, after_epoch)
+    state = _resume(run, loaded) if loaded is not None else _start(run)
+    _announce(run)
+    with StopRequest() as signals:
+        while state.epoch < config.recipe.epochs and state.stopped is None:
+            _train_epoch(run, state, signals)  # until the epoch ends or the ranks agree to stop
+            totals = _totals(run, state)  # the epoch's sums over the ranks; a diverged run ends here
+            if state.signum is not None:  # a signal: checkpoint now, no evaluation, and exit
+                _save(run, state, totals)
+                raise _interrupted(run, state)
+            totals, improved = _end_epoch(run, state, totals)  # evaluate, write the metrics line
+            if state.stopped is None and state.epoch < config.recipe.epochs:
+                _agree_to_stop(run, state, signals)  # is there room for the next epoch?
+            _save(run, state, totals, best=improved)
+            if state.signum is not None:  # a signal during this end of epoch: its state is checkpointed
+                raise _interrupted(run, state)
+    _finish(run, state)
+    return run.run_dir
+
+
+def _set_up(config: TrainConfig, resume: str | Path | None, ctx: distributed.Context, device: torch.device,
+            stop_after_steps: int | None, progress: bool, log,
+            after_epoch: Callable[[Path], None] | None) -> Run:  # fmt: skip
+    """Seed the generators, open the data, build the model and its optimizer, schedule and loss; a new
+    run also gets its directory (config, classes and an empty metrics file, made by rank 0)."""
     torch.manual_seed(config.seed)
     random.seed(config.seed)
     np.random.seed(config.seed)
-
     train_set, val_set, classes = datasets(config, progress=progress)
     model = build_model(config, len(classes)).to(device)
     model.set_channels_last(config.channels_last)
@@ -462,243 +611,345 @@ def _train(config: TrainConfig, resume: str | Path | None, loaded: tuple | None,
         weight_decay=r.weight_decay,
     )  # fmt: skip
     steps_per_epoch = len(epoch_batches(len(train_set), r.batch_size, config.seed, 0))
-    limit = config.time_limit * 60 if config.time_limit else None  # seconds
-    schedule = LRSchedule(r, steps_per_epoch, limit)
-    scaler = torch.amp.GradScaler(device.type, enabled=config.amp == "fp16")
-    criterion = nn.CrossEntropyLoss(label_smoothing=r.label_smoothing)
-    sums, epoch, offset, step, elapsed, best = EpochSums(), 0, 0, 0, 0.0, math.inf
-    # the time limit keeps room for one more step and an end of epoch (evaluation, curves, checkpoint)
-    step_seconds, wrap_up_seconds = 0.0, 0.0  # the mean step and the last end of epoch, in seconds
-    save_seconds = 0.0  # the last checkpoint's writing
-    time_up = f"the time limit of {config.time_limit:g} min" if limit else None  # a reason to stop
-
-    if loaded is None:
-        run_dir = None
-        if ctx.main:
-            run_dir = new_run_dir(config)
-            checkpoint.write_json_atomic(run_dir / "config.json", config.to_dict())
-            save_classes(run_dir / "classes.json", classes)
-            (run_dir / "metrics.jsonl").write_text("")
-        run_dir = Path(distributed.broadcast_object(str(run_dir), ctx))
-    else:
-        run_dir = Path(resume)
-        weights, state, where = loaded
-        model.load_state_dict(weights)
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
-        scaler.load_state_dict(state["scaler"])
-        set_rng_state(state["rng"])
-        epoch, offset, step = state["epoch"], state["offset"], state["step"]
-        elapsed, best = state["elapsed"], state["best"]
-        timing = state.get("timing", {})
-        step_seconds, wrap_up_seconds = timing.get("step_seconds", 0.0), timing.get("wrap_up_seconds", 0.0)
-        sums = EpochSums(**state["sums"]) if ctx.main else EpochSums()  # the saved sums are global
-        extended = _extend(config, state, schedule, steps_per_epoch, optimizer.param_groups[0]["lr"])
-        if ctx.main:
-            _check_writable(run_dir)
-            _truncate_metrics(run_dir / "metrics.jsonl", step)
-            if extended:
-                _write_config(run_dir, config)
-        log(f"Resuming {run_dir} from {where.name}: epoch {epoch + 1}, step {step}.")
-        if extended:
-            log(extended)
-
-    log(
-        f"Training {config.model} ({sum(p.numel() for p in model.parameters()):,} parameters, "
-        f"{len(classes)} classes) on {config.data or 'the built-in shapes data'}: {len(train_set)} train / "
-        f"{len(val_set)} val images at {config.image_size} px, recipe {r.name}, batch {r.batch_size}, "
-        f"{_count(r.epochs, 'epoch')} of {_count(steps_per_epoch, 'step')}"
-        + (f", time limit {config.time_limit:g} min." if limit else ".")
-    )
-
-    clock_start = _now() - elapsed  # the run's clock counts every resumed part of it
-
-    def run_seconds() -> float:
-        """Wall-clock seconds of the run so far (evaluations and checkpoints included)."""
-        return _now() - clock_start
-
-    def state_now(epoch_: int, offset_: int) -> dict[str, Any]:
-        return {
-            "epoch": epoch_, "offset": offset_, "step": step, "elapsed": run_seconds(), "best": best,
-            "sums": dataclasses.asdict(sums), "optimizer": optimizer.state_dict(),
-            "schedule": schedule.state_dict(), "scaler": scaler.state_dict(), "rng": rng_state(),
-            "config": config.to_dict(), "classes": [dataclasses.asdict(c) for c in classes],
-            "timing": {"step_seconds": step_seconds, "wrap_up_seconds": wrap_up_seconds},
-            "time_up": stopped == time_up,  # the run stopped at its time limit: nothing left to do
-        }  # fmt: skip
-
+    limit = config.time_limit * 60 if config.time_limit else None
     net = torch.nn.parallel.DistributedDataParallel(model) if ctx.enabled else model
     if config.compile:
         net = torch.compile(net)  # the same parameters; checkpoints hold `model`'s plain state dict
+    run_dir = Path(resume) if resume is not None else _new_run(config, classes, ctx)
+    return Run(
+        config=config, ctx=ctx, device=device, train_set=train_set, val_set=val_set, classes=classes,
+        model=model, net=net, optimizer=optimizer, schedule=LRSchedule(r, steps_per_epoch, limit),
+        scaler=torch.amp.GradScaler(device.type, enabled=config.amp == "fp16"),
+        criterion=nn.CrossEntropyLoss(label_smoothing=r.label_smoothing), steps_per_epoch=steps_per_epoch,
+        limit=limit, stop_after_steps=stop_after_steps, run_dir=run_dir, log=log, progress=progress,
+        after_epoch=after_epoch,
+    )  # fmt: skip
 
-    def global_sums() -> EpochSums:
-        """The epoch's sums over all ranks (time and steps: this rank's)."""
-        loss, correct, images, skipped = distributed.sum_floats(
-            [sums.loss, sums.correct, sums.images, sums.skipped], ctx, device
-        )
-        return EpochSums(loss=loss, correct=int(round(correct)), images=int(round(images)),
-                         seconds=sums.seconds, skipped=int(round(skipped)), data_seconds=sums.data_seconds,
-                         steps=sums.steps)  # fmt: skip
 
-    def save(epoch_: int, offset_: int, totals: EpochSums, best_now: bool = False) -> None:
-        nonlocal save_seconds
-        began = _now()
-        if ctx.main:
-            state = state_now(epoch_, offset_)
-            state["sums"] = dataclasses.asdict(totals)
-            checkpoint.save(run_dir, step, model.state_dict(), state, best=best_now)
-        save_seconds = _now() - began
+def _new_run(config: TrainConfig, classes: list[ClassInfo], ctx: distributed.Context) -> Path:
+    """A new run directory, made and filled by rank 0, named on every rank."""
+    run_dir = None
+    if ctx.main:
+        run_dir = new_run_dir(config)
+        checkpoint.write_json_atomic(run_dir / "config.json", config.to_dict())
+        save_classes(run_dir / "classes.json", classes)
+        (run_dir / "metrics.jsonl").write_text("")
+    return Path(distributed.broadcast_object(str(run_dir), ctx))
 
-    skip_log, epoch_skipped = SkipLog(), []  # unreadable files: each logged once per run (per process)
 
-    def report_skipped(skipped: list) -> None:
-        for item in skip_log.add(skipped):
-            log(f"Skipped unreadable image {item.path}: {item.reason}")
+def _start(run: Run) -> RunState:
+    """A new run's state: step 0, its clock starting now."""
+    return RunState(clock_start=_now())
 
-    def validate() -> tuple[EvalResult, list]:
-        """The model on the validation set (every rank's share) and the unreadable files left out."""
-        skipped: list = []
-        batches = _readable(_eval_loader(val_set, config, ctx), skipped)
-        result = evaluate(model, batches, "center", device=device.type, channels_last=config.channels_last,
-                          amp=config.amp, num_classes=len(classes), allow_empty=True)  # fmt: skip
-        return combine_ranks(result, ctx, device), _all_ranks(skipped, ctx)
 
-    def stop_reason() -> tuple[str | None, int | None]:
-        """Why the run must stop before its next step, if it must (all ranks agree), and the signal."""
-        want = 0
-        if stop_request.requested:
-            want = _STOP_SIGNAL
-        elif limit and run_seconds() + step_seconds + wrap_up_seconds >= limit:
-            want = _STOP_TIME  # no room for another step and the final evaluation
-        elif stop_after_steps is not None and step >= stop_after_steps:
-            want = _STOP_STEPS
-        agreed = distributed.max_over_ranks(want, ctx, device)
-        if agreed == _STOP_SIGNAL:
-            if stop_request.requested:
-                return f"{stop_request.name} received", stop_request.signum
-            return "another process received a signal", signal.SIGTERM
-        if agreed == _STOP_TIME:
-            return time_up, None
-        if agreed == _STOP_STEPS:
-            return f"stop after {_count(stop_after_steps or 0, 'step')}", None
-        return None, None
+def _resume(run: Run, loaded: tuple) -> RunState:
+    """Put a checkpoint's weights, optimizer, schedule, scaler and random states back; extend the run
+    if it was given more epochs or time; drop the metrics lines of states the checkpoint does not hold."""
+    weights, saved, where = loaded
+    run.model.load_state_dict(weights)
+    run.optimizer.load_state_dict(saved["optimizer"])
+    run.schedule.load_state_dict(saved["schedule"])
+    run.scaler.load_state_dict(saved["scaler"])
+    set_rng_state(saved["rng"])
+    timing = saved.get("timing", {})
+    state = RunState(
+        epoch=saved["epoch"], offset=saved["offset"], step=saved["step"], best=saved["best"],
+        sums=EpochSums(**saved["sums"]) if run.ctx.main else EpochSums(),  # the saved sums are global
+        clock_start=_now() - saved["elapsed"],  # the run's clock counts every resumed part of it
+        step_seconds=timing.get("step_seconds", 0.0), wrap_up_seconds=timing.get("wrap_up_seconds", 0.0),
+    )  # fmt: skip
+    extended = _extend(
+        run.config, saved, run.schedule, run.steps_per_epoch, run.optimizer.param_groups[0]["lr"]
+    )
+    if run.ctx.main:
+        _check_writable(run.run_dir)
+        _truncate_metrics(run.run_dir / "metrics.jsonl", state.step)
+        if extended:
+            _write_config(run.run_dir, run.config)
+    run.log(f"Resuming {run.run_dir} from {where.name}: epoch {state.epoch + 1}, step {state.step}.")
+    if extended:
+        run.log(extended)
+    return state
 
-    def interrupted(reason: str, signum: int) -> RunInterrupted:
-        command = f"ilsvrc train --resume {run_dir}"
-        message = (f"{reason} at step {step}: checkpoint written in {run_dir / 'checkpoints'}; "
-                   f"continue with `{command}`.")  # fmt: skip
-        log(message)
-        return RunInterrupted(message, signum)
 
-    stopped: str | None = None
-    signum: int | None = None
-    with StopRequest() as stop_request:
-        while epoch < r.epochs and stopped is None:
-            batches = epoch_batches(len(train_set), r.batch_size, config.seed, epoch)[offset:]
-            batches = distributed.per_rank_batches(batches, ctx)
-            train_set.set_epoch(epoch)
-            model.train()
-            bar = _progress(len(batches), epoch, r.epochs, progress)
-            start = _now()
-            for images, targets, skipped in loader(train_set, batches, config, seed=config.seed + epoch):
-                sums.data_seconds += _now() - start  # since the last step ended
-                sums.skipped += len(skipped)
-                epoch_skipped.extend(skipped)
-                report_skipped(skipped)
-                if distributed.any_rank(images is None, ctx, device):  # a batch (share) all unreadable:
-                    offset += 1  # used up without a step, on every rank
-                    continue
-                images = images.to(device, non_blocking=True)
-                targets = targets.to(device, non_blocking=True)
-                lr = schedule.lr(step, schedule.progress(step, run_seconds()))
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                with _autocast(config, device):
-                    logits = net(images)
-                    loss = criterion(logits, targets)
-                if not torch.isfinite(loss):
-                    raise DivergedError(_diverged(loss.item(), step, epoch, lr, run_dir))
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-                if r.filter_rms_max:
-                    renormalise_filters(model, r.filter_rms_max)
-                step += 1
-                offset += 1
-                sums.loss += loss.item() * len(targets)
-                sums.correct += int((logits.argmax(1) == targets).sum())
-                sums.images += len(targets)
-                sums.steps += 1
-                now = _now()
-                sums.seconds += now - start
-                start = now
-                step_seconds = sums.seconds / sums.steps
-                bar.update(loss=loss.item(), ips=sums.images * ctx.world / max(sums.seconds, 1e-9))
-                stopped, signum = stop_reason()
-                if stopped is not None:
-                    break
-                every = config.checkpoint_every
-                if every and step % every == 0 and offset < steps_per_epoch:
-                    save(epoch, offset, global_sums())
-                    start = _now()  # writing a checkpoint is not training time
-            bar.close()
-            if signum is not None:  # a signal: checkpoint now, no evaluation, and exit
-                save(epoch, offset, global_sums())
-                raise interrupted(stopped, signum)
-            finished = offset >= steps_per_epoch
-            wrap_up_start = _now()
-            result, val_skipped = validate()
-            eval_seconds = _now() - wrap_up_start
-            measured = result.images > 0  # not when every validation image was unreadable
-            totals = global_sums()
-            report_skipped(_all_ranks(epoch_skipped, ctx) + val_skipped)  # rank 0 logs the others' too
-            epoch_skipped = []
-            line = {
-                "epoch": epoch + 1 if finished else round(epoch + offset / steps_per_epoch, 4),
-                "step": step,
-                "train_loss": totals.loss / max(totals.images, 1),
-                "train_top1_error": 1 - totals.correct / max(totals.images, 1),
-                "val_top1_error": result.top1_error if measured else None,
-                "val_top5_error": result.top5_error if measured else None,
-                "lr": optimizer.param_groups[0]["lr"],
-                "images_per_s": totals.images / max(totals.seconds, 1e-9),  # over the training steps only
-                "data_wait_fraction": round(totals.data_seconds / max(totals.seconds, 1e-9), 4),
-                "seconds": round(run_seconds(), 3),  # wall time of the run so far, evaluations included
-                "eval_seconds": round(eval_seconds, 3),
-                "complete": finished,
-                "skipped_images": totals.skipped + len(val_skipped),  # unreadable files, train + val
-                "skipped_train": totals.skipped,  # left out of this epoch's training batches so far
-                "skipped_val": len(val_skipped),  # left out of this evaluation
-            }
-            improved = measured and result.top1_error < best
-            if measured:
-                best = min(best, result.top1_error)
-            if finished:
-                if measured:
-                    schedule.end_epoch(result.top1_error)
-                epoch, offset, sums, totals = epoch + 1, 0, EpochSums(), EpochSums()
-            if ctx.main:
-                _append_metrics(run_dir, line)
-            log(_epoch_summary(line, len(val_skipped)))
-            if ctx.main and after_epoch is not None:
-                after_epoch(run_dir)
-            wrap_up_seconds = _now() - wrap_up_start + save_seconds  # its checkpoint: as long as the last
-            if stopped is None and epoch < r.epochs:  # the next epoch needs room for a step and its end
-                stopped, signum = stop_reason()
-            save(epoch, offset, totals, best_now=improved)
-            if signum is not None:  # a signal during this end of epoch: its state is checkpointed
-                raise interrupted(stopped, signum)
-    if stopped:
-        log(f"Stopped at step {step} ({stopped}); continue with `ilsvrc train --resume {run_dir}`.")
-    if math.isinf(best):
-        log(f"No validation error was measured (no validation image could be read). Run directory: {run_dir}")
+def _announce(run: Run) -> None:
+    config, r = run.config, run.config.recipe
+    run.log(
+        f"Training {config.model} ({sum(p.numel() for p in run.model.parameters()):,} parameters, "
+        f"{len(run.classes)} classes) on {config.data or 'the built-in shapes data'}: {len(run.train_set)} "
+        f"train / {len(run.val_set)} val images at {config.image_size} px, recipe {r.name}, batch "
+        f"{r.batch_size}, {_count(r.epochs, 'epoch')} of {_count(run.steps_per_epoch, 'step')}"
+        + (f", time limit {config.time_limit:g} min." if run.limit else ".")
+    )
+
+
+def _train_epoch(run: Run, state: RunState, signals: StopRequest) -> None:
+    """Steps on the epoch's batches from `state.offset` on, until they end or the ranks agree to stop
+    (`state.stopped`). The losses are read from the device at the steps `_sync_point` names; alone, the
+    checks of signals and of the time limit, which need no device, follow every step; distributed, the
+    ranks agree at those sync points only."""
+    config, ctx = run.config, run.ctx
+    batches = epoch_batches(len(run.train_set), config.recipe.batch_size, config.seed, state.epoch)
+    batches = distributed.per_rank_batches(batches[state.offset :], ctx)
+    run.train_set.set_epoch(state.epoch)
+    run.model.train()
+    bar = _Bar(len(batches), f"epoch {state.epoch + 1}/{config.recipe.epochs}", run.progress)
+    start = _now()
+    for images, targets, skipped in loader(run.train_set, batches, config, seed=config.seed + state.epoch):
+        state.sums.data_seconds += _now() - start  # since the last step ended
+        _note_skipped(run, state, skipped)
+        if images is None and not ctx.enabled:  # no readable image in the batch: used up without a step
+            state.offset += 1
+            now = _now()
+            state.sums.seconds += now - start  # all of it waiting for the loader
+            start = now
+            continue
+        _step(run, state, images, targets)
+        synced = _sync_point(run, state)
+        if synced:
+            _read_losses(run, state, bar)  # waits for the device: part of the steps' time
+        bar.advance()
+        now = _now()
+        state.sums.seconds += now - start
+        start = now
+        state.step_seconds = state.sums.seconds / state.sums.steps
+        if synced or not ctx.enabled:  # alone, the check waits for no one: after every step
+            _agree_to_stop(run, state, signals)
+            if state.stopped is not None:
+                break
+        every = config.checkpoint_every
+        if every and state.step % every == 0 and state.offset < run.steps_per_epoch:
+            _save(run, state, _totals(run, state))
+            start = _now()  # writing a checkpoint is not training time
+    bar.close()
+
+
+def _step(run: Run, state: RunState, images: torch.Tensor | None, targets: torch.Tensor | None) -> None:
+    """One step of SGD on a batch (this rank's share of it), which does not wait for the device: its loss
+    and hits are left there (`state.unread`).
+
+    Distributed, a rank whose share has no readable image still takes part, with an empty batch and a
+    zero loss (so a zero gradient): DDP's gradient all-reduce needs every rank, and knowing whether the
+    other shares were readable would take an agreement at every step. Every rank then steps on the
+    other ranks' gradients (averaged over all ranks, this one's zero included); when no share of the
+    batch was readable, the step has a zero gradient (momentum and weight decay still move the
+    weights). One process skips a batch with no readable image instead (`_train_epoch`).
+    """
+    if images is None:
+        size = run.config.image_size
+        images = torch.zeros(0, run.config.network().input_shape[0], size, size)
+        targets = torch.zeros(0, dtype=torch.long)
+    assert targets is not None
+    images = images.to(run.device, non_blocking=True)
+    targets = targets.to(run.device, non_blocking=True)
+    lr = run.schedule.lr(state.step, run.schedule.progress(state.step, state.seconds()))
+    for group in run.optimizer.param_groups:
+        group["lr"] = lr
+    with _autocast(run.config, run.device):
+        logits = run.net(images)
+        loss = run.criterion(logits, targets) if len(targets) else logits.sum() * 0.0
+    run.optimizer.zero_grad(set_to_none=True)
+    run.scaler.scale(loss).backward()
+    run.scaler.step(run.optimizer)
+    run.scaler.update()
+    if run.config.recipe.filter_rms_max:
+        renormalise_filters(run.model, run.config.recipe.filter_rms_max)
+    state.unread.add(state.step, lr, loss, logits, targets)
+    state.step += 1
+    state.offset += 1
+    state.sums.images += len(targets)
+    state.sums.steps += 1
+
+
+def _sync_point(run: Run, state: RunState) -> bool:
+    """Whether the losses are read now (and, distributed, the ranks agree whether to stop): every
+    SYNC_EVERY steps, and at a step where a limit stops the run (--max-steps, or the time limit as
+    last agreed). The same steps on every rank."""
+    most = run.stop_after_steps
+    return (
+        state.step % SYNC_EVERY == 0
+        or (run.limit is not None and state.step >= state.time_allows)
+        or (most is not None and state.step >= most)
+    )
+
+
+def _read_losses(run: Run, state: RunState, bar: _Bar | None = None) -> None:
+    """Read the unread steps' losses and hits into the epoch's sums (waiting for the device), and show
+    their mean loss and the speed on the progress bar."""
+    loss, images = state.unread.read(state.sums)
+    if bar is not None and images:
+        ips = state.sums.images * run.ctx.world / max(state.sums.seconds, 1e-9)
+        bar.show(loss=loss / images, ips=ips)
+
+
+def _agree_to_stop(run: Run, state: RunState, signals: StopRequest) -> None:
+    """Whether the run stops before its next step, decided by every rank together (one all-reduce of
+    two numbers when distributed): sets `state.stopped` and `state.signum` if it must, and raises
+    DivergedError if a loss read on any rank was not finite.
+
+    The ranks also agree on the last step the time limit leaves room for (`state.time_allows`, the
+    least over their clocks), so that, checking only at sync points, they still stop together.
+    """
+    fit = _steps_that_fit(run, state)
+    want = 0
+    if state.unread.diverged is not None:
+        want = _STOP_DIVERGED
+    elif signals.requested:
+        want = _STOP_SIGNAL
+    elif fit == 0:
+        want = _STOP_TIME  # no room for another step and the final evaluation
+    elif run.stop_after_steps is not None and state.step >= run.stop_after_steps:
+        want = _STOP_STEPS
+    agreed, least_fit = distributed.max_over_ranks([want, -fit], run.ctx, run.device)
+    state.time_allows = state.step - least_fit
+    if agreed == _STOP_DIVERGED:
+        raise DivergedError(_diverged(run, state))
+    if agreed == _STOP_SIGNAL:
+        if signals.requested:
+            state.stopped, state.signum = f"{signals.name} received", signals.signum
+        else:
+            state.stopped, state.signum = "another process received a signal", signal.SIGTERM
+    elif agreed == _STOP_TIME:
+        state.stopped = run.time_up
+    elif agreed == _STOP_STEPS:
+        state.stopped = f"stop after {_count(run.stop_after_steps or 0, 'step')}"
+
+
+def _steps_that_fit(run: Run, state: RunState) -> int:
+    """How many more steps this process's clock says the time limit leaves room for, keeping room for
+    one more step and an end of epoch after them: 0 when the run must stop now."""
+    if not run.limit:
+        return _NO_LIMIT
+    now = state.seconds()
+    if now + state.step_seconds + state.wrap_up_seconds >= run.limit:
+        return 0
+    if state.step_seconds <= 0:
+        return 1  # no step timed yet: look again after the next one
+    return max(1, math.ceil((run.limit - now - state.wrap_up_seconds) / state.step_seconds) - 1)
+
+
+def _totals(run: Run, state: RunState) -> EpochSums:
+    """The epoch's sums so far over all ranks (time and steps: this rank's), the unread steps read first.
+
+    A loss that was not finite stops the run here, on every rank (the summed loss is not finite
+    either), before anything is evaluated or saved: every checkpoint comes from a state whose
+    losses were all finite.
+    """
+    _read_losses(run, state)
+    s = state.sums
+    loss, correct, images, skipped = distributed.sum_floats([s.loss, s.correct, s.images, s.skipped],
+                                                            run.ctx, run.device)  # fmt: skip
+    if state.unread.diverged is not None or not math.isfinite(loss):
+        raise DivergedError(_diverged(run, state))
+    return EpochSums(loss=loss, correct=int(round(correct)), images=int(round(images)), seconds=s.seconds,
+                     skipped=int(round(skipped)), data_seconds=s.data_seconds, steps=s.steps)  # fmt: skip
+
+
+def _end_epoch(run: Run, state: RunState, totals: EpochSums) -> tuple[EpochSums, bool]:
+    """Evaluate the state reached (the end of an epoch, or where the run stops inside one), write and
+    log its metrics line, call after_epoch, and move on to the next epoch if this one is complete.
+    Returns the sums the checkpoint keeps (none once the epoch is complete) and whether the validation
+    error is the best so far."""
+    finished = state.offset >= run.steps_per_epoch
+    began = _now()
+    result, val_skipped = _validate(run)
+    eval_seconds = _now() - began
+    measured = result.images > 0  # not when every validation image was unreadable
+    _report_skipped(run, state, _all_ranks(state.epoch_skipped, run.ctx) + val_skipped)  # rank 0: all ranks'
+    state.epoch_skipped = []
+    line = {
+        "epoch": state.epoch + 1 if finished else round(state.epoch + state.offset / run.steps_per_epoch, 4),
+        "step": state.step,
+        "train_loss": totals.loss / max(totals.images, 1),
+        "train_top1_error": 1 - totals.correct / max(totals.images, 1),
+        "val_top1_error": result.top1_error if measured else None,
+        "val_top5_error": result.top5_error if measured else None,
+        "lr": run.optimizer.param_groups[0]["lr"],
+        "images_per_s": totals.images / max(totals.seconds, 1e-9),  # over the training steps only
+        "data_wait_fraction": round(totals.data_seconds / max(totals.seconds, 1e-9), 4),
+        "seconds": round(state.seconds(), 3),  # wall time of the run so far, evaluations included
+        "eval_seconds": round(eval_seconds, 3),
+        "complete": finished,
+        "skipped_images": totals.skipped + len(val_skipped),  # unreadable files, train + val
+        "skipped_train": totals.skipped,  # left out of this epoch's training batches so far
+        "skipped_val": len(val_skipped),  # left out of this evaluation
+    }
+    improved = measured and result.top1_error < state.best
+    if measured:
+        state.best = min(state.best, result.top1_error)
+    if finished:
+        if measured:
+            run.schedule.end_epoch(result.top1_error)
+        state.epoch, state.offset, state.sums, totals = state.epoch + 1, 0, EpochSums(), EpochSums()
+    if run.ctx.main:
+        _append_metrics(run.run_dir, line)
+    run.log(_epoch_summary(line, len(val_skipped)))
+    if run.ctx.main and run.after_epoch is not None:
+        run.after_epoch(run.run_dir)
+    state.wrap_up_seconds = _now() - began + state.save_seconds  # its checkpoint: as long as the last
+    return totals, improved
+
+
+def _save(run: Run, state: RunState, totals: EpochSums, best: bool = False) -> None:
+    """A checkpoint of `state` with `totals` as the epoch's sums (written by rank 0). Weights that are no
+    longer finite (a step can overflow them with a finite loss) stop the run instead, on every rank (DDP
+    keeps the ranks' weights equal)."""
+    if not bool(torch.stack([p.isfinite().all() for p in run.model.parameters()]).all()):
+        raise DivergedError(_diverged(run, state, weights=True))
+    began = _now()
+    if run.ctx.main:
+        saved = {
+            "epoch": state.epoch, "offset": state.offset, "step": state.step, "elapsed": state.seconds(),
+            "best": state.best, "sums": dataclasses.asdict(totals), "optimizer": run.optimizer.state_dict(),
+            "schedule": run.schedule.state_dict(), "scaler": run.scaler.state_dict(), "rng": rng_state(),
+            "config": run.config.to_dict(), "classes": [dataclasses.asdict(c) for c in run.classes],
+            "timing": {"step_seconds": state.step_seconds, "wrap_up_seconds": state.wrap_up_seconds},
+            "time_up": bool(run.limit) and state.stopped == run.time_up,  # nothing left to do at this limit
+        }  # fmt: skip
+        checkpoint.save(run.run_dir, state.step, run.model.state_dict(), saved, best=best)
+    state.save_seconds = _now() - began
+
+
+def _finish(run: Run, state: RunState) -> None:
+    if state.stopped:
+        run.log(f"Stopped at step {state.step} ({state.stopped}); continue with "
+                f"`ilsvrc train --resume {run.run_dir}`.")  # fmt: skip
+    if math.isinf(state.best):
+        run.log("No validation error was measured (no validation image could be read). Run directory: "
+                f"{run.run_dir}")  # fmt: skip
     else:
-        log(f"Best val top-1 error {best:.3f}. Run directory: {run_dir}")
-    return run_dir
+        run.log(f"Best val top-1 error {state.best:.3f}. Run directory: {run.run_dir}")
 
 
-_STOP_STEPS, _STOP_TIME, _STOP_SIGNAL = 1, 2, 3  # reasons to stop, the strongest wins across ranks
+def _interrupted(run: Run, state: RunState) -> RunInterrupted:
+    assert state.stopped is not None and state.signum is not None
+    command = f"ilsvrc train --resume {run.run_dir}"
+    message = (f"{state.stopped} at step {state.step}: checkpoint written in {run.run_dir / 'checkpoints'}; "
+               f"continue with `{command}`.")  # fmt: skip
+    run.log(message)
+    return RunInterrupted(message, state.signum)
+
+
+def _validate(run: Run) -> tuple[EvalResult, list]:
+    """The model on the validation set (every rank's share) and the unreadable files left out."""
+    skipped: list = []
+    batches = _readable(_eval_loader(run.val_set, run.config, run.ctx), skipped)
+    result = evaluate(run.model, batches, "center", device=run.device.type,
+                      channels_last=run.config.channels_last, amp=run.config.amp,
+                      num_classes=len(run.classes), allow_empty=True)  # fmt: skip
+    return combine_ranks(result, run.ctx, run.device), _all_ranks(skipped, run.ctx)
+
+
+def _note_skipped(run: Run, state: RunState, skipped: list) -> None:
+    """Count a training batch's unreadable files and log those not seen before."""
+    state.sums.skipped += len(skipped)
+    state.epoch_skipped.extend(skipped)
+    _report_skipped(run, state, skipped)
+
+
+def _report_skipped(run: Run, state: RunState, skipped: list) -> None:
+    for item in state.skip_log.add(skipped):
+        run.log(f"Skipped unreadable image {item.path}: {item.reason}")
 
 
 def _epoch_summary(line: dict[str, Any], val_skipped: int) -> str:
@@ -715,15 +966,20 @@ def _epoch_summary(line: dict[str, Any], val_skipped: int) -> str:
     )
 
 
-def _diverged(loss: float, step: int, epoch: int, lr: float, run_dir: Path) -> str:
+def _diverged(run: Run, state: RunState, weights: bool = False) -> str:
+    """A DivergedError's message: where the loss (or the weights) stopped being finite; what to do."""
     try:
-        where = f"The last good checkpoint, {checkpoint.resolve(run_dir).name}, is intact; resume it"
+        where = f"The last good checkpoint, {checkpoint.resolve(run.run_dir).name}, is intact; resume it"
     except checkpoint.CheckpointError:
         where = "No checkpoint was written yet; start again"
-    return (
-        f"The loss became {loss} at step {step} (epoch {epoch + 1}, lr {lr:.3g}). {where} with a lower "
-        "--lr (or some --warmup-epochs)."
-    )
+    if weights:
+        what = f"The weights became NaN or infinite by step {state.step} (epoch {state.epoch + 1})"
+    elif state.unread.diverged is not None:
+        step, loss, lr = state.unread.diverged
+        what = f"The loss became {loss} at step {step} (epoch {state.epoch + 1}, lr {lr:.3g})"
+    else:  # seen by another rank
+        what = f"The loss became NaN or infinite in another process, by step {state.step}"
+    return f"{what}. {where} with a lower --lr (or some --warmup-epochs)."
 
 
 def _eval_loader(
@@ -807,6 +1063,9 @@ def _write_config(run_dir: Path, config: TrainConfig) -> None:
 
 
 class _Bar:
+    """An epoch's progress bar (tqdm, on stderr): a step per `advance`; the loss and the speed shown are
+    those of the steps last read from the device."""
+
     def __init__(self, total: int, desc: str, enabled: bool) -> None:
         self.bar = None
         if enabled:
@@ -814,18 +1073,17 @@ class _Bar:
 
             self.bar = tqdm(total=total, desc=desc, unit="step", leave=False, file=sys.stderr, disable=None)
 
-    def update(self, loss: float, ips: float) -> None:
+    def advance(self) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def show(self, loss: float, ips: float) -> None:
         if self.bar is not None:
             self.bar.set_postfix(loss=f"{loss:.3f}", img_s=f"{ips:.0f}", refresh=False)
-            self.bar.update(1)
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
-
-
-def _progress(total: int, epoch: int, epochs: int, enabled: bool) -> _Bar:
-    return _Bar(total, f"epoch {epoch + 1}/{epochs}", enabled)
 
 
 def load_trained(path: str | Path, which: str = "last") -> tuple[Model, TrainConfig, list[ClassInfo], Path]:

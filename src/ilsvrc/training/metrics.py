@@ -45,18 +45,24 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     return _parse_lines((Path(run_dir) / METRICS_FILE).read_text())
 
 
+def _run_directory(run_dir: str | Path, holds: str = "") -> Path:
+    """`run_dir` as a Path; RunError if it is not a directory (`holds`: what it should hold, said)."""
+    run = Path(run_dir)
+    if not run.is_dir():
+        raise RunError(
+            f"{run} is not a directory. Give the run directory that `ilsvrc train` wrote (its --out, "
+            f"by default runs/MODEL-DATE-TIME){holds}."
+        )
+    return run
+
+
 def load_run(run_dir: str | Path) -> list[dict[str, Any]]:
     """The metric lines of one run for plotting: objects with an `epoch`, in file order.
 
     Raises RunError (one paragraph, what to do) when the directory or its metrics.jsonl is missing or
     unreadable, or when it holds no line with an epoch (a run stopped before its first epoch ended).
     """
-    run = Path(run_dir)
-    if not run.is_dir():
-        raise RunError(
-            f"{run} is not a directory. Give the run directory that `ilsvrc train` wrote (its --out, "
-            "by default runs/MODEL-DATE-TIME), which holds metrics.jsonl."
-        )
+    run = _run_directory(run_dir, f", which holds {METRICS_FILE}")
     path = run / METRICS_FILE
     try:
         lines = read_metrics(run)
@@ -107,12 +113,7 @@ def run_network(run_dir: str | Path) -> RunNetwork:
     from ..networks import specfile
     from ..networks.zoo import get_spec
 
-    run = Path(run_dir)
-    if not run.is_dir():
-        raise RunError(
-            f"{run} is not a directory. Give the run directory that `ilsvrc train` wrote (its --out, "
-            "by default runs/MODEL-DATE-TIME)."
-        )
+    run = _run_directory(run_dir)
     config = _read_json(run / CONFIG_FILE, "its settings")
     classes = _read_json(run / CLASSES_FILE, "its class list")
     model = config.get("model") if isinstance(config, dict) else None

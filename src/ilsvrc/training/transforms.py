@@ -1,4 +1,4 @@
-"""The papers' augmentations and the evaluation resize, on uint8 C x H x W RGB tensors (no PIL).
+"""The papers' augmentations on uint8 C x H x W RGB tensors (no PIL), and the fused normalisation.
 
 Each transform takes the uint8 image a dataset gives and returns a normalised float32 tensor
 3 x image_size x image_size. Geometry (resize, crop, flip) runs on uint8, which is smaller and has a
@@ -7,7 +7,8 @@ normalisation. Random numbers come from torch's global generator, so `ilsvrc.dat
 seeds it per sample, makes every augmentation reproducible.
 
 Sizes scale with `image_size` as the papers' sizes do with 224: AlexNet resizes to 256 (256/224 of the
-crop), VGG draws the shorter side from [256, 512], evaluation resizes to 224/0.875 = 256.
+crop), VGG draws the shorter side from [256, 512]. The evaluation transforms (resize, centre crop, the
+same `NormalisedFloat`) are `ilsvrc.training.evaluate.eval_input_transform`.
 """
 
 from __future__ import annotations
@@ -114,7 +115,7 @@ class NormalisedFloat(torch.nn.Module):
 
     The same values as v2.ToDtype(float32, scale=True), then `lighting` (a `PCALighting`, optional),
     then v2.Normalize(mean, std), to float rounding; one multiply-add per value instead of three passes
-    over the image (51 -> 14 us for a 3 x 128 x 128 image, benchmarks/pipeline_parts.py). The input's
+    over the image (the time of each: benchmarks/RESULTS.md, "The data pipeline's parts"). The input's
     memory layout is kept.
     """
 
@@ -137,10 +138,6 @@ class NormalisedFloat(torch.nn.Module):
 
     def extra_repr(self) -> str:
         return f"mean={self.mean.flatten().tolist()}, std={self.std.flatten().tolist()}"
-
-
-def _to_normalised_float(mean: Sequence[float], std: Sequence[float]) -> list[torch.nn.Module]:
-    return [NormalisedFloat(mean, std)]
 
 
 def train_transform(
@@ -176,24 +173,3 @@ def train_transform(
         raise IlsvrcError(f"Unknown augmentation {kind!r}; the choices are {', '.join(TRAIN_AUGMENTATIONS)}.")
     # crops and flips on uint8 (4x less memory to move than float), then one fused pass to float
     return v2.Compose([*steps, NormalisedFloat(mean, std, lighting)])
-
-
-def eval_transform(
-    image_size: int, mean: Sequence[float], std: Sequence[float], crop_fraction: float = 0.875
-) -> Callable[[Tensor], Tensor]:
-    """The standard single-crop evaluation: shorter side to round(size / crop_fraction), centre crop.
-
-    uint8 3 x H x W in, normalised float32 3 x size x size out; no randomness. With size 224 and the
-    default crop fraction 0.875 this is torchvision's "resize 256, centre crop 224".
-    """
-    _check(image_size, mean, std)
-    if not 0 < crop_fraction <= 1:
-        raise IlsvrcError(f"crop_fraction must be in (0, 1], got {crop_fraction!r}.")
-    resize = round(image_size / crop_fraction)
-    return v2.Compose(
-        [
-            v2.Resize(resize, v2.InterpolationMode.BILINEAR, antialias=True),
-            v2.CenterCrop(image_size),
-            *_to_normalised_float(mean, std),
-        ]
-    )

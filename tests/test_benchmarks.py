@@ -1,0 +1,34 @@
+"""The benchmarks' own helpers (the benchmarks themselves are run by hand: `python -m benchmarks`)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+
+def harness():
+    """benchmarks/harness.py, loaded by path (the benchmarks are scripts, not an installed package)."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "harness.py"
+    spec = importlib.util.spec_from_file_location("benchmarks_harness", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_timestamps_labelled_utc_are_utc(monkeypatch: pytest.MonkeyPatch) -> None:
+    """RESULTS.md's "... UTC" stamps: UTC whatever the machine's time zone (here UTC+5:30)."""
+    monkeypatch.setenv("TZ", "Asia/Kolkata")
+    time.tzset()
+    try:
+        assert time.strftime("%H:%M", time.localtime(0)) == "05:30"  # the zone is in force
+        stamp = harness().utc_stamp
+        assert stamp(0) == "1970-01-01 00:00 UTC"
+        assert stamp(1_795_000_000) == time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(1_795_000_000))
+    finally:
+        monkeypatch.undo()
+        time.tzset()
