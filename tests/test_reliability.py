@@ -116,7 +116,7 @@ def _wait_for_step(run: Path, step: int, proc: subprocess.Popen) -> None:
 def test_sigterm_checkpoints_and_names_the_resume_command(spec: str, tmp_path: Path) -> None:
     run = tmp_path / "run"
     proc = ilsvrc("train", spec, *COMMON, "--epochs", "50", "--checkpoint-every", "2", "--out", str(run))
-    _wait_for_step(run, 2, proc)  # of 50 x 250 steps: the signal lands long before the end
+    _wait_for_step(run, 2, proc)  # of 50 epochs of 2,000 images: the signal lands long before the end
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=HANG_GUARD)
     assert proc.returncode == 128 + signal.SIGTERM, out
