@@ -180,12 +180,12 @@ def main() -> None:
         "(forward, backward, SGD and the loop's own bookkeeping). Median of "
         f"{args.rounds} rounds, the two trees taking turns (alternating which goes first). The speed-up "
         "is before / after within each round (the two turns of a round see much the same machine): "
-        "their median and range. The machine is shared with other work: absolute figures move from "
-        "run to run, and the turns are what makes the ratio fair.",
+        "their median and range. Absolute figures move from run to run with whatever else the machine "
+        "does; the turns are what makes the ratio fair.",
         "",
         "| network, recipe, input, batch, steps | before ms/step | after ms/step | before img/s "
         "| after img/s | speed-up, per round: median (range) | after GFLOP/s (fraction of matmul rate) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|---:|",
         *rows,
         "",
     ]

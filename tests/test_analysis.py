@@ -1,4 +1,4 @@
-"""The analyzer against the papers' and torchvision's published figures (../shared/docs/facts.md)."""
+"""The analyzer against the papers' and torchvision's published figures (tests/facts.py, from facts.md)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from facts import fact
 from ilsvrc import analyze, get_spec, list_models
 from ilsvrc.analysis.analyzer import (
     Volume,
@@ -35,21 +36,18 @@ from ilsvrc.networks.spec import (
     Residual,
 )
 
-# torchvision 0.29.1 and the papers, as facts.md gives them
+# torchvision 0.29.1 and the papers, as facts.md gives them (carried in tests/facts.py)
 EXACT_PARAMS = {
-    "alexnet": 60_965_224,
-    "alexnet-torchvision": 61_100_840,
-    "vgg11": 132_863_336,
-    "vgg13": 133_047_848,
-    "vgg16": 138_357_544,
-    "vgg19": 143_667_240,
-    "vgg11-bn": 132_868_840,
-    "vgg13-bn": 133_053_736,
-    "vgg16-bn": 138_365_992,
-    "vgg19-bn": 143_678_248,
+    name: fact(name.replace("-", "_") + "_params")
+    for name in ("alexnet", "alexnet-torchvision", "vgg11", "vgg13", "vgg16", "vgg19")
+    + ("vgg11-bn", "vgg13-bn", "vgg16-bn", "vgg19-bn")
 }
-# VGG paper, Table 2, in millions
-VGG_TABLE2 = {"vgg11": 133, "vgg11-lrn": 133, "vgg13": 133, "vgg16-c": 134, "vgg16": 138, "vgg19": 144}
+# VGG paper, Table 2, in millions (configurations A, A-LRN, B, C, D, E)
+VGG_TABLE2 = {
+    name: fact(f"vgg_{config}_millions")
+    for name, config in [("vgg11", "a"), ("vgg11-lrn", "a_lrn"), ("vgg13", "b"), ("vgg16-c", "c"),
+                         ("vgg16", "d"), ("vgg19", "e")]
+}  # fmt: skip
 
 
 @pytest.mark.parametrize("name,params", EXACT_PARAMS.items())
@@ -64,16 +62,16 @@ def test_vgg_configs_round_to_the_papers_table_2(name: str, millions: int) -> No
 
 def test_vgg16_conv_and_fully_connected_split() -> None:
     split = analyze(get_spec("vgg16")).split()
-    assert split["conv"]["params"] == 14_714_688
-    assert split["fc"]["params"] == 123_642_856
+    assert split["conv"]["params"] == fact("vgg16_conv_params")
+    assert split["fc"]["params"] == fact("vgg16_fc_params")
     assert split["conv"]["params_pct"] + split["fc"]["params_pct"] == pytest.approx(100)
     # the lecture's point: FC holds most parameters, the convolutions do most of the arithmetic
     assert split["fc"]["params_pct"] > 89 and split["conv"]["macs_pct"] > 99
 
 
 def test_zfnet_parameter_counts_match_facts_arithmetic() -> None:
-    assert round(analyze(get_spec("zfnet")).params / 1e5) / 10 == 62.4
-    assert round(analyze(get_spec("zfnet-b")).params / 1e5) / 10 == 107.6
+    assert round(analyze(get_spec("zfnet")).params / 1e5) / 10 == fact("zfnet_params_millions")
+    assert round(analyze(get_spec("zfnet-b")).params / 1e5) / 10 == fact("zfnet_b_params_millions")
 
 
 def test_layers_counted_the_lectures_way() -> None:
@@ -86,7 +84,10 @@ def test_layers_counted_the_lectures_way() -> None:
 
 def test_torchinfo_multiply_adds_are_ours_plus_bias_adds() -> None:
     # torchinfo counts bias additions into its mult-adds (facts.md)
-    for name, torchinfo_count in (("alexnet-torchvision", 714_682_664), ("vgg16", 15_483_821_032)):
+    for name, torchinfo_count in (
+        ("alexnet-torchvision", fact("alexnet_torchvision_torchinfo_macs")),
+        ("vgg16", fact("vgg16_torchinfo_macs")),
+    ):
         report = analyze(get_spec(name))
         assert report.macs + report.bias_adds == torchinfo_count
 

@@ -31,6 +31,7 @@ from ilsvrc.training.data import (
 from ilsvrc.training.evaluate import PROTOCOLS, eval_input_transform
 from ilsvrc.training.loop import epoch_batches, make_config, read_metrics, train
 from ilsvrc.training.transforms import TRAIN_AUGMENTATIONS, train_transform
+from work import HANG_GUARD  # child-process timeouts: a hang guard only, never a time budget
 
 CLASSES = ("ant", "bee", "cat")
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -172,7 +173,7 @@ def test_corrupt_png_is_an_error_not_a_crash(tmp_path: Path) -> None:
         "try:\n    read_image(sys.argv[1])\nexcept DataError as e:\n    print('DataError', e)\n"
     )
     done = subprocess.run(
-        [sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=HANG_GUARD
     )
     assert done.returncode == 0, f"the process died (code {done.returncode}): {done.stderr[-2000:]}"
     assert done.stdout.startswith("DataError") and str(path) in done.stdout

@@ -24,6 +24,7 @@ from ilsvrc.training.data import ImageFolderRGB, Skipped
 from ilsvrc.training.images import DataError, read_image
 from ilsvrc.training.loop import make_config, train
 from test_bad_data import build_tree, pattern
+from work import HANG_GUARD  # child-process timeouts: a hang guard only, never a time budget
 
 
 @pytest.fixture(scope="module")
@@ -215,7 +216,7 @@ def test_an_entry_in_use_by_another_process_is_never_evicted(tmp_path: Path, mon
         assert (held.folder / cache.PIXELS).is_file()
     finally:
         holder.stdin.close()
-        holder.wait(timeout=60)
+        holder.wait(timeout=HANG_GUARD)
     assert data.use_cache(store)  # the holder has ended: now a makes room
     assert set(by_source(store)) == {str(b)}
 
@@ -325,7 +326,9 @@ def test_cache_commands_do_not_import_torch(tmp_path: Path) -> None:
         "assert 'torch' not in sys.modules, 'torch was imported'"
     )
     env = {**os.environ, "ILSVRC_CACHE_DIR": str(store)}
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=HANG_GUARD, env=env
+    )
     assert done.returncode == 0, done.stderr
     assert "removed 1 cache entry" in done.stdout and cache.entries(store) == []
 

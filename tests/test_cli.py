@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from ilsvrc.cli import main
+from work import HANG_GUARD  # child-process timeouts: a hang guard only, never a time budget
 
 
 def run(*args: str, capsys: pytest.CaptureFixture) -> tuple[int, str, str]:
@@ -137,7 +138,9 @@ def test_bad_input_exits_2_with_one_paragraph(args: list[str], match: str, capsy
 
 
 def _subprocess(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ilsvrc", *args], capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "ilsvrc", *args], capture_output=True, text=True, timeout=HANG_GUARD
+    )
 
 
 def test_argparse_errors_exit_2_too() -> None:
@@ -158,7 +161,7 @@ def test_summary_does_not_import_torch() -> None:
         "import sys; from ilsvrc.cli import main; main(['summary', 'vgg16']); "
         "assert 'torch' not in sys.modules, 'torch was imported'"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=HANG_GUARD)
     assert done.returncode == 0, done.stderr
 
 
@@ -217,7 +220,7 @@ def test_a_mistake_fails_before_torch_is_imported_or_anything_is_drawn(argv, mat
     (tmp_path / "photo.png").write_bytes(b"not looked at")
     before = sorted(p.name for p in tmp_path.iterdir())
     command = [sys.executable, "-c", FAILING, str(tmp_path), json.dumps([argv])]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=HANG_GUARD)
     assert done.returncode == 0, done.stderr
     (result,) = json.loads(done.stdout)
     err = result["err"]

@@ -25,6 +25,7 @@ from ilsvrc.pictures.charts import chart_figure, share_lines
 from ilsvrc.pictures.draw import Bar, Box, Branches, build_nodes, diagram_figure
 from ilsvrc.pictures.plots import curves_figure, load_runs, plot_runs
 from ilsvrc.training.metrics import load_run
+from work import HANG_GUARD  # child-process timeouts: a hang guard only, never a time budget
 
 BRANCHED = """
 name: branchy
@@ -300,5 +301,5 @@ def test_picture_commands_do_not_import_torch(tmp_path) -> None:
         "assert 'torch' not in sys.modules, 'torch was imported'"
     )
     command = [sys.executable, "-c", code, str(tmp_path)]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=HANG_GUARD)
     assert done.returncode == 0, done.stderr

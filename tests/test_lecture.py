@@ -4,9 +4,9 @@ Lecture 11 (CNNs on ImageNet) walks through AlexNet, ZFNet and VGG and states vo
 counts, layer counts and ILSVRC error rates. Every row of the page has an id (A01, Z04, V06, ...):
 `TOOL_GIVES` computes the page's "tool gives (exact)" figure for that row through the analyzer, and
 the tests below, named like the lecture's exercises, check each figure against a number derived
-independently (from the lecture's own formula or from shared/docs/facts.md) and, where the
-lecture's figure differs, check the relation the page states (weights only, rounded, or not
-reproducible).
+independently (from the lecture's own formula or from the published figures in tests/facts.py, which
+carries them from shared/docs/facts.md) and, where the lecture's figure differs, check the relation the
+page states (weights only, rounded, or not reproducible).
 
 The last tests keep page and tests in sync: the page's ids, the tests' ids and `TOOL_GIVES` are the
 same set, and every "tool gives" figure printed on the page equals what the analyzer computes now.
@@ -22,13 +22,13 @@ from pathlib import Path
 
 import pytest
 
+from facts import FACTS, SHEET, fact
 from ilsvrc import analyze, get_spec, list_models
-from ilsvrc.analysis.analyzer import LayerStats, Report, nearest_exact_sizes
+from ilsvrc.analysis.analyzer import LayerStats, Report, nearest_exact_sizes, window_out
 from ilsvrc.networks.spec import AdaptiveAvgPool, Conv, Linear, MaxPool, Network
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = ROOT / "docs" / "lecture-checked.md"
-FACTS = ROOT.parent / "shared" / "docs" / "facts.md"
 
 M = 1_000_000
 MI = 2**20
@@ -226,10 +226,25 @@ def row(*ids: str) -> Callable:
     return lambda fn: fn
 
 
-def facts() -> str:
-    if not FACTS.exists():
-        pytest.skip(f"{FACTS} is not here (shared/ sits beside the repository)")
-    return FACTS.read_text(encoding="utf-8")
+def exact_division(name: str, layer: str, size: int | None = None) -> tuple[int, int]:
+    """(span, stride) of a layer's window along the width, from its own fields and its input there:
+    the output is span / stride + 1, a whole number when the remainder is 0 (`window_out`)."""
+    row = stats(name, layer, size)
+    k, s, p = row.layer.kernel[1], row.layer.stride[1], row.layer.padding[1]
+    _, span, remainder = window_out(row.input.width, k, s, p)
+    assert remainder == span % s
+    return span, s
+
+
+def zoo_errors(name: str) -> dict[str, float]:
+    """The top-5 errors (percent) the zoo's metadata for `name` states: its ILSVRC test entry, and its
+    single network on validation where it gives one."""
+    result = get_spec(name).info.result
+    found = {"test": float(re.search(r"([\d.]+)% top-5 test", result).group(1))}
+    single = re.search(r"1 (?:CNN|net) [\d.]+/([\d.]+) top-1/top-5 val", result)
+    if single:
+        found["one net val"] = float(single.group(1))
+    return found
 
 
 # --------------------------------------------------------------------------------------------------
@@ -239,7 +254,7 @@ def facts() -> str:
 @row("A00")
 def test_the_papers_alexnet_is_not_the_lectures_it_has_60965224_parameters_and_6x6x256():
     paper = report("alexnet")
-    assert paper.params == 60_965_224  # facts.md: "Parameters with groups=2: 60,965,224"
+    assert paper.params == fact("alexnet_params")
     assert out("alexnet", "pool5") == "6x6x256"
     assert paper.params - report("alexnet-lecture").params == 32_141_312
     assert stats("alexnet", "fc6").weights == 6 * 6 * 256 * 4096
@@ -248,7 +263,10 @@ def test_the_papers_alexnet_is_not_the_lectures_it_has_60965224_parameters_and_6
 @row("A01")
 def test_alexnet_input_is_227x227x3_which_makes_conv1_exact_where_224_would_not():
     assert str(report("alexnet-lecture").input) == "227x227x3"
-    assert (227 - 11) % 4 == 0 and (224 - 11) % 4 != 0
+    span, stride = exact_division("alexnet-lecture", "conv1")
+    assert span % stride == 0 and span // stride + 1 == 55  # (227 - 11)/4 + 1 = 55 exactly
+    span, stride = exact_division("alexnet-lecture", "conv1", 224)
+    assert span / stride + 1 == 54.25  # (224 - 11)/4 + 1, floored to 54
     assert warnings_of(report("alexnet-lecture")) == []
     assert warnings_of(report("alexnet-lecture", 224))[0] == "conv1"
 
@@ -266,7 +284,8 @@ def test_alexnet_conv1_on_227x227x3_gives_55x55x96_and_34944_parameters():
 @row("A04", "A05")
 def test_alexnet_pool1_3x3_stride_2_halves_55_to_27x27x96_with_no_parameters():
     assert out("alexnet-lecture", "pool1") == f"{(55 - 3) // 2 + 1}x{(55 - 3) // 2 + 1}x96"
-    assert (55 - 3) % 2 == 0  # exactly 27: "half of 55" is loose, the formula is exact
+    span, stride = exact_division("alexnet-lecture", "pool1")
+    assert span % stride == 0  # exactly 27: "half of 55" is loose, the formula is exact
     assert stats("alexnet-lecture", "pool1").params == 0
 
 
@@ -287,7 +306,8 @@ def test_alexnet_conv2_is_the_lectures_0_6_million_rounded():
 @row("A08")
 def test_alexnet_conv2_unpadded_5x5_gives_23x23x256_shrinking_by_4_not_2():
     assert out("alexnet-lecture", "conv2") == f"{27 - 5 + 1}x{27 - 5 + 1}x256" == "23x23x256"
-    assert 27 - 23 == 5 - 1 == 4  # two from each border, four in all
+    conv2 = stats("alexnet-lecture", "conv2")
+    assert conv2.input.width - conv2.output.width == conv2.layer.kernel[1] - 1 == 4  # two from each border
     assert out("alexnet", "conv2") == "27x27x256"  # the paper pads conv2 by 2
 
 
@@ -394,7 +414,9 @@ def test_alexnet_fully_connected_layers_hold_25076712_of_28823912_parameters_87_
     fc = fc_params(rep)
     assert fc == (1024 * 4096 + 4096) + (4096 * 4096 + 4096) + (4096 * 1000 + 1000) == 25_076_712
     assert round(100 * fc / rep.params) == round(100 * 24 / 27.55) == 87
-    assert 4 + 16 + 4 == 24 and round(weights_of(rep, Linear) / MI) == 24
+    # the lecture's 24 is its 4 + 16 + 4: each layer's weights in units of 2^20
+    assert [round(stats("alexnet-lecture", fc).weights / MI) for fc in ("fc6", "fc7", "fc8")] == [4, 16, 4]
+    assert round(weights_of(rep, Linear) / MI) == 24
 
 
 @row("A23")
@@ -430,7 +452,8 @@ def test_zfnet_conv1_has_20736_fewer_parameters_than_alexnets():
 @row("Z04")
 def test_zfnet_lecture_conv1_7x7_stride_4_on_227_gives_56x56x96_not_55():
     assert out("zfnet-lecture", "conv1") == f"{(227 - 7) // 4 + 1}x{(227 - 7) // 4 + 1}x96"
-    assert (227 - 7) % 4 == 0  # exactly 56, no rounding involved
+    span, stride = exact_division("zfnet-lecture", "conv1")
+    assert span % stride == 0  # exactly 56, no rounding involved
 
 
 @row("Z05")
@@ -449,7 +472,8 @@ def test_the_papers_zfnet_reaches_55x55x96_after_pool1_from_110x110x96():
 @row("Z07")
 def test_zfnet_lecture_pool1_floors_27_5_to_27_and_warns():
     assert out("zfnet-lecture", "pool1") == "27x27x96"
-    assert (56 - 3) / 2 + 1 == 27.5
+    span, stride = exact_division("zfnet-lecture", "pool1")
+    assert span / stride + 1 == 27.5  # (56 - 3)/2 + 1
     assert warnings_of(report("zfnet-lecture")) == ["pool1"]
 
 
@@ -498,14 +522,25 @@ def test_zfnet_lecture_has_11694848_more_parameters_not_the_lectures_1_45_millio
 @row("Z14")
 def test_the_papers_zfnet_has_1392384_more_than_the_papers_alexnet_the_closest_to_1_45m():
     diff = report("zfnet").params - report("alexnet").params
-    assert diff == 62_357_608 - 60_965_224 == 1_392_384  # facts.md: about 62.4M; 60,965,224
+    assert diff == 1_392_384 and report("alexnet").params == fact("alexnet_params")
+    assert round(report("zfnet").params / M, 1) == fact("zfnet_params_millions")
     assert round(diff / M, 2) == 1.39 and round(diff / MI, 2) == 1.33
 
 
 def test_the_only_1_45_million_found_uses_a_wrong_depth_for_conv4_and_drops_three_changes():
     """A coincidence the page reports under Z13: conv4's change computed on a depth of 256 minus
     conv1's saving; it leaves out conv3, conv5 and fc6, so it is not an explanation."""
-    assert (1024 - 384) * 3 * 3 * 256 - 20_736 == 1_453_824
+    lecture = float(re.search(r'"([\d.]+) million"', page_rows()["Z13"][1]).group(1))
+    # conv4 with the lecture's AlexNet filters (384) and ZFNet's (1024), both on a 256-deep input
+    shallow = {"conv3": {"out_channels": 256}}
+    before = analyze(variant("alexnet-lecture", "conv4-384", None, (), **shallow))
+    after = analyze(
+        variant("alexnet-lecture", "conv4-1024", None, (), **shallow, conv4={"out_channels": 1024})
+    )
+    assert named(before, "conv4").input.channels == 256 != stats("zfnet-lecture", "conv4").input.channels
+    reading = named(after, "conv4").weights - named(before, "conv4").weights + param_diff("conv1")
+    assert reading == 1_453_824 and round(reading / M, 2) == lecture == 1.45
+    assert report("zfnet-lecture").params - report("alexnet-lecture").params > 8 * reading  # far off
 
 
 # --------------------------------------------------------------------------------------------------
@@ -515,7 +550,8 @@ def test_the_only_1_45_million_found_uses_a_wrong_depth_for_conv4_and_drops_thre
 @row("V01")
 def test_vgg16_on_the_lectures_227_input_floors_113_5_to_113_at_pool1():
     assert out("vgg16", "pool1", 227) == "113x113x64"
-    assert (227 - 2) / 2 + 1 == 113.5
+    span, stride = exact_division("vgg16", "pool1", 227)
+    assert span / stride + 1 == 113.5  # (227 - 2)/2 + 1
     assert warnings_of(report("vgg16", 227)) == ["pool1", "pool2"]
     assert str(report("vgg16").input) == "224x224x3" and warnings_of(report("vgg16")) == []
 
@@ -547,7 +583,7 @@ def test_vgg16_at_227_does_not_claim_fc6_weights_trained_at_224_do_not_fit():
 @row("V06")
 def test_vgg16_convolutions_hold_14714688_parameters_not_16_million():
     conv = conv_params(report("vgg16"))
-    assert conv == 14_714_688  # facts.md: "VGG16 conv part 14,714,688"
+    assert conv == fact("vgg16_conv_params") == 14_714_688
     assert round(conv / M, 1) == 14.7 and round(weights_of(report("vgg16"), Conv) / M, 1) == 14.7
     assert 16 * M - conv == 1_285_312
     assert conv_params(report("vgg19")) == 20_024_384  # VGG19 is no closer
@@ -564,7 +600,7 @@ def test_vgg16_fully_connected_layers_hold_123642856_parameters_not_122_million(
 @row("V08")
 def test_vgg16_total_138357544_is_the_lectures_16_plus_122_million_rounded():
     total = report("vgg16").params
-    assert total == 138_357_544  # facts.md: torchvision vgg16 138,357,544
+    assert total == fact("vgg16_params") == 138_357_544
     assert round(total / M) == 16 + 122 == 138
 
 
@@ -580,7 +616,10 @@ def test_vgg16_first_fully_connected_layer_holds_the_most_parameters():
 @row("V10")
 def test_vgg16_fc6_input_is_24_5_times_alexnets_not_32():
     assert TOOL_GIVES["V10"]() == (512 * 7 * 7) / (256 * 2 * 2) == 24.5
-    assert 4 * 4 * 2 == 32 and (7 / 2) * (7 / 2) * 2 == 24.5
+    vgg, alex = stats("vgg16", "pool5").output, stats("alexnet-lecture", "pool5").output
+    side, depth = vgg.width / alex.width, vgg.channels / alex.channels
+    assert (side, depth) == (3.5, 2) and side * side * depth == TOOL_GIVES["V10"]()
+    assert side != 4  # the lecture's "4 into 4 into 2" = 32 takes each side as growing 4 times
 
 
 # --------------------------------------------------------------------------------------------------
@@ -603,54 +642,107 @@ def test_vgg16_has_16_and_vgg19_19_layers_with_parameters():
 
 @row("L05", "L06")
 def test_googlenet_22_and_resnet_152_layers_are_facts_not_in_the_zoo():
-    assert "GoogLeNet 22, ResNet 152" in facts()
+    assert lecture_figure("L05") == fact("googlenet_layers")
+    assert lecture_figure("L06") == fact("resnet_layers")
     names = set(list_models())
     assert not any(n.startswith(("googlenet", "resnet")) for n in names)
 
 
 # --------------------------------------------------------------------------------------------------
-# ILSVRC top-5 test errors (docs/facts.md; the zoo keeps the three it has networks for)
+# ILSVRC top-5 test errors (tests/facts.py; the zoo keeps the three it has networks for)
 
 ILSVRC = {
-    "E01": "2010 NEC-UIUC 28.2",
-    "E02": "2011 XRCE 25.8",
-    "E03": "2012 SuperVision (AlexNet) 16.4",
-    "E05": "2013 Clarifai 11.7",
-    "E07": "VGG 7.3",
-    "E08": "2014 GoogLeNet 6.7",
-    "E09": "2015 ResNet 3.57",
+    "E01": "ilsvrc_2010",
+    "E02": "ilsvrc_2011",
+    "E03": "ilsvrc_2012",
+    "E05": "ilsvrc_2013",
+    "E07": "ilsvrc_2014_vgg",
+    "E08": "ilsvrc_2014_googlenet",
+    "E09": "ilsvrc_2015",
 }
+
+
+def lecture_figure(row_id: str) -> float:
+    """The last number in the page's "lecture says" cell of a row: "2010: 28.2" gives 28.2."""
+    return float(re.findall(r"\d+(?:\.\d+)?", page_rows()[row_id][1])[-1])
+
+
+def lecture_range(row_id: str) -> tuple[float, float]:
+    """The lecture's "A to B" in a row's "lecture says" cell."""
+    low, high = re.search(r"(\d+) to (\d+)", page_rows()[row_id][1]).groups()
+    return float(low), float(high)
+
+
+def why(row_id: str) -> str:
+    return page_rows()[row_id][5]
 
 
 @row(*ILSVRC)
 @pytest.mark.parametrize("row_id", sorted(ILSVRC))
 def test_each_ilsvrc_error_the_lecture_gives_matches_the_record(row_id):
-    assert ILSVRC[row_id] in facts()
+    assert lecture_figure(row_id) == fact(ILSVRC[row_id])
 
 
 @row("E03", "E05", "E07")
 def test_the_zoo_keeps_16_4_for_alexnet_11_7_for_zfnet_and_7_3_for_vgg():
-    assert TOOL_GIVES["E03"]() == "16.4"
-    assert TOOL_GIVES["E05"]() == "11.7"
-    assert TOOL_GIVES["E07"]() == "7.3"
+    for row_id, name in (("E03", "alexnet"), ("E05", "zfnet"), ("E07", "vgg16")):
+        assert TOOL_GIVES[row_id]() == f"{fact(ILSVRC[row_id]):g}"
+        assert zoo_errors(name)["test"] == fact(ILSVRC[row_id])
 
 
 @row("E04")
 def test_alexnet_beat_the_2011_winner_by_9_4_points_a_little_more_than_8_to_9():
-    assert round(25.8 - 16.4, 1) == 9.4
+    alexnet, before = zoo_errors("alexnet")["test"], fact("ilsvrc_2011")
+    gap = round(before - alexnet, 1)
+    assert f"{before:g} - {alexnet:g} = {gap:g} points" in why("E04")
+    low, high = lecture_range("E04")
+    assert high < gap < high + 1  # "roughly": a little more than the lecture's 8 to 9
 
 
 @row("E06")
 def test_zfnet_based_11_7_against_alexnets_16_4_is_4_7_points_not_3_to_4():
-    assert round(16.4 - 11.7, 1) == 4.7
-    text = facts()
-    assert "1 CNN 40.7 top-1 / 18.2 top-5" in text and "1 net 38.4 top-1 / 16.5 top-5" in text
-    assert round(18.2 - 16.5, 1) == 1.7  # the papers' single nets on validation
+    alexnet, zfnet = zoo_errors("alexnet"), zoo_errors("zfnet")
+    entries = round(alexnet["test"] - zfnet["test"], 1)
+    assert f"{alexnet['test']:g} - {zfnet['test']:g} = {entries:g} points" in why("E06")
+    low, high = lecture_range("E06")
+    assert not low <= entries <= high
+    # the papers' single nets on validation, as the zoo keeps them and the record has them
+    singles = (alexnet["one net val"], zfnet["one net val"])
+    assert singles == (fact("alexnet_one_cnn_val_top5"), fact("zfnet_one_net_val_top5"))
+    single_gap = round(singles[0] - singles[1], 1)
+    assert f"{singles[0]:g} - {singles[1]:g} = {single_gap:g} points" in why("E06")
+    assert not low <= single_gap <= high
 
 
 @row("E10")
 def test_28_2_percent_of_1000_test_images_is_282_errors():
-    assert round(28.2 / 100 * 1000) == 282
+    """The lecture's reading of a top-5 error, through the meter that computes ours: 282 of 1000 test
+    images without their class among the 5 best scores is the 2010 winner's 28.2%."""
+    import torch
+
+    from ilsvrc.training.evaluate import Meter
+
+    errors, images = map(int, re.search(r"(\d+) errors in (\d+)", page_rows()["E10"][1]).groups())
+    classes = 1000
+    targets = torch.arange(images) % classes
+    scores = torch.zeros(images, classes)
+    scores[torch.arange(images), targets] = 1.0  # right: the true class scores highest
+    wrong = torch.arange(errors)
+    scores[wrong, targets[wrong]] = -1.0  # wrong: below the 999 others, outside any top 5
+    meter = Meter(classes)
+    meter.update(scores, targets)
+    assert round(100 * meter.result().top5_error, 1) == fact("ilsvrc_2010") == lecture_figure("E01")
+
+
+def test_the_carried_facts_are_the_sheets():
+    """tests/facts.py carries the sheet's figures into the repository; where the sheet is present (beside
+    the repository, or named by ILSVRC_FACTS), each quoted phrase is still in it and states the value."""
+    if not SHEET.exists():
+        pytest.skip(f"{SHEET} is not here (shared/ sits beside the main checkout; ILSVRC_FACTS names it)")
+    sheet = " ".join(SHEET.read_text(encoding="utf-8").split())
+    for name, item in FACTS.items():
+        assert item.quote in sheet, f"{name}: {item.quote!r} is no longer in {SHEET}"
+        assert item.written in item.quote, f"{name}: {item.quote!r} does not state {item.written}"
 
 
 # --------------------------------------------------------------------------------------------------

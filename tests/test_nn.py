@@ -45,6 +45,7 @@ from ilsvrc.nn import (
     leaf_module,
     to_torchvision,
 )
+from work import HANG_GUARD  # child-process timeouts: a hang guard only, never a time budget
 
 # ---------------------------------------------------------------------------------------------------
 # Helpers: run a module with forward hooks on its leaves
@@ -600,7 +601,7 @@ for _ in range(50):
     model(x).sum().backward()
 print(model.channels_last)
 """
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=HANG_GUARD)
     assert done.returncode == 0, done.stderr[-1500:]
     assert done.stdout.strip() == "False"  # both have a 1x1 kernel with unequal strides: kept NCHW
 

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from safetensors.torch import load_file
 
 from ilsvrc.training import checkpoint
 from ilsvrc.training.loop import datasets, load_trained, make_config, read_metrics, train
+from work import HANG_GUARD  # timeouts and waits: a hang guard only, never a time budget
 
 COMMON = ["--recipe", "cpu", "--image-size", "32", "--synthetic-classes", "4", "--workers", "0"]
 
@@ -46,12 +48,12 @@ def test_two_processes_step_like_one(spec: str, tmp_path: Path) -> None:
     args = ["train", spec, *COMMON, "--batch-size", "64", "--epochs", "2", "--synthetic-train", "256",
             "--synthetic-val", "64"]  # fmt: skip
     one = ilsvrc(*args, "--out", str(tmp_path / "one"))
-    assert one.wait(timeout=300) == 0, one.stdout.read()
+    assert one.wait(timeout=HANG_GUARD) == 0, one.stdout.read()
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     two = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "ilsvrc",
          *args, "--out", str(tmp_path / "two")],
-        capture_output=True, text=True, timeout=300, env=env,
+        capture_output=True, text=True, timeout=HANG_GUARD, env=env,
     )  # fmt: skip
     assert two.returncode == 0, two.stdout + two.stderr
     a, b = weights(tmp_path / "one"), weights(tmp_path / "two")
@@ -80,7 +82,7 @@ def test_a_process_with_no_validation_images_does_not_stop_the_run(spec: str, tm
     done = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "ilsvrc",
          *args],
-        capture_output=True, text=True, timeout=300, env=env,
+        capture_output=True, text=True, timeout=HANG_GUARD, env=env,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     (line,) = read_metrics(run)
@@ -123,27 +125,36 @@ def test_a_process_whose_share_is_unreadable_still_steps_with_the_others(spec: s
         assert done.stdout.count(f"Skipped unreadable image {path}") == 1, done.stdout
 
 
-def _wait_for_step(run: Path, step: int, proc: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.time() + timeout
-    pointer = run / "checkpoints" / "last.json"
-    while time.time() < deadline:
+def _wait_for(ready: Callable[[], bool], proc: subprocess.Popen, what: str) -> None:
+    """Poll until `ready()`; fail if the run ends first (or, as a hang guard only, after HANG_GUARD s)."""
+    deadline = time.monotonic() + HANG_GUARD
+    while time.monotonic() < deadline:
+        if ready():
+            return
         if proc.poll() is not None:
-            raise AssertionError(f"training ended early: {proc.stdout.read()}")
-        try:
-            if json.loads(pointer.read_text())["step"] >= step:
-                return
-        except (OSError, ValueError, KeyError):
-            pass
+            raise AssertionError(f"the run ended before {what}: {proc.stdout.read()}")
         time.sleep(0.02)
-    raise AssertionError("no checkpoint in time")
+    raise AssertionError(f"no {what} after {HANG_GUARD} s (a hang guard)")
+
+
+def _wait_for_step(run: Path, step: int, proc: subprocess.Popen) -> None:
+    """Wait for a checkpoint at `step` or later (the run must be far longer, so that it cannot end first)."""
+
+    def ready() -> bool:
+        try:
+            return json.loads((run / "checkpoints" / "last.json").read_text())["step"] >= step
+        except (OSError, ValueError, KeyError):
+            return False
+
+    _wait_for(ready, proc, f"a checkpoint at step {step}")
 
 
 def test_sigterm_checkpoints_and_names_the_resume_command(spec: str, tmp_path: Path) -> None:
     run = tmp_path / "run"
     proc = ilsvrc("train", spec, *COMMON, "--epochs", "50", "--checkpoint-every", "2", "--out", str(run))
-    _wait_for_step(run, 2, proc)
+    _wait_for_step(run, 2, proc)  # of 50 epochs of 2,000 images: the signal lands long before the end
     proc.send_signal(signal.SIGTERM)
-    out, _ = proc.communicate(timeout=120)
+    out, _ = proc.communicate(timeout=HANG_GUARD)
     assert proc.returncode == 128 + signal.SIGTERM, out
     assert f"ilsvrc train --resume {run}" in out and "SIGTERM" in out
     _, state, _ = checkpoint.load(run)
@@ -154,49 +165,156 @@ def test_sigterm_to_torchrun_checkpoints_once_and_resumes(spec: str, tmp_path: P
     """A cluster stopping the job signals torchrun, which passes SIGTERM on to every worker: the ranks
     agree on one step, rank 0 writes one checkpoint, and torchrun --resume ends the run."""
     run = tmp_path / "run"
-    args = ["train", spec, *COMMON, "--epochs", "50", "--checkpoint-every", "2", "--batch-size", "16"]
+    # 4 steps an epoch (128 images, 2 x 16 a step), 500 epochs: the signal lands long before the end
+    args = ["train", spec, *COMMON, "--epochs", "500", "--checkpoint-every", "2", "--batch-size", "16",
+            "--synthetic-train", "128", "--synthetic-val", "32"]  # fmt: skip
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m"]
     proc = subprocess.Popen([*launcher, "ilsvrc", *args, "--out", str(run)], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, env=env)  # fmt: skip
-    _wait_for_step(run, 2, proc, timeout=180)
+    _wait_for_step(run, 2, proc)
     proc.send_signal(signal.SIGTERM)
-    out, _ = proc.communicate(timeout=120)
+    out, _ = proc.communicate(timeout=HANG_GUARD)
     assert proc.returncode != 0  # torchrun reports the signal
     assert f"ilsvrc train --resume {run}" in out and "SIGTERM" in out, out
     assert out.count("continue with `ilsvrc train --resume") == 1, out  # rank 0 alone speaks
     _, state, _ = checkpoint.load(run)
-    stopped_at = state["step"]
-    assert stopped_at >= 2 and state["epoch"] < 50
-    resumed = subprocess.run([*launcher, "ilsvrc", "train", "--resume", str(run), "--epochs", "2"],
-                             capture_output=True, text=True, timeout=300, env=env)  # fmt: skip
+    stopped_at, epochs = state["step"], state["epoch"] + 1  # resume to the end of the epoch it was in
+    assert stopped_at >= 2 and epochs < 500
+    resumed = subprocess.run([*launcher, "ilsvrc", "train", "--resume", str(run), "--epochs", str(epochs)],
+                             capture_output=True, text=True, timeout=HANG_GUARD, env=env)  # fmt: skip
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     _, state, _ = checkpoint.load(run)
-    assert state["epoch"] == 2 and state["step"] > stopped_at
+    assert state["epoch"] == epochs and state["step"] > stopped_at
 
 
-@pytest.mark.parametrize("kill_after,delay", [(1, 0.0), (3, 0.013), (6, 0.031), (9, 0.002)])
-def test_kill_9_at_any_moment_then_resume_gives_the_same_weights(
-    spec: str, tmp_path: Path, kill_after: int, delay: float
-) -> None:
-    args = ["train", spec, *COMMON, "--epochs", "2", "--synthetic-train", "48", "--synthetic-val", "16",
-            "--batch-size", "8", "--checkpoint-every", "1"]  # fmt: skip
-    reference = tmp_path / "reference"
-    done = ilsvrc(*args, "--out", str(reference))
-    assert done.wait(timeout=300) == 0
-    run = tmp_path / "killed"
-    proc = ilsvrc(*args, "--out", str(run))
-    _wait_for_step(run, kill_after, proc)
-    time.sleep(delay)  # land somewhere in the following step or checkpoint write
+# kill -9 at a chosen moment: the run is started through PAUSED, which stops it at that moment (after
+# the n-th call of one of its steps) and says so in a file; the test waits for the file, kills the
+# paused process, and checks what the moment left on disk before resuming. No race with the run's end.
+PAUSED = """
+import os, sys, time
+from torch.optim.optimizer import register_optimizer_step_pre_hook
+from ilsvrc.cli import main
+from ilsvrc.training import checkpoint
+
+where, n, marker, argv = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4:]
+calls = 0
+
+
+def reached() -> bool:
+    global calls
+    calls += 1
+    if calls == n:
+        with open(marker, "w") as f:
+            f.write(f"{where} {n}")
+        while True:
+            time.sleep(60)  # killed here
+    return False
+
+
+if where == "step":  # the n-th optimizer step, after its forward and backward, before the update
+
+    def before_step(optimizer, args, kwargs):
+        reached()
+
+    register_optimizer_step_pre_hook(before_step)
+elif where == "weights":  # the n-th checkpoint, its weights written, not its state, not yet renamed
+    real_save_file = checkpoint.save_file
+
+    def save_file(*args, **kwargs):
+        real_save_file(*args, **kwargs)
+        reached()
+
+    checkpoint.save_file = save_file
+elif where == "pointer":  # the n-th checkpoint renamed into place, its pointer not yet written
+    real_write = checkpoint.write_json_atomic
+
+    def write_json_atomic(path, data):
+        if path.name == "last.json":
+            reached()
+        real_write(path, data)
+
+    checkpoint.write_json_atomic = write_json_atomic
+sys.exit(main(argv))
+"""
+KILL_RUN = [
+    "--epochs",
+    "2",
+    "--synthetic-train",
+    "48",
+    "--synthetic-val",
+    "16",
+    "--batch-size",
+    "8",
+    "--checkpoint-every",
+    "1",
+]  # fmt: skip  (6 steps an epoch, a checkpoint after each)
+
+
+@pytest.fixture(scope="module")
+def reference(spec: str, tmp_path_factory) -> Path:
+    """The 12-step run the killed ones must end like, run once without a kill."""
+    run = tmp_path_factory.mktemp("reference") / "run"
+    done = ilsvrc("train", spec, *COMMON, *KILL_RUN, "--out", str(run))
+    assert done.wait(timeout=HANG_GUARD) == 0, done.stdout.read()
+    return run
+
+
+def kill_at(where: str, n: int, spec: str, run: Path) -> None:
+    """Start the run, let it reach the n-th `where`, and kill -9 it there."""
+    marker = run.parent / "paused"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    argv = ["train", spec, *COMMON, *KILL_RUN, "--out", str(run)]
+    proc = subprocess.Popen([sys.executable, "-c", PAUSED, where, str(n), str(marker), *argv],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)  # fmt: skip
+    _wait_for(marker.exists, proc, f"{where} {n}")
+    assert proc.poll() is None  # paused there, not finished
     proc.kill()
-    proc.wait()
-    _, state, _ = checkpoint.load(run)  # a readable checkpoint survives
+    assert proc.wait(timeout=HANG_GUARD) == -signal.SIGKILL
+
+
+def assert_resumes_like_the_reference(run: Path, reference: Path) -> None:
     resumed = ilsvrc("train", "--resume", str(run))
-    out, _ = resumed.communicate(timeout=300)
+    out, _ = resumed.communicate(timeout=HANG_GUARD)
     assert resumed.returncode == 0, out
     a, b = weights(reference), weights(run)
     assert all(torch.equal(a[k], b[k]) for k in a)  # exact resume: the same steps on the same path
     assert [m["epoch"] for m in read_metrics(run) if m["complete"]] == [1, 2]
+    assert read_metrics(run)[-1]["val_top1_error"] == read_metrics(reference)[-1]["val_top1_error"]
+
+
+def test_kill_9_while_writing_the_epochs_checkpoint_then_resume_gives_the_same_weights(
+    spec: str, tmp_path: Path, reference: Path
+) -> None:
+    """Killed at the end of epoch 1 (step 6) after its metrics line, half-way through its checkpoint:
+    the weights written under a temporary name, the state not. The checkpoint of step 5 is the last
+    one; resuming from it repeats step 6 and the evaluation, and keeps one line for epoch 1."""
+    run = tmp_path / "killed"
+    kill_at("weights", 6, spec, run)
+    (half,) = (run / "checkpoints").glob(".tmp-step-0000006-*")
+    assert (half / "model.safetensors").exists() and not (half / "state.pt").exists()
+    assert checkpoint.load(run)[1]["step"] == 5
+    assert [m["epoch"] for m in read_metrics(run)] == [1]  # written before the checkpoint
+    assert_resumes_like_the_reference(run, reference)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "where,n,last_step",
+    [
+        ("step", 2, 1),  # in the second step: only the first one's checkpoint exists
+        ("step", 9, 8),  # in epoch 2
+        ("weights", 3, 2),  # half-way through a checkpoint within an epoch
+        ("pointer", 9, 8),  # a checkpoint complete and renamed, its pointer not yet moved to it
+    ],
+)
+def test_kill_9_at_other_moments_then_resume_gives_the_same_weights(
+    spec: str, tmp_path: Path, reference: Path, where: str, n: int, last_step: int
+) -> None:
+    run = tmp_path / "killed"
+    kill_at(where, n, spec, run)
+    assert checkpoint.load(run)[1]["step"] == last_step  # a readable checkpoint survives
+    assert_resumes_like_the_reference(run, reference)
 
 
 def test_divergence_stops_with_the_step_and_keeps_the_checkpoint(spec: str, tmp_path: Path) -> None:

@@ -26,6 +26,7 @@ from ilsvrc import analyze, get_spec
 from ilsvrc.cli import main, resolve
 from ilsvrc.pictures.report import ReportError, build_page
 from ilsvrc.training.metrics import run_network as resolve_run
+from work import HANG_GUARD  # child-process timeouts: a hang guard only, never a time budget
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -181,7 +182,7 @@ def test_the_report_of_a_run_describes_the_network_as_the_run_trained_it(trained
     here = tmp_path / "here"
     here.mkdir()
     done = subprocess.run([sys.executable, "-m", "ilsvrc", "report", "--run", str(trained)],
-                          cwd=here, capture_output=True, text=True, timeout=300)  # fmt: skip
+                          cwd=here, capture_output=True, text=True, timeout=HANG_GUARD)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert [p.name for p in here.iterdir()] == ["tiny-report.html"]
 
@@ -219,7 +220,7 @@ def test_the_runs_network_is_read_without_torch(trained) -> None:
         "assert 'torch' not in sys.modules, 'torch was imported'"
     )
     done = subprocess.run(
-        [sys.executable, "-c", code, str(trained)], capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", code, str(trained)], capture_output=True, text=True, timeout=HANG_GUARD
     )
     assert done.returncode == 0, done.stderr
 
@@ -261,7 +262,7 @@ window.addEventListener("load", () => {
 def chromium(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
     profile = tmp_path / f"profile-{len(list(tmp_path.glob('profile-*')))}"
     command = [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0", *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=90)
+    return subprocess.run(command, capture_output=True, text=True, timeout=HANG_GUARD)
 
 
 def console_messages(stderr: str) -> list[str]:

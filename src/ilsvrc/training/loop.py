@@ -573,9 +573,12 @@ class RunState:
 def _train(config: TrainConfig, resume: str | Path | None, loaded: tuple | None, ctx: distributed.Context,
            device: torch.device, stop_after_steps: int | None, progress: bool, log,
            after_epoch: Callable[[Path], None] | None = None) -> Path:  # fmt: skip
-    """The run, on every rank when distributed (only rank 0 writes and prints)."""
+    """The run, on every rank when distributed (only rank 0 writes and prints). The run's clock (the
+    time limit, the metrics' seconds) starts before its data is opened: building the decoded-image
+    cache is part of the time a run takes."""
+    began = _now()
     run = _set_up(config, resume, ctx, device, stop_after_steps, progress, log, after_epoch)
-    state = _resume(run, loaded) if loaded is not None else _start(run)
+    state = _resume(run, loaded, began) if loaded is not None else _start(run, began)
     _announce(run)
     with StopRequest() as signals:
         while state.epoch < config.recipe.epochs and state.stopped is None:
@@ -637,12 +640,12 @@ def _new_run(config: TrainConfig, classes: list[ClassInfo], ctx: distributed.Con
     return Path(distributed.broadcast_object(str(run_dir), ctx))
 
 
-def _start(run: Run) -> RunState:
-    """A new run's state: step 0, its clock starting now."""
-    return RunState(clock_start=_now())
+def _start(run: Run, began: float) -> RunState:
+    """A new run's state: step 0, its clock started at `began` (before the data was opened)."""
+    return RunState(clock_start=began)
 
 
-def _resume(run: Run, loaded: tuple) -> RunState:
+def _resume(run: Run, loaded: tuple, began: float) -> RunState:
     """Put a checkpoint's weights, optimizer, schedule, scaler and random states back; extend the run
     if it was given more epochs or time; drop the metrics lines of states the checkpoint does not hold."""
     weights, saved, where = loaded
@@ -655,7 +658,7 @@ def _resume(run: Run, loaded: tuple) -> RunState:
     state = RunState(
         epoch=saved["epoch"], offset=saved["offset"], step=saved["step"], best=saved["best"],
         sums=EpochSums(**saved["sums"]) if run.ctx.main else EpochSums(),  # the saved sums are global
-        clock_start=_now() - saved["elapsed"],  # the run's clock counts every resumed part of it
+        clock_start=began - saved["elapsed"],  # the run's clock counts every resumed part of it
         step_seconds=timing.get("step_seconds", 0.0), wrap_up_seconds=timing.get("wrap_up_seconds", 0.0),
     )  # fmt: skip
     extended = _extend(
