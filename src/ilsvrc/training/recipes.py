@@ -13,6 +13,20 @@ named by `--recipe`) and overrides any field from the command line. Figures from
   epochs; scale jittering (shorter side in [256, 512]), 224 crops, flips. The paper initialised the
   deeper nets from the trained config A; without that, Kaiming initialisation (torchvision's choice)
   stands in for it, and we say so.
+- GoogLeNet [GN, section 6]: SGD with momentum 0.9, the lr cut by 4% every 8 epochs, Polyak averaging
+  of the weights for evaluation, Andrew Howard's photometric distortions, crops of 8% to 100% of the
+  image with aspect ratios in [3/4, 4/3]; the auxiliary classifiers add 0.3 of their loss (the spec's
+  `Aux.weight`). The paper gives no learning rate, batch, weight decay or length: BVLC's Caffe replica
+  (models/bvlc_googlenet/solver.prototxt) fills them in: lr 0.01, batch 32, weight decay 2e-4, the 4%
+  cut every 320,000 steps of 32 images (8 epochs of ImageNet's 1.28M), 10M steps (250 epochs).
+  Polyak averaging is an exponential moving average of the weights (`polyak_decay`; see
+  `ilsvrc.training.loop.polyak_average` for why an EMA and not the plain running mean).
+- ResNet [RN, section 3.4]: SGD, batch 256, momentum 0.9, weight decay 1e-4, lr 0.1 divided by 10 when
+  the validation error plateaus (the AlexNet recipe's rule), up to 600,000 steps (120 epochs); shorter
+  side random in [256, 480], random 224 crops, flips and AlexNet's colour augmentation; no dropout;
+  He (Kaiming) initialisation. `zero_init_residual` (off, as in the paper) starts the last batch norm
+  of every residual block at zero (Goyal et al. 2017; torchvision's `zero_init_residual`), so that
+  each block begins as the identity. The plain networks train with the same recipe, as in the paper.
 - `cpu`: a fast recipe for small data on a 2-core CPU: batch 32 (more steps from few images), SGD
   with Nesterov momentum, one-cycle schedule peaking at 0.02, dropout 0.2 (the paper's 0.5 slows a
   run of a few epochs: measured on the built-in data, 41% against 25% error after 3 epochs), light
@@ -51,7 +65,8 @@ class Recipe:
     epochs: int = 90
     schedule: str = "plateau"  # see SCHEDULES
     plateau_patience: int = 1  # epochs without improvement before dividing the lr by 10
-    step_epochs: int = 30  # "step": divide the lr by 10 every step_epochs
+    step_epochs: int = 30  # "step": multiply the lr by step_factor every step_epochs
+    step_factor: float = 0.1  # "step": 0.1 divides by 10; GoogLeNet's 0.96 cuts 4%
     warmup_epochs: float = 0.0  # linear warm-up from lr/10 (fractions of an epoch allowed)
     label_smoothing: float = 0.0
     augmentation: str = "alexnet"  # see ilsvrc.transforms.TRAIN_AUGMENTATIONS
@@ -59,7 +74,9 @@ class Recipe:
     crop_fraction: float = 0.875  # evaluation: centre crop of image_size from image_size/crop_fraction
     init: str = "torchvision"  # see INITS
     filter_rms_max: float | None = None  # ZFNet's renormalisation of convolution filters
-    dropout: float | None = None  # None: the spec's
+    dropout: float | None = None  # None: the spec's (auxiliary classifiers always keep their own)
+    zero_init_residual: bool = False  # the last batch norm of each residual block starts at zero
+    polyak_decay: float | None = None  # evaluate an EMA of the weights with this decay per step (None: off)
 
     def replace(self, **changes: Any) -> Recipe:
         unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
@@ -91,6 +108,33 @@ RECIPES: dict[str, Recipe] = {
         epochs=74,
         augmentation="vgg",
     ),
+    "googlenet": Recipe(
+        "googlenet",
+        "GoogLeNet paper: SGD momentum 0.9, lr 0.01 cut 4% every 8 epochs, batch 32, wd 2e-4, 250 epochs "
+        "(BVLC's solver), Polyak-averaged weights (EMA 0.9999) for evaluation, crops of 8-100% of the "
+        "area, Howard's photometric distortions; the aux heads add 0.3 of their loss",
+        lr=0.01,
+        weight_decay=2e-4,
+        batch_size=32,
+        epochs=250,
+        schedule="step",
+        step_epochs=8,
+        step_factor=0.96,
+        augmentation="googlenet",
+        polyak_decay=0.9999,
+    ),
+    "resnet": Recipe(
+        "resnet",
+        "ResNet paper: SGD 0.1 /10 on plateau, batch 256, momentum 0.9, wd 1e-4, 120 epochs, shorter "
+        "side in [256, 480] + random crops + flips + PCA lighting, no dropout, Kaiming init "
+        "(--zero-init-residual: each block's last batch norm starts at zero)",
+        lr=0.1,
+        weight_decay=1e-4,
+        batch_size=256,
+        epochs=120,
+        augmentation="resnet",
+        dropout=0.0,
+    ),
     "cpu": Recipe(
         "cpu",
         "Fast recipe for small data on a CPU: 128 px, batch 32, SGD Nesterov, one-cycle lr 0.02, "
@@ -108,7 +152,8 @@ RECIPES: dict[str, Recipe] = {
 }
 
 # the paper recipe of each zoo family
-DEFAULT_RECIPE = {"alexnet*": "alexnet", "zfnet*": "zfnet", "vgg*": "vgg"}
+DEFAULT_RECIPE = {"alexnet*": "alexnet", "zfnet*": "zfnet", "vgg*": "vgg", "googlenet*": "googlenet",
+                  "resnet*": "resnet", "plain*": "resnet"}  # fmt: skip
 
 
 def get_recipe(name: str) -> Recipe:
@@ -154,6 +199,11 @@ def check(recipe: Recipe) -> None:
     number("crop_fraction", lambda v: 0 < v <= 1, "in (0, 1]")
     number("dropout", lambda v: 0 <= v < 1, "a probability in [0, 1)", optional=True)
     number("filter_rms_max", lambda v: v > 0, "positive", optional=True)
+    number("step_factor", lambda v: 0 < v <= 1, "in (0, 1] (0.1 divides the lr by 10, 0.96 cuts 4%)")
+    number("polyak_decay", lambda v: 0 < v < 1, "in (0, 1) (e.g. 0.9999), or None for no averaging",
+           optional=True)  # fmt: skip
+    if not isinstance(recipe.zero_init_residual, bool):
+        problems.append(f"zero_init_residual must be true or false, got {recipe.zero_init_residual!r}")
     if recipe.image_size is not None and recipe.image_size < 16:
         problems.append(f"image_size must be at least 16, got {recipe.image_size}")
     if problems:
@@ -166,10 +216,10 @@ class LRSchedule:
     progress p in [0, 1] is the fraction of the run done (`progress`): steps done over planned steps,
     or, with a time limit, the larger of that and the fraction of the time used (so cosine and
     one-cycle plan over the time budget). plateau: the lr is divided by 10 each time the validation
-    error has not improved for `plateau_patience` epochs. step: divided by 10 every `step_epochs`
-    epochs. cosine: lr * (1 + cos(pi p)) / 2. onecycle: linear rise from lr/25 to lr over the first
-    25%, then cosine annealing to lr/1e4. A linear warm-up from lr/10 over `warmup_epochs` multiplies
-    the others.
+    error has not improved for `plateau_patience` epochs. step: multiplied by `step_factor` every
+    `step_epochs` epochs (0.1: divided by 10; GoogLeNet's 0.96: cut by 4%). cosine:
+    lr * (1 + cos(pi p)) / 2. onecycle: linear rise from lr/25 to lr over the first 25%, then cosine
+    annealing to lr/1e4. A linear warm-up from lr/10 over `warmup_epochs` multiplies the others.
 
     A run given more epochs or time when resumed (`extend`) never restarts its schedule: the rest of an
     unfinished cosine or one-cycle plan is spread over the new total, and a finished one keeps the lr it
@@ -239,7 +289,7 @@ class LRSchedule:
         if r.schedule == "plateau":
             factor = self.plateau_scale
         elif r.schedule == "step":
-            factor = 0.1 ** (step // (r.step_epochs * self.steps_per_epoch))
+            factor = r.step_factor ** (step // (r.step_epochs * self.steps_per_epoch))
         elif r.schedule == "cosine":
             factor = 0.5 * (1 + math.cos(math.pi * p))
         elif r.schedule == "onecycle":

@@ -7,8 +7,8 @@ normalisation. Random numbers come from torch's global generator, so `ilsvrc.dat
 seeds it per sample, makes every augmentation reproducible.
 
 Sizes scale with `image_size` as the papers' sizes do with 224: AlexNet resizes to 256 (256/224 of the
-crop), VGG draws the shorter side from [256, 512]. The evaluation transforms (resize, centre crop, the
-same `NormalisedFloat`) are `ilsvrc.training.evaluate.eval_input_transform`.
+crop), VGG draws the shorter side from [256, 512], ResNet from [256, 480]. The evaluation transforms
+(resize, centre crop, the same `NormalisedFloat`) are `ilsvrc.training.evaluate.eval_input_transform`.
 """
 
 from __future__ import annotations
@@ -32,7 +32,14 @@ IMAGENET_PCA_EIGVEC: tuple[tuple[float, float, float], ...] = (
     (-0.5836, -0.6948, 0.4203),
 )
 
-TRAIN_AUGMENTATIONS: tuple[str, ...] = ("alexnet", "vgg", "rrc", "light")
+TRAIN_AUGMENTATIONS: tuple[str, ...] = ("alexnet", "vgg", "resnet", "googlenet", "rrc", "light")
+
+# Andrew Howard's photometric distortions (arXiv:1312.5402), which GoogLeNet trained with: PIL's
+# brightness, contrast and colour (saturation) enhancements, each by a factor drawn from [0.5, 1.5], in a
+# random order. torchvision's ColorJitter(brightness=0.5, contrast=0.5, saturation=0.5) is the same
+# three operations (a blend with black, with the mean grey level, with the grey image) and factors, in a
+# random order; no hue change (Howard made none).
+HOWARD_JITTER: dict[str, float] = {"brightness": 0.5, "contrast": 0.5, "saturation": 0.5}
 
 
 class PCALighting(torch.nn.Module):
@@ -150,6 +157,13 @@ def train_transform(
     - "vgg" [VGG]: shorter side S uniform in [round(size * 256/224), round(size * 512/224)], random crop,
       flip, and the paper's "random RGB colour shift", which it credits to Krizhevsky et al.: PCA
       lighting, as in "alexnet"; normalise.
+    - "resnet" [RN]: as "vgg" with the shorter side in [round(size * 256/224), round(size * 480/224)]
+      (the paper's [256, 480]), random crop, flip, PCA lighting ("the standard colour augmentation"
+      of AlexNet), normalise.
+    - "googlenet" [GN]: crops of 8% to 100% of the image's area with aspect ratios in [3/4, 4/3]
+      resized to size x size (torchvision's RandomResizedCrop, the paper's sampling), flip, Howard's
+      photometric distortions (`HOWARD_JITTER`, on uint8 as PIL made them), and the PCA lighting
+      Howard adds to them, normalise.
     - "rrc": torchvision's RandomResizedCrop(size, scale=(0.08, 1)) (the Inception-style crop the
       torchvision references train with), flip, normalise.
     - "light": RandomResizedCrop(size, scale=(0.35, 1)), flip, normalise: milder crops for small data
@@ -164,6 +178,14 @@ def train_transform(
         lighting: PCALighting | None = PCALighting(0.1)
     elif kind == "vgg":
         steps = [RandomShorterSide(base, round(image_size * 512 / 224)), v2.RandomCrop(image_size), flip]
+        lighting = PCALighting(0.1)
+    elif kind == "resnet":
+        steps = [RandomShorterSide(base, round(image_size * 480 / 224)), v2.RandomCrop(image_size), flip]
+        lighting = PCALighting(0.1)
+    elif kind == "googlenet":
+        crop = v2.RandomResizedCrop(image_size, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3),
+                                    interpolation=bilinear, antialias=True)  # fmt: skip
+        steps = [crop, flip, v2.ColorJitter(**HOWARD_JITTER)]
         lighting = PCALighting(0.1)
     elif kind in ("rrc", "light"):
         scale = (0.08, 1.0) if kind == "rrc" else (0.35, 1.0)
