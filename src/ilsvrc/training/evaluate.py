@@ -9,6 +9,10 @@ Protocols (`PROTOCOLS`), each turning a batch of images into class probabilities
   fc6 a convolution whose kernel is the volume fc6 received, 7x7 for VGG at 224; fc7 and fc8 1x1),
   run over the whole image rescaled so its shorter side is Q. That gives a class-score map; the
   softmax at each position is averaged over the map, over the scales Q and over horizontal flips.
+  Networks that end in a global average pooling (ResNet, torchvision's GoogLeNet) slide that pooling
+  as a window of the extent it averaged at the training size (7x7 at 224), and GoogLeNet as published
+  slides its own 7x7/1 average pooling: each score is the network on one training-size window, as
+  with VGG. ResNet's "fully-convolutional form" [RN] is this test.
 
 Every protocol averages probabilities (softmax outputs), never raw logits, so the three agree on one
 convention: `predict_probs` returns N x classes probabilities whose rows sum to one. `Meter` turns
@@ -33,7 +37,17 @@ from torchvision.transforms.v2 import functional as TF
 
 from ..analysis.analyzer import analyze
 from ..errors import IlsvrcError, ShapeError
-from ..networks.spec import AdaptiveAvgPool, Dropout, Flatten, Linear, Network, ReLU, walk
+from ..networks.spec import (
+    AdaptiveAvgPool,
+    Aux,
+    Dropout,
+    Flatten,
+    Linear,
+    Network,
+    Pool,
+    ReLU,
+    walk,
+)
 from ..nn import Model
 from . import distributed
 from .transforms import NormalisedFloat
@@ -137,31 +151,36 @@ class FullyConvolutional(nn.Sequential):
 
     Children are named as in the source model; the convolutional part is the source's own modules
     (shared, not copied) and each fully connected layer is an `nn.Conv2d` whose weight is a view of the
-    Linear's weight (same storage). `kernel` is the first FC convolution's kernel (height, width) and
-    `stride` the distance in input pixels between neighbouring positions of the score map: position
-    (i, j) sees the window whose top-left corner is (i * stride[0], j * stride[1]) of the training
-    size `input_shape` (exactly so where the convolutional part has no padding).
+    Linear's weight (same storage). A global average pooling (an AdaptiveAvgPool to 1x1) is replaced by
+    an `nn.AvgPool2d` of the extent it averaged at the training size, stride 1. `kernel` is the first FC
+    convolution's kernel (height, width) and `stride` the distance in input pixels between neighbouring
+    positions of the score map: position (i, j) sees the window whose top-left corner is
+    (i * stride[0], j * stride[1]) of the training size `input_shape` (exactly so where the
+    convolutional part has no padding). `windows` names the layers that need a volume at least as large
+    as at the training size, with what they are and that extent (height, width).
     """
 
     def __init__(self, modules: OrderedDict[str, nn.Module], spec: Network, input_shape: tuple[int, int, int],
-                 first_fc: str, kernel: tuple[int, int], stride: tuple[float, ...]) -> None:  # fmt: skip
+                 first_fc: str, kernel: tuple[int, int], stride: tuple[float, ...],
+                 windows: dict[str, tuple[str, tuple[int, int]]] | None = None) -> None:  # fmt: skip
         super().__init__(modules)
         self.spec = spec
         self.input_shape = input_shape
         self.first_fc = first_fc
         self.kernel = kernel
         self.stride = stride
+        self.windows = {first_fc: ("convolution", kernel), **(windows or {})}
 
     def forward(self, x: Tensor) -> Tensor:
         """N x classes x h x w class scores (logits) for an N x C x H x W batch of any size >= training."""
         for name, module in self._modules.items():
-            if name == self.first_fc and (x.shape[-2] < self.kernel[0] or x.shape[-1] < self.kernel[1]):
+            what, (kh, kw) = self.windows.get(name, ("", (0, 0)))
+            if x.shape[-2] < kh or x.shape[-1] < kw:
                 c, h, w = self.input_shape
                 raise ShapeError(
-                    f"{self.spec.name} as a fully convolutional net: layer {name} is a "
-                    f"{self.kernel[1]}x{self.kernel[0]} convolution but receives a "
-                    f"{x.shape[-1]}x{x.shape[-2]} volume. The image is smaller than the {w}x{h} the "
-                    f"network was built for; use a scale of at least {min(h, w)}."
+                    f"{self.spec.name} as a fully convolutional net: layer {name} is a {kw}x{kh} {what} "
+                    f"but receives a {x.shape[-1]}x{x.shape[-2]} volume. The image is smaller than the "
+                    f"{w}x{h} the network was built for; use a scale of at least {min(h, w)}."
                 )
             x = module(x)
         return x
@@ -190,8 +209,12 @@ def fully_convolutional(model: Model) -> FullyConvolutional:
     the spatial size of the volume the flatten received at `model.input_shape` (AlexNet 6x6, VGG 7x7
     at 224), its weight viewed from (out, C*H*W) to (out, C, H, W); later Linears become 1x1
     convolutions. ReLU and dropout stay; the flatten goes. An AdaptiveAvgPool just before the flatten
-    (torchvision's AlexNet) is dropped: at the training size it changes nothing, and over a larger
-    image the FC convolution slides instead of seeing a pooled summary.
+    (dropout and ReLU aside) is dropped where it changes nothing at the training size (torchvision's
+    AlexNet): over a larger image the FC convolution slides instead of seeing a pooled summary. A global
+    one (to 1x1: ResNet, torchvision's GoogLeNet) becomes an average pooling of the extent it received
+    at the training size, stride 1, so each score is the network on one training-size window; a fixed
+    pooling there (GoogLeNet's 7x7/1 average) slides as it is. Auxiliary classifiers are left out (they
+    are not run at test time).
 
     On an image of exactly the training size the output is N x classes x 1 x 1 and equals the model's
     logits; on a larger one it is a class-score map N x classes x h x w. The weights are shared views:
@@ -200,7 +223,7 @@ def fully_convolutional(model: Model) -> FullyConvolutional:
 
     Raises EvaluationError if the model has no spec, no top-level flatten followed by linear layers,
     a head with anything but linear/ReLU/dropout layers (branches, blocks), or an adaptive pooling
-    that is not the identity at the training size.
+    that is neither the identity nor a global pooling at the training size.
     """
     spec, input_shape = getattr(model, "spec", None), getattr(model, "input_shape", None)
     if not isinstance(spec, Network) or input_shape is None:
@@ -218,7 +241,9 @@ def fully_convolutional(model: Model) -> FullyConvolutional:
             "is no classifier head to turn into convolutions. Dense evaluation needs "
             "conv part -> flatten -> linear (ReLU, dropout) layers; use 'center' or '10crop'."
         )
-    body, flatten, head = layers[:at], layers[at], layers[at + 1 :]
+    # the auxiliary classifiers pass their input on unchanged and are not run at test time
+    body = tuple(layer for layer in layers[:at] if not isinstance(layer, Aux))
+    flatten, head = layers[at], layers[at + 1 :]
     odd = [layer for layer in head if not isinstance(layer, (Linear, ReLU, Dropout))]
     if odd:
         raise EvaluationError(
@@ -237,19 +262,33 @@ def fully_convolutional(model: Model) -> FullyConvolutional:
     modules: OrderedDict[str, nn.Module] = OrderedDict(
         (layer.name, model.get_submodule(layer.name)) for layer in body
     )
-    if body and isinstance(body[-1], AdaptiveAvgPool):
-        row = stats[body[-1].name]
-        if (row.input.height, row.input.width) != (row.output.height, row.output.width):
+    # the last layer with an extent before the flatten: a pooling there is the window that slides
+    spatial = [i for i, layer in enumerate(body) if not isinstance(layer, (Dropout, ReLU))]
+    pool = body[spatial[-1]] if spatial else None
+    jump_of = body[-1].name if body else None
+    windows: dict[str, tuple[str, tuple[int, int]]] = {}
+    if isinstance(pool, AdaptiveAvgPool):
+        row = stats[pool.name]
+        extent = (row.input.height, row.input.width)
+        jump_of = body[spatial[-1] - 1].name if spatial[-1] > 0 else None  # the pool slides at stride 1
+        if extent == (row.output.height, row.output.width):
+            del modules[pool.name]
+        elif (row.output.height, row.output.width) == (1, 1):
+            modules[pool.name] = nn.AvgPool2d(extent, stride=1)
+            windows[pool.name] = ("average pooling (the global pooling, sliding)", extent)
+        else:
             c, h, w = input_shape
             raise EvaluationError(
                 f"{spec.name} at {w}x{h}: {row.name} pools a {row.input} volume to {row.output}, so "
                 f"{flatten.name} sees a pooled summary that a sliding convolution cannot reproduce. "
                 f"Dense evaluation needs the model built at a size where {row.name} changes nothing "
                 f"(its input already {row.output.width}x{row.output.height}, e.g. 224 for "
-                "alexnet-torchvision); or use 'center' or '10crop'."
+                "alexnet-torchvision), or a global pooling (to 1x1); or use 'center' or '10crop'."
             )
-        del modules[body[-1].name]
-    last = stats[body[-1].name].receptive_field if body else None
+    elif isinstance(pool, Pool):  # GoogLeNet's 7x7/1 average pooling: a window that slides as it is
+        extent = tuple(k - 2 * p for k, p in zip(pool.kernel, pool.padding))
+        windows[pool.name] = ({"max": "max pooling", "avg": "average pooling"}[pool.op], extent)
+    last = stats[jump_of].receptive_field if jump_of is not None else None
     jump = last.jump if last is not None else (1, 1)
     stride = tuple(int(j) if float(j).is_integer() else float(j) for j in jump)
     channels, first_fc = received.channels, ""
@@ -266,7 +305,7 @@ def fully_convolutional(model: Model) -> FullyConvolutional:
             module = _linear_as_conv(module, channels, size)
             first_fc, channels = first_fc or layer.name, layer.out_features
         modules[layer.name] = module
-    return FullyConvolutional(modules, spec, tuple(input_shape), first_fc, kernel, stride)
+    return FullyConvolutional(modules, spec, tuple(input_shape), first_fc, kernel, stride, windows)
 
 
 def dense_logits(model: Model | FullyConvolutional, images: Tensor) -> Tensor:
