@@ -151,7 +151,7 @@ TRAIN_SETTINGS = (
     "data", "out", "seed", "device", "amp", "workers", "time_limit", "checkpoint_every", "epochs",
     "batch_size", "image_size", "crop_fraction", "lr", "momentum", "weight_decay", "schedule",
     "warmup_epochs", "label_smoothing", "augmentation", "init", "dropout", "synthetic_classes",
-    "synthetic_train", "synthetic_val", "channels_last", "cache", "compile",
+    "synthetic_train", "synthetic_val", "channels_last", "cache", "compile", "zero_init_residual",
 )  # fmt: skip
 
 
@@ -501,7 +501,8 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--data", help="folder with train/<class>/ and val/<class>/ (default: built-in data)")
     sp.add_argument("--out", help="run directory (default: runs/MODEL-DATE-TIME)")
     sp.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
-    sp.add_argument("--recipe", help="alexnet, zfnet, vgg or cpu (default: the model's paper recipe)")
+    sp.add_argument("--recipe", help="alexnet, zfnet, vgg, googlenet, resnet or cpu (default: the model's "
+                    "paper recipe)")  # fmt: skip
     sp.add_argument("--epochs", type=_positive)
     sp.add_argument("--batch-size", type=_positive)
     sp.add_argument("--image-size", type=_positive, help="training crop in pixels (e.g. 128 on a CPU)")
@@ -517,9 +518,11 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--schedule", help="plateau, step, cosine, onecycle or constant")
     sp.add_argument("--warmup-epochs", type=float)
     sp.add_argument("--label-smoothing", type=float)
-    sp.add_argument("--augmentation", help="alexnet, vgg, rrc or light")
+    sp.add_argument("--augmentation", help="alexnet, vgg, resnet, googlenet, rrc or light")
     sp.add_argument("--init", help="alexnet, gaussian, torchvision or kaiming")
     sp.add_argument("--dropout", type=float, help="dropout probability (default: the recipe's or the spec's)")
+    sp.add_argument("--zero-init-residual", action=argparse.BooleanOptionalAction, default=None,
+                    help="start each residual block's last batch norm at zero (default off)")  # fmt: skip
     sp.add_argument("--seed", type=int)
     sp.add_argument("--device", help="cpu (default) or cuda")
     sp.add_argument("--amp", choices=["bf16", "fp16"], help="mixed precision")

@@ -2,7 +2,9 @@
 
 A checkpoint is a directory `RUN/checkpoints/step-0001234/` holding `model.safetensors` (the weights)
 and `state.pt` (optimizer, schedule, random-number states, epoch, step, config; plain tensors and
-Python values, read back with `torch.load(weights_only=True)`, which runs no code). It is written
+Python values, read back with `torch.load(weights_only=True)`, which runs no code), and, for a run that
+averages its weights (GoogLeNet's Polyak averaging), `averaged.safetensors`: the averaged model's state
+dict (`module.`-prefixed weights and `n_averaged`). It is written
 under a temporary name and renamed into place only when both files are complete and synced, and only
 then do the small pointer files `last.json` and `best.json` (themselves replaced atomically) name it.
 A run killed at any instant therefore leaves the previous checkpoint intact and pointed to.
@@ -25,6 +27,7 @@ from ..errors import IlsvrcError
 
 WEIGHTS = "model.safetensors"
 STATE = "state.pt"
+AVERAGED = "averaged.safetensors"
 
 
 class CheckpointError(IlsvrcError):
@@ -57,8 +60,10 @@ def save(
     weights: dict[str, torch.Tensor],
     state: dict[str, Any],
     best: bool = False,
+    averaged: dict[str, torch.Tensor] | None = None,
 ) -> Path:
-    """Write a checkpoint of `weights` and `state` at `step`; point `last` (and `best`) at it."""
+    """Write a checkpoint of `weights` and `state` at `step` (and `averaged`, the state dict of the
+    averaged weights, when given); point `last` (and `best`) at it."""
     root = Path(run_dir) / "checkpoints"
     try:
         root.mkdir(parents=True, exist_ok=True)
@@ -71,10 +76,13 @@ def save(
         tmp = root / f".tmp-{final.name}-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
-        tensors = {k: v.detach().to("cpu").contiguous() for k, v in weights.items()}
-        save_file(tensors, tmp / WEIGHTS, metadata={"format": "pt"})
-        torch.save(state, tmp / STATE)
-        for f in (WEIGHTS, STATE):
+        files = [WEIGHTS, STATE]
+        save_file(_plain(weights), tmp / WEIGHTS, metadata={"format": "pt"})
+        torch.save({**state, "averaged": averaged is not None}, tmp / STATE)
+        if averaged is not None:
+            save_file(_plain(averaged), tmp / AVERAGED, metadata={"format": "pt"})
+            files.append(AVERAGED)
+        for f in files:
             _fsync(tmp / f)
         os.replace(tmp, final)
         _fsync(root)
@@ -95,6 +103,11 @@ def save(
         ) from None
     _prune(root)
     return final
+
+
+def _plain(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Detached, contiguous CPU copies (what safetensors writes)."""
+    return {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
 
 
 def _pointed(root: Path) -> set[str]:
@@ -157,4 +170,19 @@ def load(path: str | Path, which: str = "last") -> tuple[dict[str, torch.Tensor]
         ) from None
     if not isinstance(state, dict):
         raise CheckpointError(f"{ckpt / STATE} does not hold a checkpoint state dictionary.")
+    if state.get("averaged") and not (ckpt / AVERAGED).is_file():
+        raise CheckpointError(f"Checkpoint {ckpt} is incomplete: its run averages its weights, and "
+                              f"{AVERAGED} is missing.")  # fmt: skip
     return weights, state, ckpt
+
+
+def load_averaged(ckpt: Path) -> dict[str, torch.Tensor] | None:
+    """The averaged weights of the checkpoint directory `ckpt` (the state dict of a
+    torch.optim.swa_utils.AveragedModel), or None when its run does not average its weights."""
+    path = Path(ckpt) / AVERAGED
+    if not path.is_file():
+        return None
+    try:
+        return load_file(path)
+    except Exception as exc:  # safetensors raises its own error types for damaged files
+        raise CheckpointError(f"{path} is not a readable safetensors file: {exc}.") from None

@@ -26,6 +26,15 @@ the device: its loss and hits stay there and are read every `SYNC_EVERY` steps, 
 checkpoint and at each epoch's end; a NaN loss is caught within `SYNC_EVERY` steps, and no checkpoint
 is written after it (the one on disk is the last good one). Distributed, the ranks agree whether to
 stop (a signal, the time limit, --max-steps, a NaN) at those reads only: one small all-reduce.
+
+A network with auxiliary classifiers (GoogLeNet's `Aux` heads) returns their logits in training mode
+(`ilsvrc.nn.ModelOutputs`); a step minimises CE(logits) + sum of weight * CE(aux logits), each head's
+weight from the spec (`Model.aux_weights`, 0.3 in GoogLeNet), and the metrics' `train_loss` is that
+sum, the loss minimised. Top-1 hits count the main logits only; evaluation runs in eval mode, where
+the heads are not run. A recipe with `polyak_decay` (GoogLeNet's) keeps an exponential moving average
+of the weights (`polyak_average`), updated after every step; the validation error, the plateau rule
+and `load_trained` (so `ilsvrc eval`, `predict`, `report --run`) use the averaged weights, and every
+checkpoint holds them beside the trained ones, so a resumed run's average is exact too.
 """
 
 from __future__ import annotations
@@ -47,12 +56,13 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ..errors import IlsvrcError
 from ..networks import specfile
-from ..networks.spec import Network
+from ..networks.spec import Aux, Network
 from ..networks.zoo import get_spec
-from ..nn import Model, create_model
+from ..nn import Model, ModelOutputs, create_model
 from . import checkpoint, distributed
 from .data import (
     Augmented,
@@ -163,6 +173,22 @@ def make_config(model: str, recipe: str | None = None, **overrides: Any) -> Trai
 # Model set-up
 
 
+def _aux_names(model: Model) -> list[str]:
+    """The module names of the model's auxiliary classifiers (top-level `Aux` layers of its spec)."""
+    spec = getattr(model, "spec", None)
+    return [layer.name for layer in spec.layers if isinstance(layer, Aux)] if spec is not None else []
+
+
+def _classifiers(model: Model) -> set[str]:
+    """The module names of the layers that give logits: the last top-level fully connected layer and
+    the last fully connected layer of each auxiliary classifier."""
+    linears = [name for name, m in model.named_modules() if isinstance(m, nn.Linear)]
+    heads = _aux_names(model)
+    top = [name for name in linears if not any(name.startswith(h + ".") for h in heads)]
+    last = {h: [name for name in linears if name.startswith(h + ".")] for h in heads}
+    return {*top[-1:], *(names[-1] for names in last.values() if names)}
+
+
 def initialise(model: Model, scheme: str) -> None:
     """Initialise the weights by a named scheme (create_model has applied `torchvision` already).
 
@@ -170,17 +196,20 @@ def initialise(model: Model, scheme: str) -> None:
     kaiming: the same convolutions, Kaiming normal (fan-in) hidden fully connected layers, N(0, 0.01)
     for the last. alexnet (the paper): weights N(0, 0.01); biases 1 in conv2, conv4, conv5 and the
     hidden fully connected layers (it gives their ReLUs positive inputs early on), 0 elsewhere.
-    gaussian (ZFNet): weights N(0, 0.01), biases 0.
+    gaussian (ZFNet): weights N(0, 0.01), biases 0. "The last" fully connected layer is every layer
+    that gives logits: the network's and each auxiliary classifier's (`_classifiers`).
     """
-    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
     if scheme == "torchvision":
         return
+    classifiers = _classifiers(model)
+    hidden = [
+        name for name, m in model.named_modules() if isinstance(m, nn.Linear) and name not in classifiers
+    ]
     if scheme == "kaiming":
-        for m in linears[:-1]:
-            nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+        for name in hidden:
+            nn.init.kaiming_normal_(model.get_submodule(name).weight, nonlinearity="relu")
         return
-    linear_names = [name for name, m in model.named_modules() if isinstance(m, nn.Linear)]
-    ones = {"conv2", "conv4", "conv5", *linear_names[:-1]} if scheme == "alexnet" else set()
+    ones = {"conv2", "conv4", "conv5", *hidden} if scheme == "alexnet" else set()
     for name, m in model.named_modules():
         if isinstance(m, (nn.Conv2d, nn.Linear)):
             nn.init.normal_(m.weight, 0.0, 0.01)
@@ -199,17 +228,82 @@ def renormalise_filters(model: nn.Module, rms_max: float) -> None:
 
 
 def set_dropout(model: nn.Module, p: float) -> None:
-    for m in model.modules():
-        if isinstance(m, nn.Dropout):
+    """Set every dropout of the network to `p`, except those of its auxiliary classifiers, which keep
+    their own (GoogLeNet's 0.7: a setting of the heads, not of the network's top)."""
+    heads = [name + "." for name in _aux_names(model)] if isinstance(model, Model) else []
+    for name, m in model.named_modules():
+        if isinstance(m, nn.Dropout) and not any(name.startswith(head) for head in heads):
             m.p = p
 
 
 def build_model(config: TrainConfig, num_classes: int) -> Model:
-    model = create_model(config.network(), num_classes=num_classes, input_size=config.image_size)
-    initialise(model, config.recipe.init)
-    if config.recipe.dropout is not None:
-        set_dropout(model, config.recipe.dropout)
+    """The run's network, initialised as its recipe says (`init`, `zero_init_residual`, `dropout`)."""
+    r = config.recipe
+    model = create_model(config.network(), num_classes=num_classes, input_size=config.image_size,
+                         zero_init_residual=r.zero_init_residual)  # fmt: skip
+    initialise(model, r.init)  # convolutions and fully connected layers only: batch norms stay as they are
+    if r.dropout is not None:
+        set_dropout(model, r.dropout)
     return model
+
+
+def polyak_average(model: Model, decay: float) -> AveragedModel:
+    """The Polyak average of `model`'s weights that GoogLeNet evaluates: torch's `AveragedModel`, as an
+    exponential moving average of the parameters and of the batch-norm statistics (`use_buffers`),
+    updated with `update_parameters(model)` after every step.
+
+    The first update copies the weights; each later one moves the average towards them by 1 - d, with
+    d = min(decay, (1 + n) / (10 + n)) and n the updates averaged so far, as TensorFlow's
+    ExponentialMovingAverage does when given the step count (`num_updates`; TensorFlow's Inception
+    training averaged with decay 0.9999). So early on the average follows the weights closely (d = 0.18
+    at n = 1, 0.9 at n = 80), later it spans about 1 / (1 - decay) steps (10,000 at 0.9999), and a short
+    run's average is not stuck near the initial weights. Why an EMA and not the
+    plain running mean of Polyak and Juditsky: over a run whose weights travel far (250 epochs, the lr
+    still 28% of its start at the end), an equal-weight mean from the first step would keep the poor
+    early weights in the evaluated model for the whole run; an EMA forgets them and averages only the
+    recent stretch of the trajectory, where averaging removes the noise of SGD. Integer buffers (batch
+    norm's `num_batches_tracked`) take the model's current value.
+    """
+
+    @torch.no_grad()
+    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], num_averaged) -> None:
+        if not averaged[0].is_floating_point():
+            for a, c in zip(averaged, current):
+                a.copy_(c)
+            return
+        n = int(num_averaged)
+        get_ema_multi_avg_fn(min(decay, (1 + n) / (10 + n)))(averaged, current, num_averaged)
+
+    return AveragedModel(model, multi_avg_fn=update, use_buffers=True)
+
+
+def objective(
+    out: torch.Tensor | ModelOutputs,
+    targets: torch.Tensor,
+    aux_weights: tuple[float, ...],
+    criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the loss a step minimises, the main logits) of a forward pass's output `out`.
+
+    `out` is the plain logits (eval mode, or a network without auxiliary classifiers): the loss is
+    criterion(logits). In training mode with auxiliary classifiers it is a `ModelOutputs`: the loss is
+    then criterion(logits) + sum of w * criterion(aux) over the heads and their weights `aux_weights`
+    (`Model.aux_weights`, in spec order), as GoogLeNet trains. An empty batch (a process of a
+    distributed run whose share had no readable image) gives a zero loss that still involves every
+    output, so that DDP sees a (zero) gradient for every parameter.
+    """
+    logits, aux = (out.logits, tuple(out.aux)) if isinstance(out, ModelOutputs) else (out, ())
+    if aux and len(aux) != len(aux_weights):
+        raise IlsvrcError(
+            f"The model gave {len(aux)} auxiliary outputs for {len(aux_weights)} auxiliary loss weights; "
+            "a model built by ilsvrc.nn gives one per Aux head of its spec, in training mode."
+        )
+    if not len(targets):
+        return sum((head.sum() for head in aux), logits.sum()) * 0.0, logits
+    loss = criterion(logits, targets)
+    for weight, head in zip(aux_weights, aux):
+        loss = loss + weight * criterion(head, targets)
+    return loss, logits
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -523,6 +617,7 @@ class Run:
     val_set: Augmented
     classes: list[ClassInfo]
     model: Model  # what checkpoints hold
+    averaged: AveragedModel | None  # the Polyak average of `model` (recipe polyak_decay), evaluated
     net: nn.Module  # what the steps call: `model`, wrapped by DDP and torch.compile when asked
     optimizer: torch.optim.Optimizer
     schedule: LRSchedule
@@ -615,13 +710,15 @@ def _set_up(config: TrainConfig, resume: str | Path | None, ctx: distributed.Con
     )  # fmt: skip
     steps_per_epoch = len(epoch_batches(len(train_set), r.batch_size, config.seed, 0))
     limit = config.time_limit * 60 if config.time_limit else None
+    averaged = polyak_average(model, r.polyak_decay) if r.polyak_decay else None
     net = torch.nn.parallel.DistributedDataParallel(model) if ctx.enabled else model
     if config.compile:
         net = torch.compile(net)  # the same parameters; checkpoints hold `model`'s plain state dict
     run_dir = Path(resume) if resume is not None else _new_run(config, classes, ctx)
     return Run(
         config=config, ctx=ctx, device=device, train_set=train_set, val_set=val_set, classes=classes,
-        model=model, net=net, optimizer=optimizer, schedule=LRSchedule(r, steps_per_epoch, limit),
+        model=model, averaged=averaged, net=net, optimizer=optimizer,
+        schedule=LRSchedule(r, steps_per_epoch, limit),
         scaler=torch.amp.GradScaler(device.type, enabled=config.amp == "fp16"),
         criterion=nn.CrossEntropyLoss(label_smoothing=r.label_smoothing), steps_per_epoch=steps_per_epoch,
         limit=limit, stop_after_steps=stop_after_steps, run_dir=run_dir, log=log, progress=progress,
@@ -650,6 +747,15 @@ def _resume(run: Run, loaded: tuple, began: float) -> RunState:
     if it was given more epochs or time; drop the metrics lines of states the checkpoint does not hold."""
     weights, saved, where = loaded
     run.model.load_state_dict(weights)
+    if run.averaged is not None:
+        averaged = checkpoint.load_averaged(where)
+        if averaged is None:
+            raise checkpoint.CheckpointError(
+                f"{where} holds no averaged weights, but the run's recipe averages them (polyak_decay "
+                f"{run.config.recipe.polyak_decay}); it was not written by this run. Resume the run's own "
+                "checkpoint, or start a new run."
+            )
+        run.averaged.load_state_dict(averaged)
     run.optimizer.load_state_dict(saved["optimizer"])
     run.schedule.load_state_dict(saved["schedule"])
     run.scaler.load_state_dict(saved["scaler"])
@@ -682,7 +788,17 @@ def _announce(run: Run) -> None:
         f"{len(run.classes)} classes) on {config.data or 'the built-in shapes data'}: {len(run.train_set)} "
         f"train / {len(run.val_set)} val images at {config.image_size} px, recipe {r.name}, batch "
         f"{r.batch_size}, {_count(r.epochs, 'epoch')} of {_count(run.steps_per_epoch, 'step')}"
-        + (f", time limit {config.time_limit:g} min." if run.limit else ".")
+        + (f", time limit {config.time_limit:g} min" if run.limit else "")
+        + "".join(
+            f"; {name} adds {w:g} of its loss"
+            for name, w in zip(_aux_names(run.model), run.model.aux_weights)
+        )
+        + (
+            f"; evaluating the Polyak-averaged weights (EMA, decay {r.polyak_decay:g})"
+            if run.averaged
+            else ""
+        )
+        + "."
     )
 
 
@@ -749,12 +865,13 @@ def _step(run: Run, state: RunState, images: torch.Tensor | None, targets: torch
     for group in run.optimizer.param_groups:
         group["lr"] = lr
     with _autocast(run.config, run.device):
-        logits = run.net(images)
-        loss = run.criterion(logits, targets) if len(targets) else logits.sum() * 0.0
+        loss, logits = objective(run.net(images), targets, run.model.aux_weights, run.criterion)
     run.optimizer.zero_grad(set_to_none=True)
     run.scaler.scale(loss).backward()
     run.scaler.step(run.optimizer)
     run.scaler.update()
+    if run.averaged is not None:
+        run.averaged.update_parameters(run.model)
     if run.config.recipe.filter_rms_max:
         renormalise_filters(run.model, run.config.recipe.filter_rms_max)
     state.unread.add(state.step, lr, loss, logits, targets)
@@ -909,7 +1026,8 @@ def _save(run: Run, state: RunState, totals: EpochSums, best: bool = False) -> N
             "timing": {"step_seconds": state.step_seconds, "wrap_up_seconds": state.wrap_up_seconds},
             "time_up": bool(run.limit) and state.stopped == run.time_up,  # nothing left to do at this limit
         }  # fmt: skip
-        checkpoint.save(run.run_dir, state.step, run.model.state_dict(), saved, best=best)
+        averaged = run.averaged.state_dict() if run.averaged is not None else None
+        checkpoint.save(run.run_dir, state.step, run.model.state_dict(), saved, best=best, averaged=averaged)
     state.save_seconds = _now() - began
 
 
@@ -937,7 +1055,8 @@ def _validate(run: Run) -> tuple[EvalResult, list]:
     """The model on the validation set (every rank's share) and the unreadable files left out."""
     skipped: list = []
     batches = _readable(_eval_loader(run.val_set, run.config, run.ctx), skipped)
-    result = evaluate(run.model, batches, "center", device=run.device.type,
+    model = run.averaged.module if run.averaged is not None else run.model  # GoogLeNet: the average
+    result = evaluate(model, batches, "center", device=run.device.type,
                       channels_last=run.config.channels_last, amp=run.config.amp,
                       num_classes=len(run.classes), allow_empty=True)  # fmt: skip
     return combine_ranks(result, run.ctx, run.device), _all_ranks(skipped, run.ctx)
@@ -1090,8 +1209,16 @@ class _Bar:
 
 
 def load_trained(path: str | Path, which: str = "last") -> tuple[Model, TrainConfig, list[ClassInfo], Path]:
-    """A trained model from a run directory or checkpoint: (model in eval mode, config, classes, dir)."""
+    """A trained model from a run directory or checkpoint: (model in eval mode, config, classes, dir).
+
+    A run that averaged its weights (recipe `polyak_decay`, GoogLeNet's) is evaluated with the average,
+    as the paper's final model was: the model carries the averaged weights (and batch-norm statistics).
+    """
     weights, state, where = checkpoint.load(path, which)
+    averaged = checkpoint.load_averaged(where)
+    if averaged is not None:
+        prefix = "module."
+        weights = {k[len(prefix) :]: v for k, v in averaged.items() if k.startswith(prefix)}
     try:
         config = TrainConfig.from_dict(state["config"])
         classes = [ClassInfo(**c) for c in state["classes"]]
