@@ -22,6 +22,7 @@ from ilsvrc.analysis.analyzer import Report, Volume
 from ilsvrc.networks.spec import (
     LRN,
     AdaptiveAvgPool,
+    Aux,
     AvgPool,
     BatchNorm,
     Block,
@@ -38,6 +39,7 @@ from ilsvrc.networks.spec import (
 )
 from ilsvrc.nn import (
     TORCHVISION_NAMES,
+    ModelOutputs,
     WeightMappingError,
     build,
     create_model,
@@ -94,14 +96,17 @@ def run_with_hooks(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, dic
 
 
 def check_against_report(model: nn.Module, report: Report, batch: int = 1) -> torch.Tensor:
-    """Parameters, every leaf's output shape and the MACs of `model` are the analyzer's."""
-    assert sum(p.numel() for p in model.parameters()) == report.params
+    """Parameters, every leaf's output shape and the MACs of `model` (in eval mode: auxiliary heads
+    held but not run) are the analyzer's."""
+    assert sum(p.numel() for p in model.parameters()) == report.params_with_aux
     leaves = {row.name: row for row in report.leaves}
-    assert set(leaf_modules(model)) == set(leaves)
+    aux_leaves = {row.name for row in report.aux_leaves}
+    assert set(leaf_modules(model)) == set(leaves) | aux_leaves
     model.eval()
     inp = report.input
     x = torch.randn(batch, inp.channels, inp.height, inp.width)
     out, shapes, macs = run_with_hooks(model, x)
+    assert not aux_leaves & set(shapes)  # at test time the auxiliary heads are not run
     for name, row in leaves.items():
         assert shapes[name] == shape_of(row.output, batch), (name, shapes[name], str(row.output))
     assert tuple(out.shape) == shape_of(report.rows[-1].output, batch)
@@ -121,7 +126,7 @@ def test_create_model_agrees_with_analyzer(name: str) -> None:
     check_against_report(model, report)
     # state-dict keys are the spec's names: one module prefix per layer with parameters
     prefixes = {key.rpartition(".")[0] for key in model.state_dict()}
-    assert prefixes == {row.name for row in report.leaves if row.params}
+    assert prefixes == {row.name for row in report.leaves + report.aux_leaves if row.params}
     assert model.spec.name == name and model.input_shape == get_spec(name).input_shape
 
 
@@ -650,3 +655,122 @@ def test_relus_work_in_place_where_the_analyzer_says() -> None:
     before = x.clone()
     model.train()(x).sum().backward()  # autograd would refuse a ReLU in place on a saved tensor
     assert torch.equal(x, before)  # the network's input is never changed
+
+
+# ---------------------------------------------------------------------------------------------------
+# Auxiliary heads: logits in training mode only, the volume they read left as it was
+
+
+def with_aux_heads() -> Network:
+    """aux1 reads conv1's output through a convolution (which keeps it for the backward pass), and a
+    ReLU comes right after it; aux2 reads a ReLU's output and pools it."""
+    return Network("aux", (3, 12, 12), (
+        Conv("conv1", 6, 3, padding=1),
+        Aux("aux1", (Conv("conv", 4, 1), ReLU("relu"), Flatten("flatten"), Linear("fc", 5)), weight=0.3),
+        ReLU("relu1"),
+        Conv("conv2", 8, 3, stride=2, padding=1), BatchNorm("bn2"), ReLU("relu2"),
+        Aux("aux2", (ReLU("relu"), AdaptiveAvgPool("pool", 2), Flatten("flatten"), Linear("fc", 5)),
+            weight=0.5),
+        MaxPool("pool", 2), Flatten("flatten"), Linear("fc", 5),
+    ))  # fmt: skip
+
+
+def contract_loss(model: nn.Module, out: ModelOutputs, y: torch.Tensor) -> torch.Tensor:
+    """The training loss of the aux contract: main CE plus each head's CE times its weight."""
+    ce = nn.functional.cross_entropy
+    return ce(out.logits, y) + sum(w * ce(a, y) for w, a in zip(model.aux_weights, out.aux))
+
+
+def test_aux_heads_give_logits_in_training_mode_only() -> None:
+    torch.manual_seed(0)
+    model = create_model(with_aux_heads(), num_classes=7)
+    assert model.aux_weights == (0.3, 0.5)
+    assert model.aux1.fc.out_features == model.aux2.fc.out_features == model.fc.out_features == 7
+    calls = []
+    for head in (model.aux1, model.aux2):
+        head.register_forward_pre_hook(lambda m, args: calls.append(m))
+    x = torch.randn(3, 3, 12, 12)
+    out = model.train()(x)
+    assert isinstance(out, ModelOutputs) and out.logits.shape == (3, 7)
+    assert [a.shape for a in out.aux] == [(3, 7), (3, 7)]
+    assert calls == [model.aux1, model.aux2]  # in spec order
+    with torch.no_grad():
+        test_time = model.eval()(x)
+    assert isinstance(test_time, torch.Tensor) and test_time.shape == (3, 7)
+    assert len(calls) == 2  # at test time the heads are not run
+    # the heads' parameters are the module's too, counted apart by the analyzer
+    report = analyze(model.spec)
+    assert sum(p.numel() for p in model.aux1.parameters()) + sum(
+        p.numel() for p in model.aux2.parameters()
+    ) == report.aux_params  # fmt: skip
+
+
+def test_without_aux_heads_the_model_returns_plain_logits_in_training_too() -> None:
+    model = create_model("alexnet-torchvision", num_classes=4, input_size=96)
+    assert model.aux_weights == ()
+    out = model.train()(torch.randn(2, 3, 96, 96))
+    assert type(out) is torch.Tensor and out.shape == (2, 4)
+
+
+def test_the_volume_an_aux_head_reads_is_not_changed_in_place() -> None:
+    """The ReLU after aux1 would change conv1's output, which aux1's convolution keeps for its
+    backward pass: it works out of place, and the gradients are those of an all-out-of-place build."""
+    torch.manual_seed(0)
+    model = create_model(with_aux_heads(), num_classes=5)
+    assert not model.relu1.inplace and not model.aux2.relu.inplace  # both read a shared volume
+    assert model.aux1.relu.inplace  # its convolution's output is fresh
+    reference = no_inplace(model)
+    x, y = torch.randn(4, 3, 12, 12), torch.tensor([0, 1, 2, 4])
+    for m in (model, reference):
+        contract_loss(m, m.train()(x), y).backward()
+    for (name, p), q in zip(model.named_parameters(), reference.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, msg=name)
+    # the rule matters: in place there, autograd refuses the aux head's backward pass
+    broken = copy.deepcopy(model)
+    broken.relu1.inplace = True
+    with pytest.raises(RuntimeError, match="inplace"):
+        contract_loss(broken, broken.train()(x), y).backward()
+
+
+def test_googlenet_gradients_equal_an_out_of_place_build() -> None:
+    torch.manual_seed(0)
+    model = create_model("googlenet-torchvision", num_classes=10, input_size=64)
+    reference = no_inplace(model)
+    x, y = torch.randn(2, 3, 64, 64), torch.tensor([3, 7])
+    for m in (model, reference):
+        torch.manual_seed(1)  # the same dropout masks
+        contract_loss(m, m.train()(x), y).backward()
+    for (name, p), q in zip(model.named_parameters(), reference.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, msg=name)
+
+
+def test_an_aux_head_layer_cannot_take_the_name_of_its_loss_weight() -> None:
+    net = Network("n", (1, 8, 8), (
+        Conv("c", 2, 3), Aux("aux", (Flatten("f"), Linear("loss_weight", 2))), Flatten("f"), Linear("fc", 2),
+    ))  # fmt: skip
+    with pytest.raises(SpecError, match="aux.loss_weight"):
+        build(net)
+    net = Network("n", (1, 8, 8), (Conv("aux_weights", 2, 3), Flatten("f"), Linear("fc", 2)))
+    with pytest.raises(SpecError, match="already has an attribute"):
+        build(net)
+
+
+# ---------------------------------------------------------------------------------------------------
+# zero_init_residual: every residual block starts as its shortcut
+
+
+def test_zero_init_residual_zeroes_the_last_batch_norm_of_each_block() -> None:
+    torch.manual_seed(0)
+    model = create_model("resnet50", input_size=64, zero_init_residual=True)
+    zeroed = {n for n, m in model.named_modules() if isinstance(m, nn.BatchNorm2d) and not m.weight.any()}
+    blocks = [f"layer{s}.{i}" for s, count in enumerate((3, 4, 6, 3), start=1) for i in range(count)]
+    assert zeroed == {f"{b}.add.body.bn3" for b in blocks}
+    # so a block with an identity shortcut passes a non-negative input through unchanged
+    block = model.layer1.get_submodule("1").eval()
+    x = torch.rand(2, 256, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(block(x), x)
+    # by default, and in a network without shortcuts, no batch norm starts at zero
+    for m in (create_model("resnet50", input_size=64), create_model("plain18", input_size=64,
+                                                                     zero_init_residual=True)):  # fmt: skip
+        assert all(n.weight.all() for n in m.modules() if isinstance(n, nn.BatchNorm2d))

@@ -10,16 +10,25 @@ every fully connected layer, come from `analyze(network, input_shape)`. So the f
 whatever flattened size that input gives (AlexNet: 9,216 at 227, 4,096 at 163), exactly as the
 analyzer says; a size the analyzer refuses raises its `ShapeError` before any tensor is made.
 
-`create_model(name)` is `build` plus the initialisation torchvision uses for VGG (see
-`init_weights`). `from_torchvision` / `to_torchvision` map state dicts between torchvision's AlexNet
-and VGG models and ours, tensor by tensor, in module registration order.
+An `Aux` (GoogLeNet's auxiliary classifier) is an `AuxHead`: in training mode the module runs it on
+the volume at its place and `forward` returns `ModelOutputs(logits, aux)`, the heads' logits in spec
+order beside the main ones; in eval mode the heads are not run and `forward` returns the logits alone
+(as torchvision's GoogLeNet does). `Model.aux_weights` holds the heads' loss weights. The training
+loss is `CE(logits, y) + sum(w * CE(a, y) for w, a in zip(model.aux_weights, out.aux))`.
+
+`create_model(name)` is `build` plus the initialisation torchvision uses for VGG and ResNet (see
+`init_weights`; `zero_init_residual` as torchvision's ResNet). `from_torchvision` / `to_torchvision`
+map state dicts between torchvision's AlexNet, VGG, GoogLeNet and ResNet models and ours, tensor by
+tensor: in module registration order, except the auxiliary heads, paired by name (torchvision
+registers GoogLeNet's aux1 and aux2 after inception5b; our spec has them where they read).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections import OrderedDict
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -29,6 +38,7 @@ from .errors import SpecError
 from .networks.spec import (
     LRN,
     AdaptiveAvgPool,
+    Aux,
     AvgPool,
     BatchNorm,
     Block,
@@ -46,6 +56,9 @@ from .networks.spec import (
 from .networks.zoo import get_spec
 
 __all__ = [
+    "AuxHead",
+    "Model",
+    "ModelOutputs",
     "TORCHVISION_NAMES",
     "WeightMappingError",
     "build",
@@ -68,6 +81,25 @@ TORCHVISION_NAMES: dict[str, str] = {
     "vgg13-bn": "vgg13_bn",
     "vgg16-bn": "vgg16_bn",
     "vgg19-bn": "vgg19_bn",
+    "googlenet-torchvision": "googlenet",
+    "resnet18": "resnet18",
+    "resnet34": "resnet34",
+    "resnet50": "resnet50",
+    "resnet101": "resnet101",
+    "resnet152": "resnet152",
+}
+# keywords torchvision's constructor gets besides num_classes: GoogLeNet without its input transform
+# (ours takes the usual normalised input) and without its initialisation (the weights are replaced)
+_TORCHVISION_KWARGS: dict[str, dict[str, Any]] = {
+    "googlenet": {"transform_input": False, "init_weights": False},
+}
+# names that have no torchvision mapping, and the one they may mean
+_NEAR_MISSES: dict[str, str] = {
+    "alexnet": "torchvision's AlexNet is 'alexnet-torchvision'",
+    "googlenet": "torchvision's GoogLeNet is 'googlenet-torchvision' (batch norm, no LRN)",
+    "resnet50-v1": "torchvision's ResNets are v1.5 (stride on the 3x3): 'resnet50'",
+    "resnet101-v1": "torchvision's ResNets are v1.5 (stride on the 3x3): 'resnet101'",
+    "resnet152-v1": "torchvision's ResNets are v1.5 (stride on the 3x3): 'resnet152'",
 }
 
 
@@ -109,10 +141,34 @@ class ResidualAdd(nn.Module):
         return body(x) + (shortcut[0](x) if shortcut else x)
 
 
+class AuxHead(Chain):
+    """An `Aux`: an auxiliary classifier's layers, run in training mode only on the volume at its place
+    (which the main chain then receives unchanged). `loss_weight` is the spec's `Aux.weight`."""
+
+    def __init__(self, layers: Mapping[str, nn.Module], loss_weight: float) -> None:
+        super().__init__(layers)
+        self.loss_weight = float(loss_weight)
+
+    def extra_repr(self) -> str:
+        return f"loss_weight={self.loss_weight:g}"
+
+
+class ModelOutputs(NamedTuple):
+    """What a `Model` with auxiliary heads returns in training mode: the main `logits` (N x classes)
+    and `aux`, the logits of each auxiliary head in spec order (GoogLeNet: aux1, then aux2)."""
+
+    logits: Tensor
+    aux: tuple[Tensor, ...]
+
+
 class Model(Chain):
     """A whole network: a `Chain` that also knows its `spec` and the `input_shape` it was built for.
 
     `analyze(model.spec, model.input_shape)` describes the module exactly.
+
+    Outputs: the logits (N x classes), except in training mode when the spec has auxiliary heads
+    (`Aux`): then `ModelOutputs(logits, aux)`, the heads' logits in spec order. In eval mode the heads
+    are not run at all. `aux_weights` gives each head's loss weight, in the same order.
 
     Memory layout: with `channels_last` (the default of `build`), the convolution weights are stored
     channels-last (N x H x W x C in memory) and `forward` lays an ordinary N x C x H x W input out the
@@ -140,18 +196,27 @@ class Model(Chain):
         self.channels_last = bool(on) and channels_last_layout(self.spec)
         return self.to(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
 
-    def forward(self, x: Tensor) -> Tensor:
+    @property
+    def aux_weights(self) -> tuple[float, ...]:
+        """The loss weight of each auxiliary head (spec `Aux.weight`), in spec order; () without."""
+        return tuple(m.loss_weight for m in self._modules.values() if isinstance(m, AuxHead))
+
+    def forward(self, x: Tensor) -> Tensor | ModelOutputs:
         if self.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)  # a no-op when it already is
-        return super().forward(x)
+        aux: list[Tensor] = []
+        for module in self._modules.values():
+            if isinstance(module, AuxHead):
+                if self.training:  # at test time the heads are not run
+                    aux.append(module(x))
+                continue
+            x = module(x)
+        return ModelOutputs(x, tuple(aux)) if aux else x
 
     def extra_repr(self) -> str:
         c, h, w = self.input_shape
         layout = ", channels_last" if self.channels_last else ""
         return f"spec={self.spec.name!r}, input={c}x{h}x{w}{layout}"
-
-
-_RESERVED = {"spec", "input_shape", "channels_last", "set_channels_last"}  # attributes of Model
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -284,6 +349,8 @@ class _Builder:
             return Branches({b.name: self.block(b, f"{name}.{b.name}", Branches) for b in layer.branches})
         if isinstance(layer, Residual):
             return self.residual(layer, name)
+        if isinstance(layer, Aux):
+            return AuxHead(self.chain(layer.layers, name + ".", AuxHead), layer.weight)
         stats = self.stats[name]
         return leaf_module(layer, stats.input.channels, inplace=stats.in_place)
 
@@ -300,9 +367,16 @@ class _Builder:
         return ResidualAdd(body, (layer.shortcut.name, short))
 
 
+# attributes set on instances, which `hasattr(cls, name)` does not see
+_RESERVED: dict[type[nn.Module], set[str]] = {
+    Model: {"spec", "input_shape", "channels_last"},
+    AuxHead: {"loss_weight"},
+}
+
+
 def _check_name(cls: type[nn.Module], layer: Layer, prefix: str) -> None:
     """Refuse a layer name that is already an attribute of the torch container (`train`, `to`...)."""
-    if hasattr(cls, layer.name) or (cls is Model and layer.name in _RESERVED):
+    if hasattr(cls, layer.name) or layer.name in _RESERVED.get(cls, ()):
         raise SpecError(
             f"Layer {prefix}{layer.name}: {layer.name!r} cannot name a torch submodule, because "
             f"torch's {cls.__name__} already has an attribute of that name. Rename the layer "
@@ -321,9 +395,11 @@ def build(
     torch's default initialisation; `create_model` applies ours.
 
     ReLUs work in place (as torchvision's do) except where the tensor they receive is shared: the
-    network's input, the input of a Concat branch or of a Residual body or shortcut, the output of
-    another ReLU, or any of these passed on by a dropout or flatten layer. The analyzer decides
-    (`LayerStats.in_place`), so its memory model describes this module.
+    network's input, the input of a Concat branch or of a Residual body or shortcut, the volume an
+    auxiliary head reads (its own first layers and the layer after it: the head's backward pass
+    needs that volume as it was), the output of another ReLU, or any of these passed on by a dropout
+    or flatten layer. The analyzer decides (`LayerStats.in_place`), so its memory model describes
+    this module.
 
     channels_last: store and run the convolutions channels-last (see `Model`); False keeps torch's
     default layout, as does a network oneDNN cannot train channels-last (`Model.set_channels_last`).
@@ -336,13 +412,18 @@ def build(
     return Model(modules, network, (c, h, w)).set_channels_last(channels_last)
 
 
-def init_weights(module: nn.Module) -> nn.Module:
+def init_weights(module: nn.Module, zero_init_residual: bool = False) -> nn.Module:
     """Initialise `module` in place as torchvision initialises VGG, and return it.
 
     Convolutions: Kaiming normal, fan_out mode, ReLU gain (std = sqrt(2 / (out_channels * kh * kw)));
     fully connected layers: normal with mean 0 and std 0.01; every bias 0; batch norm scale 1 and
     shift 0. (The papers' own schemes, e.g. AlexNet's N(0, 0.01) with biases of 1, belong to the
     training recipes.)
+
+    zero_init_residual: as torchvision's ResNet option (Goyal et al., 2017): the scale of the last
+    batch norm in the body of every residual block (ResNet's bn2 or bn3) starts at 0, so that each
+    block starts as its shortcut. Blocks whose body has no batch norm, and networks without residual
+    blocks (plain18), are left as they are.
     """
     for m in module.modules():
         if isinstance(m, nn.Conv2d):
@@ -355,6 +436,13 @@ def init_weights(module: nn.Module) -> nn.Module:
             continue
         if m.bias is not None:
             nn.init.zeros_(m.bias)
+    if zero_init_residual:
+        for m in module.modules():
+            if isinstance(m, ResidualAdd):
+                body = next(iter(m.children()))
+                norms = [n for n in body.modules() if isinstance(n, nn.BatchNorm2d)]
+                if norms and norms[-1].weight is not None:
+                    nn.init.zeros_(norms[-1].weight)
     return module
 
 
@@ -378,6 +466,7 @@ def create_model(
     name_or_network: str | Network,
     num_classes: int = 1000,
     input_size: int | tuple[int, ...] | None = None,
+    zero_init_residual: bool = False,
     **kwargs: Any,
 ) -> Model:
     """A freshly initialised torch module for a zoo name (`'vgg16'`) or a `Network`.
@@ -385,7 +474,9 @@ def create_model(
     num_classes: outputs of the last fully connected layer (`Network.with_num_classes`).
     input_size: the input the module is sized for (it fixes the first FC layer's input): an int for
     a square image with the spec's channels, (H, W), or (C, H, W); default the spec's input.
-    Weights follow `init_weights`. The module's `spec` and `input_shape` attributes say what it is.
+    Weights follow `init_weights`; `zero_init_residual` starts the last batch norm of every residual
+    block at 0 (torchvision's ResNet option, see `init_weights`). The module's `spec` and
+    `input_shape` attributes say what it is.
 
     kwargs: timm-style call sites may pass `pretrained=False`; nothing is ever downloaded, so
     `pretrained=True` (and any other keyword) raises SpecError. Load torchvision's weights with
@@ -400,7 +491,8 @@ def create_model(
         raise SpecError(f"create_model got unknown keyword(s): {', '.join(sorted(kwargs))}.")
     network = get_spec(name_or_network) if isinstance(name_or_network, str) else name_or_network
     network = network.with_num_classes(num_classes)
-    return init_weights(build(network, _input_shape(network, input_size)))
+    model = build(network, _input_shape(network, input_size))
+    return init_weights(model, zero_init_residual=zero_init_residual)  # type: ignore[return-value]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -410,7 +502,7 @@ def create_model(
 def _torchvision_name(name: str) -> str:
     key = name.replace("_", "-")
     if key not in TORCHVISION_NAMES:
-        hint = " (torchvision's AlexNet is 'alexnet-torchvision')" if key == "alexnet" else ""
+        hint = f" ({_NEAR_MISSES[key]})" if key in _NEAR_MISSES else ""
         raise WeightMappingError(
             f"No torchvision mapping for {name!r}{hint}. Networks whose weights map one to one: "
             f"{', '.join(TORCHVISION_NAMES)}."
@@ -418,72 +510,114 @@ def _torchvision_name(name: str) -> str:
     return TORCHVISION_NAMES[key]
 
 
-def _groups(state: Mapping[str, Tensor]) -> list[tuple[str, dict[str, str]]]:
+_Group = tuple[str, dict[str, str]]
+
+
+def _groups(state: Mapping[str, Tensor]) -> list[_Group]:
     """Keys grouped by module, in order: [(module prefix, {tensor name: full key})]."""
     groups: dict[str, dict[str, str]] = {}
     for key in state:
-        prefix, _, tensor = key.rpartition(".")
+        prefix, _, tensor = str(key).rpartition(".")
         groups.setdefault(prefix, {})[tensor] = key
     return list(groups.items())
+
+
+def _segments(groups: list[_Group], by_name: tuple[str, ...]) -> list[tuple[str, list[_Group]]]:
+    """The module groups split into those paired in order (segment '') and, for each top-level name
+    in `by_name`, those under that name (paired with the other side's of the same name)."""
+    segments: dict[str, list[_Group]] = {"": [], **{n: [] for n in by_name}}
+    for prefix, keys in groups:
+        top = prefix.partition(".")[0]
+        segments[top if top in by_name else ""].append((prefix, keys))
+    return list(segments.items())
 
 
 def _shape(t: Any) -> tuple[int, ...] | str:
     return tuple(t.shape) if isinstance(t, Tensor) else f"a {type(t).__name__}, not a tensor"
 
 
+def _listed(keys: list[str], most: int = 8) -> str:
+    """`keys` joined, the first `most` of them when there are more."""
+    if len(keys) <= most:
+        return ", ".join(keys)
+    return f"{', '.join(keys[:most])} (and {len(keys) - most} more)"
+
+
 def _map_keys(source: Mapping[str, Tensor], target: Mapping[str, Tensor], src_label: str,
-              dst_label: str, what: str) -> dict[str, str]:  # fmt: skip
+              dst_label: str, what: str, by_name: tuple[str, ...] = ()) -> dict[str, str]:  # fmt: skip
     """target key -> source key, pairing the modules of both in order and checking every shape.
 
-    Raises WeightMappingError naming both keys and shapes at the first tensor that does not fit;
-    `what` ends the message (which state dict was expected).
+    The modules under a top-level name in `by_name` (GoogLeNet's auxiliary heads, which torchvision
+    registers after inception5b) are paired with the other side's modules under the same name, the
+    rest in order. Raises WeightMappingError naming both keys and shapes at the first tensor that
+    does not fit; `what` ends the message (which state dict was expected).
     """
-    src, dst = _groups(source), _groups(target)
     mapping: dict[str, str] = {}
-    for (s_mod, s_keys), (d_mod, d_keys) in zip(src, dst):
-        if set(s_keys) != set(d_keys):
-            raise WeightMappingError(
-                f"{src_label} module {s_mod!r} holds {', '.join(s_keys)}, but the matching "
-                f"{dst_label} module {d_mod!r} holds {', '.join(d_keys)}: {what}"
-            )
-        for tensor, d_key in d_keys.items():
-            s_key = s_keys[tensor]
-            s_shape, d_shape = _shape(source[s_key]), _shape(target[d_key])
-            if s_shape != d_shape:
+    src_segments = _segments(_groups(source), by_name)
+    dst_segments = _segments(_groups(target), by_name)
+    for (segment, src), (_, dst) in zip(src_segments, dst_segments):
+        for (s_mod, s_keys), (d_mod, d_keys) in zip(src, dst):
+            if set(s_keys) != set(d_keys):
                 raise WeightMappingError(
-                    f"{src_label} {s_key} has shape {s_shape}, but {dst_label} {d_key} needs "
-                    f"{d_shape}: {what}"
+                    f"{src_label} module {s_mod!r} holds {', '.join(s_keys)}, but the matching "
+                    f"{dst_label} module {d_mod!r} holds {', '.join(d_keys)}: {what}"
                 )
-            mapping[d_key] = s_key
-    if len(src) != len(dst):
-        n = min(len(src), len(dst))
-        longer, label = (src, src_label) if len(src) > n else (dst, dst_label)
-        extra = ", ".join(key for _, keys in longer[n:] for key in keys.values())
-        raise WeightMappingError(
-            f"{src_label} has {len(src)} modules with tensors and {dst_label} has {len(dst)}: "
-            f"{label}'s {extra} have no counterpart: {what}"
-        )
+            for tensor, d_key in d_keys.items():
+                s_key = s_keys[tensor]
+                s_shape, d_shape = _shape(source[s_key]), _shape(target[d_key])
+                if s_shape != d_shape:
+                    raise WeightMappingError(
+                        f"{src_label} {s_key} has shape {s_shape}, but {dst_label} {d_key} needs "
+                        f"{d_shape}: {what}"
+                    )
+                mapping[d_key] = s_key
+        if len(src) != len(dst):
+            n = min(len(src), len(dst))
+            longer, label = (src, src_label) if len(src) > n else (dst, dst_label)
+            extra = _listed([key for _, keys in longer[n:] for key in keys.values()])
+            where = f" under {segment!r}" if segment else ""
+            owner = label if label.endswith("'s") else f"{label}'s"
+            raise WeightMappingError(
+                f"{src_label} has {len(src)} modules with tensors{where} and {dst_label} has "
+                f"{len(dst)}: {owner} {extra} have no counterpart: {what}"
+            )
     return mapping
 
 
 def _num_classes(state: Mapping[str, Tensor], label: str) -> int:
-    """Outputs of the last fully connected layer: the first axis of the last 2-D weight."""
+    """Outputs of the last fully connected layer: the first axis of the last 2-D weight (torchvision's
+    GoogLeNet registers its auxiliary heads before fc, and our specs have them before it too)."""
     for key in reversed(list(state)):
         value = state[key]
-        if key.endswith("weight") and isinstance(value, Tensor) and value.dim() == 2:
+        if str(key).endswith("weight") and isinstance(value, Tensor) and value.dim() == 2:
             return int(value.shape[0])
     raise WeightMappingError(f"{label} has no fully connected weight (a 2-D '...weight' tensor).")
 
 
+def _without_aux(network: Network) -> Network:
+    """The same network without its auxiliary classifiers (torchvision's `aux_logits=False`)."""
+    return dataclasses.replace(network, layers=tuple(x for x in network.layers if not isinstance(x, Aux)))
+
+
+def _has_module(state: Mapping[str, Any], name: str) -> bool:
+    """Whether a state dict holds tensors of the top-level module `name`."""
+    return any(str(key).startswith(name + ".") for key in state)
+
+
 def from_torchvision(name: str, state_dict: Mapping[str, Tensor]) -> Model:
-    """Our module for `name` (e.g. 'vgg16-bn') carrying the weights of torchvision's model.
+    """Our module for `name` (e.g. 'vgg16-bn', 'resnet50') carrying the weights of torchvision's model.
 
     `state_dict` is torchvision's (`torchvision.models.vgg16_bn().state_dict()` or a saved file);
-    tensors are paired in order, module by module, batch norm buffers included, and every shape is
-    checked. num_classes comes from the last fully connected weight. The module is built at the
-    spec's input (224): there VGG's missing AdaptiveAvgPool2d(7) would be the identity, so both
-    models give the same outputs. Returned in training mode, on the state dict's device and with
-    the dtype of its first floating tensor (like `load_state_dict`, the tensors are copied).
+    tensors are paired module by module, batch norm buffers included, and every shape is checked: in
+    order, except GoogLeNet's auxiliary heads, paired by name. num_classes comes from the last fully
+    connected weight. For 'googlenet-torchvision' the module has auxiliary heads when the state dict
+    has `aux1.*` / `aux2.*` tensors (torchvision's `googlenet(aux_logits=True)`) and none when it has
+    none (`aux_logits=False`, as its published weights load by default); torchvision's
+    `transform_input` is not part of the weights: give the module normalised input (`spec.info`'s
+    mean and std), as `transform_input=False` does. The module is built at the spec's input (224):
+    there VGG's missing AdaptiveAvgPool2d(7) would be the identity, so both models give the same
+    outputs. Returned in training mode, on the state dict's device and with the dtype of its first
+    floating tensor (like `load_state_dict`, the tensors are copied).
     """
     tv_name = _torchvision_name(name)
     label = "the given state dict"
@@ -491,9 +625,12 @@ def from_torchvision(name: str, state_dict: Mapping[str, Tensor]) -> Model:
     if not isinstance(state_dict, Mapping) or not state_dict:
         raise WeightMappingError(f"Expected a non-empty state dict (a mapping of tensors): {what}")
     network = get_spec(name.replace("_", "-")).with_num_classes(_num_classes(state_dict, label))
+    if not any(_has_module(state_dict, head.name) for head in network.aux_heads):
+        network = _without_aux(network)
+    heads = tuple(head.name for head in network.aux_heads)
     with torch.device("meta"):
         skeleton = build(network)
-    mapping = _map_keys(state_dict, skeleton.state_dict(), label, f"{network.name}'s", what)
+    mapping = _map_keys(state_dict, skeleton.state_dict(), label, f"{network.name}'s", what, heads)
     floats = (t for t in state_dict.values() if isinstance(t, Tensor) and t.is_floating_point())
     first = next(floats, torch.empty(0))
     model = skeleton.to_empty(device=first.device).to(first.dtype)
@@ -503,18 +640,25 @@ def from_torchvision(name: str, state_dict: Mapping[str, Tensor]) -> Model:
 
 def to_torchvision(name: str, module: nn.Module) -> dict[str, Tensor]:
     """A state dict that torchvision's constructor for `name` loads strictly (the inverse of
-    `from_torchvision`): torchvision's keys, our module's tensors (not copies).
+    `from_torchvision`): torchvision's keys in its order, our module's tensors (not copies).
 
-    `torchvision.models.get_model('vgg16', num_classes=n).load_state_dict(to_torchvision('vgg16', m))`
+    `torchvision.models.get_model('vgg16', num_classes=n).load_state_dict(to_torchvision('vgg16', m))`.
+    For 'googlenet-torchvision': a module with auxiliary heads gives the state dict of
+    `googlenet(aux_logits=True)`, one without them that of `googlenet(aux_logits=False)`.
     """
     import torchvision
 
     tv_name = _torchvision_name(name)
     ours = module.state_dict()
     label = f"{name}'s module"
+    heads = tuple(head.name for head in get_spec(name.replace("_", "-")).aux_heads)
+    kwargs = dict(_TORCHVISION_KWARGS.get(tv_name, {}))
+    if heads:
+        kwargs["aux_logits"] = any(_has_module(ours, head) for head in heads)
     with torch.device("meta"):
         reference = torchvision.models.get_model(tv_name, weights=None,
-                                                 num_classes=_num_classes(ours, label))  # fmt: skip
+                                                 num_classes=_num_classes(ours, label), **kwargs)  # fmt: skip
+    theirs = reference.state_dict()
     what = f"the module is not a {name} (build it with create_model or from_torchvision)."
-    mapping = _map_keys(ours, reference.state_dict(), label, f"torchvision's {tv_name}", what)
-    return {theirs: ours[key] for theirs, key in mapping.items()}
+    mapping = _map_keys(ours, theirs, label, f"torchvision's {tv_name}", what, heads)
+    return {key: ours[mapping[key]] for key in theirs}
