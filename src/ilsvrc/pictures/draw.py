@@ -694,6 +694,8 @@ def _nodes(layers: tuple[Layer, ...], prefix: str, stats: dict[str, LayerStats])
             inner = _nodes((layer,), prefix, stats)
             if len(inner) == 1 and isinstance(inner[0], Branches):
                 inner[0].named = False  # the frame names it
+            pending.append(inner[0].arrow)  # drawn on the arrow into the frame (a row's first is not)
+            inner[0].arrow = ""
             node = Repeat(layer, [stats[name]], row=Row(inner), count=count, names=(name, last))
         elif isinstance(layer, Block):
             inner = _nodes(layer.layers, name + ".", stats)
