@@ -259,18 +259,29 @@ def test_resnet152_is_charted_per_stage_with_its_block_counts() -> None:
 
 
 @pytest.mark.parametrize(
-    "names", [["googlenet"], ["resnet152"], ["resnet18"], ["alexnet", "googlenet-torchvision"]]
-)
-def test_grouped_charts_keep_their_labels_apart(names) -> None:
+    "names,log",
+    [(["googlenet"], False), (["googlenet-torchvision"], False), (["googlenet-torchvision"], True),
+     (["resnet152"], False), (["resnet18"], True), (["alexnet", "googlenet-torchvision"], False)],
+)  # fmt: skip
+def test_grouped_charts_keep_their_labels_and_bars_apart(names, log) -> None:
     reports = [analyze(get_spec(n)) for n in names]
-    fig = chart_figure(reports)
+    fig = chart_figure(reports, log=log)
     for ax in fig.axes:
         assert_legible(fig, ax.get_xticklabels())
     assert_legible(fig, [*fig.texts, *(ax._left_title for ax in fig.axes)])  # texts: title, note
-    renderer = FigureCanvasAgg(fig).get_renderer()
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()  # places the shares' box
+    renderer = canvas.get_renderer()
     legend = fig.legends[0].get_window_extent(renderer)
     for ax in fig.axes:
         assert not legend.overlaps(ax.get_tightbbox(renderer))
+    for ax in fig.axes[: len(reports)]:  # the parameters' row: the shares' box over the bars
+        (shares,) = [t for t in ax.texts if t.get_gid() == "shares"]
+        box = shares.get_bbox_patch().get_window_extent(renderer)
+        values = [t for t in ax.texts if t is not shares]
+        assert values, "the value over each bar"
+        for artist in [*ax.patches, *values]:
+            assert not box.overlaps(artist.get_window_extent(renderer)), artist
 
 
 # ---------------------------------------------------------------------------------------------------

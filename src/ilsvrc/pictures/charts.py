@@ -194,12 +194,15 @@ def chart_figure(reports: Sequence[Report], log: bool = False, grouped: bool | N
         box = dict(boxstyle="round,pad=0.4", facecolor="white", edgecolor="#cfd8dc")
         axes[0, col].text(0.02, 0.96, "\n".join(share_lines(report)), transform=axes[0, col].transAxes,
                           va="top", fontsize=9, color=figures.INK, gid="shares", bbox=box)  # fmt: skip
-    for row_i, attr in enumerate(("params", "macs")):  # headroom for the shares and the value labels
+    # headroom for the shares (more for each line past two: batch norm, auxiliary classifiers) and the
+    # value labels, so that no bar reaches the box of the shares
+    extra = max(0, max(len(share_lines(r)) for r in reports) - 2)
+    for row_i, attr in enumerate(("params", "macs")):
         values = [getattr(b, attr) for rows in bars for b in rows if getattr(b, attr)] or [1]
         if log:
-            axes[row_i, 0].set_ylim(min(values) / 3, max(values) * (60 if row_i == 0 else 4))
+            axes[row_i, 0].set_ylim(min(values) / 3, max(values) * (60 * 4**extra if row_i == 0 else 4))
         else:
-            axes[row_i, 0].set_ylim(0, max(values) * (1.45 if row_i == 0 else 1.12))
+            axes[row_i, 0].set_ylim(0, max(values) * (1.45 + 0.15 * extra if row_i == 0 else 1.12))
     names = " vs ".join(r.network.name for r in reports)
     fig.suptitle(f"Where the parameters and the arithmetic are: {names}", fontsize=13, x=0.01, ha="left",
                  y=1 - 0.11 / height, color=figures.INK)  # fmt: skip
