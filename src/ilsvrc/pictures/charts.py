@@ -152,7 +152,7 @@ def chart_figure(reports: Sequence[Report], log: bool = False, grouped: bool | N
     rotated = most > 10
     two_lines = any("\n" in b.label for col in bars for b in col)
     bottom, hspace = (0.12, 0.45) if rotated else (0.09, 0.36) if two_lines else (0.06, 0.3)
-    left = 0.08 if len(reports) == 1 else 0.06
+    left = 0.09 if len(reports) == 1 else 0.06  # room for the y label and ticks such as "10M"
     fig.subplots_adjust(left=left, right=0.98, top=1 - header / height, bottom=bottom * 7.6 / height,
                         hspace=hspace, wspace=0.06)  # fmt: skip
     axis_format = FuncFormatter(lambda v, _: short(v) if v else "0")
