@@ -218,6 +218,20 @@ class Report:
                 out.append((row, False))
         return out
 
+    def groups(self) -> list[LayerStats]:
+        """The network's top level as the charts group it: the top-level rows that hold layers with
+        weights (conv, FC). A layer stands for itself; a module (`inception3a`) or a stage (`layer3`)
+        comes with its totals, its batch norm included; an auxiliary classifier (`row.aux`, run in
+        training only) too, in its place. Rows without weights (pooling, a top-level batch norm) are
+        left out.
+        """
+        tops = {
+            r.name.split(".", 1)[0]
+            for r in self.rows
+            if not r.container and isinstance(r.layer, (Conv, Linear))
+        }
+        return [r for r in self.rows if r.depth == 0 and r.name in tops]
+
     def _sum(self, attr: str, kinds: Iterable[type] | None = None) -> int:
         kinds = tuple(kinds) if kinds else None
         return sum(getattr(r, attr) for r in self.leaves if kinds is None or isinstance(r.layer, kinds))

@@ -14,8 +14,15 @@ volume W x H x D and its parameters (weights + biases). A volume that two groups
 convolution work on (the two GPUs of the published AlexNet: conv2, conv4 and conv5 have groups=2) is
 drawn as two boxes, one per group, top and bottom: parallel arrows stay within a group, crossing
 arrows connect both (conv3 and fc6 in AlexNet). Consecutive convolutions that give the same volume
-with the same settings (a VGG stage) are drawn as one deck of boxes. Parallel branches (concat) and
-residual blocks are drawn as rows between a fork and a join.
+with the same settings (a VGG stage) are drawn as one deck of boxes.
+
+Branched networks: an Inception module is its branches side by side, in rows between a fork and the
+concatenated volume; a residual block is its body beside its shortcut (the identity, or the 1x1
+projection where the volume changes), between a fork and the + of the sum, named as torchvision names
+the block (layer3.4). Consecutive identical modules, the same layers on the same input volume, are
+drawn once in a dashed frame marked with their count: ResNet-152's layer3 is layer3.0, which halves
+the size and so differs, then layer3.1 - layer3.35 x35. An auxiliary classifier (GoogLeNet's) hangs
+below the main line, which passes on.
 
 Layout is computed in points (1/72 inch), so font sizes and box sizes share one unit; text widths are
 measured with matplotlib's TextPath. No torch is imported here.
@@ -23,6 +30,7 @@ measured with matplotlib's TextPath. No torch is imported here.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from abc import ABC, abstractmethod
@@ -30,11 +38,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..analysis.analyzer import LayerStats, Report, Volume, describe, window
+from ..analysis.analyzer import LayerStats, Report, Volume, describe, is_module, window
 from ..analysis.render import short
 from ..networks.spec import (
     LRN,
     AdaptiveAvgPool,
+    Aux,
     BatchNorm,
     Block,
     Concat,
@@ -180,6 +189,7 @@ class Node(ABC):
     arrow: str = ""  # the label of the arrow into this node
     parts: int = 1  # boxes drawn for a grouped volume
     show_params: bool = True  # False for a concat's joined volume (its parameters are its branches')
+    title: str = ""  # the name drawn, when not the layer's own (a ResNet block's: `layer3.4`)
 
     @abstractmethod
     def size(self, scale: Scale) -> tuple[float, float, float]:
@@ -197,8 +207,14 @@ class Node(ABC):
     def draw(self, ax: Axes, x: float, yc: float, scale: Scale) -> None:
         """Draw the node with its left edge at x and its centre line at yc."""
 
+    def inner_rows(self) -> list[Row]:
+        """The rows drawn inside this node (branches, a repeated block, an auxiliary classifier)."""
+        return []
+
     # texts shared by boxes and bars
     def name(self) -> str:
+        if self.title:
+            return self.title
         if self.layer is None:
             return "input"
         names = [s.name.rsplit(".", 1)[-1] for s in self.stats]
@@ -353,6 +369,7 @@ class Branches(Node):
     rows: list[Row] = field(default_factory=list)
     labels: list[str] = field(default_factory=list)  # branch names
     join: Box | None = None  # concat: the joined volume; residual: None (a + circle)
+    named: bool = True  # a residual's name at its top left (not inside a Repeat's frame, which names it)
     FORK = 16
     ROW_GAP = 10
     IDENTITY_H = 18
@@ -376,11 +393,23 @@ class Branches(Node):
     def _join_size(self, scale: Scale) -> tuple[float, float, float]:
         return self.join.size(scale) if self.join else (16.0, 8.0, 8.0)
 
+    def inner_rows(self) -> list[Row]:
+        return self.rows
+
+    def _title_width(self) -> float:
+        """A residual's name is written at its top left (its join is a small circle); a concat's
+        stands over its joined volume."""
+        return text_width(self.name(), FONT, True) + 4 if self._titled() else 0.0
+
+    def _titled(self) -> bool:
+        return self.join is None and self.named
+
     def size(self, scale: Scale) -> tuple[float, float, float]:
         rows_w, up, down, _ = self._layout(scale)
         jw, ju, jd = self._join_size(scale)
-        width = self._lead() + rows_w + GAP + 24 + jw
-        return width, max(up, ju) + 10, max(down, jd)
+        width = max(self._lead() + rows_w + GAP + 24 + jw, self._title_width())
+        above = max(up + (TEXT_ABOVE if self._titled() else 0), ju)
+        return width, above + 10, max(down, jd)
 
     def ports_in(self, x: float, yc: float, scale: Scale) -> list[tuple[float, float]]:
         return [(x, yc)]
@@ -432,8 +461,122 @@ class Branches(Node):
         else:
             ax.add_patch(Circle((jx + 8, yc), 7, facecolor="white", edgecolor=figures.INK, lw=0.8, zorder=4))
             ax.text(jx + 8, yc, "+", ha="center", va="center", fontsize=FONT + 2, zorder=5, color=figures.INK)
-            ax.text(jx + 8, yc + 10, self.name(), ha="center", va="bottom", fontsize=FONT, weight="bold",
-                    color=figures.INK)  # fmt: skip
+            if self._titled():
+                top = yc + self._layout(scale)[1] + 4
+                ax.text(x, top, self.name(), ha="left", va="bottom", fontsize=FONT, weight="bold",
+                        color=figures.INK)  # fmt: skip
+
+
+@dataclass
+class Repeat(Node):
+    """Consecutive identical modules (ResNet's layer3.1 to layer3.35: the same layers on the same input
+    volume) drawn once, in a dashed frame marked with their count (x35) and their first and last names."""
+
+    row: Row | None = None  # the first of the repeated modules
+    count: int = 1
+    names: tuple[str, str] = ("", "")  # the first and the last module's names
+    PAD = 8.0
+
+    def inner_rows(self) -> list[Row]:
+        return [self.row] if self.row else []
+
+    def name(self) -> str:
+        return f"{self.names[0]} \u2013 {self.names[1]}"
+
+    def times(self) -> str:
+        return f"\u00d7{self.count}"
+
+    def _header(self) -> float:
+        return (FONT + 3) * 1.3 + 4
+
+    def size(self, scale: Scale) -> tuple[float, float, float]:
+        assert self.row is not None
+        w, up, down = self.row.size(scale)
+        labels = text_width(self.name(), FONT, True) + text_width(self.times(), FONT + 3, True) + 24
+        return max(w + 2 * self.PAD, labels), up + self.PAD + self._header(), down + self.PAD
+
+    def _inner_x(self, x: float, scale: Scale) -> float:
+        assert self.row is not None
+        return x + (self.size(scale)[0] - self.row.size(scale)[0]) / 2
+
+    def ports_in(self, x: float, yc: float, scale: Scale) -> list[tuple[float, float]]:
+        assert self.row is not None
+        return self.row.ports_in(self._inner_x(x, scale), yc, scale)
+
+    def ports_out(self, x: float, yc: float, scale: Scale) -> list[tuple[float, float]]:
+        assert self.row is not None
+        return self.row.ports_out(self._inner_x(x, scale), yc, scale)
+
+    def draw(self, ax: Axes, x: float, yc: float, scale: Scale) -> None:
+        from matplotlib.patches import FancyBboxPatch
+
+        assert self.row is not None
+        width, up, down = self.size(scale)
+        ax.add_patch(FancyBboxPatch((x, yc - down), width, up + down, boxstyle="round,pad=0,rounding_size=6",
+                                    facecolor="#f7f9fa", edgecolor=figures.MUTED, lw=0.8, ls=(0, (4, 3)),
+                                    zorder=0))  # fmt: skip
+        top = yc + up - 3
+        ax.text(x + 6, top, self.name(), ha="left", va="top", fontsize=FONT, weight="bold", color=figures.INK)
+        ax.text(x + width - 6, top + 1, self.times(), ha="right", va="top", fontsize=FONT + 3, weight="bold",
+                color=figures.INK, gid="times")  # fmt: skip
+        self.row.draw(ax, self._inner_x(x, scale), yc, scale)
+
+
+@dataclass
+class AuxHead(Node):
+    """An auxiliary classifier (GoogLeNet's): the main line passes through; its row hangs below it,
+    fed from a fork, and ends in its own logits (training only, its loss weighted)."""
+
+    row: Row | None = None
+    weight: float = 0.0
+    DROP = 6.0  # from the main line down to the caption
+
+    def inner_rows(self) -> list[Row]:
+        return [self.row] if self.row else []
+
+    def caption(self) -> str:
+        return f"{self.name()}: auxiliary classifier, training only, loss \u00d7 {self.weight:g}"
+
+    def _lead(self) -> float:
+        assert self.row is not None
+        return 8 + max(GAP * 2, text_width(self.row.nodes[0].arrow, SMALL) + 10)
+
+    def _row_centre(self, yc: float, scale: Scale) -> float:
+        assert self.row is not None
+        return yc - self.DROP - SMALL * 1.3 - 4 - self.row.size(scale)[1]
+
+    def size(self, scale: Scale) -> tuple[float, float, float]:
+        assert self.row is not None
+        w, up, down = self.row.size(scale)
+        width = max(self._lead() + w + 6, text_width(self.caption(), SMALL) + 16)
+        return width, 6.0, self.DROP + SMALL * 1.3 + 4 + up + down
+
+    def ports_in(self, x: float, yc: float, scale: Scale) -> list[tuple[float, float]]:
+        return [(x + 6, yc)]
+
+    def ports_out(self, x: float, yc: float, scale: Scale) -> list[tuple[float, float]]:
+        return [(x + self.size(scale)[0], yc)]
+
+    def draw(self, ax: Axes, x: float, yc: float, scale: Scale) -> None:
+        from matplotlib.patches import Circle
+
+        assert self.row is not None
+        width = self.size(scale)[0]
+        fork = (x + 6, yc)
+        ax.plot([fork[0], x + width], [yc, yc], color=figures.MUTED, lw=0.8, zorder=1)
+        ax.add_patch(Circle(fork, 2.5, color=figures.INK, zorder=4))
+        ax.text(x + 14, yc - self.DROP, self.caption(), ha="left", va="top", fontsize=SMALL, style="italic",
+                color=figures.MUTED)  # fmt: skip
+        ry = self._row_centre(yc, scale)
+        rx = x + self._lead()
+        first = self.row.nodes[0]
+        for p in first.ports_in(rx, ry, scale):
+            _arrow(ax, [fork, (fork[0], p[1])], p, "")
+        if first.arrow:
+            ax.text((fork[0] + rx) / 2 + 2, max(p[1] for p in first.ports_in(rx, ry, scale)) + 2.5,
+                    first.arrow, ha="center", va="bottom", fontsize=SMALL, color=figures.INK,
+                    zorder=5)  # fmt: skip
+        self.row.draw(ax, rx, ry, scale)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -454,6 +597,21 @@ class Row:
         sizes = [n.size(scale) for n in self.nodes]
         width = sum(w for w, _, _ in sizes) + sum(self.gaps())
         return width, max(u for _, u, _ in sizes), max(d for _, _, d in sizes)
+
+    def lefts(self, x: float, scale: Scale) -> list[float]:
+        """The left edge of each node, the row drawn from x."""
+        out = []
+        for node, gap in zip(self.nodes, [0.0, *self.gaps()]):
+            x += gap
+            out.append(x)
+            x += node.size(scale)[0]
+        return out
+
+    def ports_in(self, x: float, yc: float, scale: Scale) -> list[tuple[float, float]]:
+        return self.nodes[0].ports_in(x, yc, scale)
+
+    def ports_out(self, x: float, yc: float, scale: Scale) -> list[tuple[float, float]]:
+        return self.nodes[-1].ports_out(self.lefts(x, scale)[-1], yc, scale)
 
     def draw(self, ax: Axes, x: float, yc: float, scale: Scale) -> list[tuple[float, float]]:
         """Draw at (x, yc); returns the last node's out-ports."""
@@ -522,17 +680,33 @@ def build_nodes(report: Report) -> list[Node]:
 def _nodes(layers: tuple[Layer, ...], prefix: str, stats: dict[str, LayerStats]) -> list[Node]:
     out: list[Node] = []
     pending: list[str] = []  # flatten (and extras with no node before them) label the next arrow
-    for layer in layers:
+    i = 0
+    while i < len(layers):
+        layer = layers[i]
         name = prefix + layer.name
+        count = 1
+        while i + count < len(layers) and _same_module(layer, layers[i + count], prefix, stats):
+            count += 1
+        last = prefix + layers[i + count - 1].name
+        i += count
         node: Node | None = None
-        if isinstance(layer, Block):
+        if count > 1:
+            inner = _nodes((layer,), prefix, stats)
+            if len(inner) == 1 and isinstance(inner[0], Branches):
+                inner[0].named = False  # the frame names it
+            pending.append(inner[0].arrow)  # drawn on the arrow into the frame (a row's first is not)
+            inner[0].arrow = ""
+            node = Repeat(layer, [stats[name]], row=Row(inner), count=count, names=(name, last))
+        elif isinstance(layer, Block):
             inner = _nodes(layer.layers, name + ".", stats)
             if inner and pending:
-                inner[0].arrow = " + ".join([*pending, inner[0].arrow])
+                inner[0].arrow = _joined([*pending, inner[0].arrow])
                 pending = []
+            if is_module(layer) and len(inner) == 1 and isinstance(inner[0], Branches):
+                inner[0].title = name  # ResNet's layer3.4, not the `add` inside it
             out += inner
             continue
-        if isinstance(layer, Concat):
+        elif isinstance(layer, Concat):
             rows = [Row(_nodes(b.layers, f"{name}.{b.name}.", stats)) for b in layer.branches]
             join = Box(layer, [stats[name]], arrow="", show_params=False)
             node = Branches(
@@ -543,6 +717,9 @@ def _nodes(layers: tuple[Layer, ...], prefix: str, stats: dict[str, LayerStats])
             rows = [Row(_nodes(p.layers, f"{name}.{p.name}.", stats) if p else []) for p in parts]
             labels = [layer.body.name, layer.shortcut.name if layer.shortcut else "identity"]
             node = Branches(layer, [stats[name]], rows=rows, labels=labels)
+        elif isinstance(layer, Aux):
+            row = Row(_nodes(layer.layers, name + ".", stats))
+            node = AuxHead(layer, [stats[name]], row=row, weight=layer.weight)
         elif isinstance(layer, (Conv, Pool, AdaptiveAvgPool)):
             node = Box(layer, [stats[name]])
         elif isinstance(layer, Linear):
@@ -553,14 +730,13 @@ def _nodes(layers: tuple[Layer, ...], prefix: str, stats: dict[str, LayerStats])
         elif isinstance(layer, ReLU):
             continue  # after nearly every conv and fc: said once in the legend
         else:  # LRN, batch norm, dropout: a note under the box they follow
-            if out:
+            if out and not isinstance(out[-1], AuxHead):
                 out[-1].extras.append(extra_label(layer))
             else:
                 pending.append(extra_label(layer))
             continue
-        node.arrow = " + ".join([*pending, op_label(layer)]) if not isinstance(node, Branches) else ""
-        if isinstance(node, Branches) and pending:
-            node.arrow = " + ".join(pending)
+        inside = isinstance(node, (Branches, Repeat, AuxHead))  # their rows' arrows say what they do
+        node.arrow = _joined(pending if inside else [*pending, op_label(layer)])
         pending = []
         if _stacks(out[-1] if out else None, node):
             out[-1].stats.append(stats[name])
@@ -568,6 +744,22 @@ def _nodes(layers: tuple[Layer, ...], prefix: str, stats: dict[str, LayerStats])
         else:
             out.append(node)
     return out
+
+
+def _joined(labels: list[str]) -> str:
+    return " + ".join(x for x in labels if x)
+
+
+def _same_module(a: Layer, b: Layer, prefix: str, stats: dict[str, LayerStats]) -> bool:
+    """Whether `b` repeats the module `a` just before it: the same layers (all but its own name) on the
+    same input volume, so the same output, parameters and multiply-adds (ResNet's layer3.1 to 3.35).
+    A stage's first block, which changes the volume, differs from the rest and is drawn apart."""
+    return (
+        isinstance(a, (Block, Concat, Residual))
+        and type(a) is type(b)
+        and dataclasses.replace(a, name=b.name) == b
+        and stats[prefix + a.name].input == stats[prefix + b.name].input
+    )
 
 
 def _stacks(prev: Node | None, node: Node) -> bool:
@@ -622,9 +814,8 @@ def _mark_parts(nodes: list[Node]) -> None:
         if isinstance(node, Box) and channels % parts == 0 and node.layer is not None:
             node.parts = parts
     for node in nodes:
-        if isinstance(node, Branches):
-            for row in node.rows:
-                _mark_parts(row.nodes)
+        for row in node.inner_rows():
+            _mark_parts(row.nodes)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -632,7 +823,8 @@ def _mark_parts(nodes: list[Node]) -> None:
 
 
 def _wrap(nodes: list[Node], scale: Scale) -> list[Row]:
-    """Top-level nodes cut into rows of about equal width, as few as keep each under MAX_ROW points.
+    """Top-level nodes cut into rows of about equal width, as few as keep each under MAX_ROW points
+    (a single node wider than that gets a row of its own).
 
     A cut between two volumes whose groups stay apart (parallel arrows) is avoided where another is
     nearly as even: the arrow that wraps to the next row is drawn as one line.
@@ -640,10 +832,22 @@ def _wrap(nodes: list[Node], scale: Scale) -> list[Row]:
     widths = [n.size(scale)[0] + (max(GAP * 2, text_width(n.arrow, SMALL) + 8) if i else 0)
               for i, n in enumerate(nodes)]  # fmt: skip
     count = max(1, math.ceil(sum(widths) / MAX_ROW))
+    while True:
+        cuts = _cuts(nodes, widths, count)
+        spans = zip([0, *cuts], [*cuts, len(nodes)])
+        if count >= len(nodes) or all(sum(widths[a:b]) <= MAX_ROW or b - a == 1 for a, b in spans):
+            break
+        count += 1  # the rest did not fit in the last row: one row more, all evened out again
+    return [Row(nodes[a:b]) for a, b in zip([0, *cuts], [*cuts, len(nodes)])]
+
+
+def _cuts(nodes: list[Node], widths: list[float], count: int) -> list[int]:
+    """Where to cut `nodes` into `count` rows near the same width: the index each row after the first
+    starts at."""
     target = sum(widths) / count
-    rows: list[Row] = []
+    cuts: list[int] = []
     start = 0
-    while len(rows) < count - 1 and start < len(nodes) - 1:
+    while len(cuts) < count - 1 and start < len(nodes) - 1:
         best, best_cost, width = start + 1, math.inf, 0.0
         for end in range(start + 1, len(nodes)):  # the row is nodes[start:end]
             width += widths[end - 1]
@@ -653,10 +857,9 @@ def _wrap(nodes: list[Node], scale: Scale) -> list[Row]:
             cost = abs(width - target) / target + (0.3 if parallel else 0.0)
             if cost < best_cost:
                 best, best_cost = end, cost
-        rows.append(Row(nodes[start:best]))
+        cuts.append(best)
         start = best
-    rows.append(Row(nodes[start:]))
-    return rows
+    return cuts
 
 
 def _scale(report: Report) -> Scale:
@@ -709,10 +912,17 @@ def _title_texts(report: Report) -> tuple[str, str]:
     net = report.network
     i = report.input
     head = f"{net.name}" + (f": {net.info.title}" if net.info.title else "")
+    layers = f"{report.weight_layers} layers with weights"
+    if report.depth != report.weight_layers:  # branched: the lecture's depth is the longest path
+        layers = (
+            f"{report.depth} layers deep (weight layers on the longest path), {report.weight_layers} in all"
+        )
     sub = (
         f"input {i.width}x{i.height}x{i.channels}; {report.params:,} parameters ({short(report.params)}); "
-        f"{short(report.macs)} multiply-adds per image; {report.weight_layers} layers with weights"
+        f"{short(report.macs)} multiply-adds per image; {layers}"
     )
+    if report.aux_params:
+        sub += f"; auxiliary classifiers +{short(report.aux_params)} parameters (training only)"
     return head, sub
 
 
@@ -737,6 +947,23 @@ def _legend_lines(report: Report, nodes: list[Node]) -> list[str]:
         )
     if any(isinstance(n, Box) and len(n.stats) > 1 for n in _all(nodes)):
         lines.append("Decks: consecutive convolutions with the same settings and output volume.")
+    every = _all(nodes)
+    if any(isinstance(n, Branches) and n.join is not None for n in every):
+        lines.append("Forks: branches that read the same volume; their outputs are concatenated along the "
+                     "depth into the volume after them (an Inception module).")  # fmt: skip
+    if any(isinstance(n, Branches) and n.join is None for n in every):
+        lines.append("+: a residual block's sum, body(x) + shortcut(x), element by element; the shortcut "
+                     "is the identity or a 1x1 projection where the volume changes.")  # fmt: skip
+    if any(isinstance(n, Repeat) for n in every):
+        lines.append(
+            "Dashed frames \u00d7N: N consecutive identical blocks (the same layers on the same volume), "
+            "drawn once; a stage's first block changes the volume and is drawn apart."
+        )
+    if any(isinstance(n, AuxHead) for n in every):
+        lines.append(
+            "Auxiliary classifiers hang below the main line: run in training only, their loss added "
+            "with the weight shown; not in the parameters and multiply-adds above."
+        )
     return lines
 
 
@@ -755,9 +982,8 @@ def _all(nodes: list[Node]) -> list[Node]:
     out = []
     for n in nodes:
         out.append(n)
-        if isinstance(n, Branches):
-            for row in n.rows:
-                out += _all(row.nodes)
+        for row in n.inner_rows():
+            out += _all(row.nodes)
     return out
 
 

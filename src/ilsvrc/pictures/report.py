@@ -100,7 +100,20 @@ def _header(report: Report, run: Path | None = None) -> str:
         ("outputs (classes)", f"{report.output.elements:,}"),
         ("parameters", f"{report.params:,} ({short(report.params)}), weights {report.weights:,}"),
         ("multiply-adds per image", f"{report.macs:,} ({short(report.macs)}; FLOPs = 2 x MACs)"),
-        ("layers with weights", f"{report.weight_layers}"),
+        ("layers with weights", f"{report.weight_layers}" if report.depth == report.weight_layers else ""),
+        (
+            "depth (the lecture's count)",
+            f"{report.depth} layers with weights on the longest path ({report.weight_layers} in all)"
+            if report.depth != report.weight_layers
+            else "",
+        ),
+        (
+            "auxiliary classifiers (training only)",
+            f"{len(net.aux_heads)}: +{report.aux_params:,} parameters ({report.params_with_aux:,} in "
+            f"training), +{short(report.aux_macs)} multiply-adds per image"
+            if net.aux_heads
+            else "",
+        ),
         ("where the parameters are", f"FC {fc['params_pct']:.1f}%, conv {conv['params_pct']:.1f}%"),
         ("where the arithmetic is", f"conv {conv['macs_pct']:.1f}%, FC {fc['macs_pct']:.1f}%"),
         (
@@ -384,10 +397,14 @@ def build_page(report: Report, run: str | Path | None = None, image: str | Path 
     sections.append(_section("diagram", "Architecture", diagram.html()))
     table = render.to_html(render.summary_table(report))
     sections.append(_section("layers", "Layers", f'<div class="table-wrap">\n{table}</div>\n'))
-    alt = f"Bar charts of parameters and multiply-adds per layer of {net.name}"
-    chart = picture(
-        charts.chart_figure([report]), "Parameters and multiply-adds per layer with weights.", alt, wide=True
+    per = "per module or stage" if charts.is_grouped(report) else "per layer"
+    alt = f"Bar charts of parameters and multiply-adds {per} of {net.name}"
+    caption = (
+        "Parameters and multiply-adds per top-level layer with weights, module or stage (its totals)."
+        if charts.is_grouped(report)
+        else "Parameters and multiply-adds per layer with weights."
     )
+    chart = picture(charts.chart_figure([report]), caption, alt, wide=True)
     sections.append(_section("charts", "Parameters and arithmetic", chart.html()))
     nav = [("diagram", "Architecture"), ("layers", "Layers"), ("charts", "Charts")]
     if run is not None and rows is not None:
