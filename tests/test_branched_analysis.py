@@ -155,12 +155,14 @@ def check_fields(network: Network, size: int) -> int:
     return checked
 
 
+@pytest.mark.slow  # minutes: hundreds of backward passes at 800 px
 def test_googlenets_fields_reach_the_pixels_the_analyzer_says() -> None:
     """GoogLeNet as published at 800 px, where the middle unit of inception5b (a field of 715 pixels)
     lies wholly inside the image: every row, its branches, and the two auxiliary classifiers."""
     assert check_fields(get_spec("googlenet"), 800) > 400
 
 
+@pytest.mark.slow  # about 100 s each on a loaded 2-core machine
 @pytest.mark.parametrize("name", ["resnet18", "resnet50", "resnet50-v1"])
 def test_resnets_fields_reach_the_pixels_the_analyzer_says(name: str) -> None:
     """ResNet-18 (basic blocks), ResNet-50 (v1.5: stride in the 3x3) and its v1 (stride in the first
