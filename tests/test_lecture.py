@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from facts import FACTS, SHEET, fact
-from ilsvrc import analyze, get_spec, list_models
+from ilsvrc import analyze, get_spec
 from ilsvrc.analysis.analyzer import LayerStats, Report, nearest_exact_sizes, window_out
 from ilsvrc.networks.spec import AdaptiveAvgPool, Conv, Linear, MaxPool, Network
 
@@ -202,8 +202,8 @@ TOOL_GIVES: dict[str, Callable[[], object]] = {
     "L02": lambda: report("zfnet-lecture").weight_layers,
     "L03": lambda: report("vgg16").weight_layers,
     "L04": lambda: report("vgg19").weight_layers,
-    "L05": lambda: None,
-    "L06": lambda: None,
+    "L05": lambda: report("googlenet").depth,
+    "L06": lambda: report("resnet152").depth,
     # ILSVRC top-5 errors
     "E01": lambda: None,
     "E02": lambda: None,
@@ -641,11 +641,11 @@ def test_vgg16_has_16_and_vgg19_19_layers_with_parameters():
 
 
 @row("L05", "L06")
-def test_googlenet_22_and_resnet_152_layers_are_facts_not_in_the_zoo():
-    assert lecture_figure("L05") == fact("googlenet_layers")
-    assert lecture_figure("L06") == fact("resnet_layers")
-    names = set(list_models())
-    assert not any(n.startswith(("googlenet", "resnet")) for n in names)
+def test_googlenet_22_and_resnet_152_are_the_layers_with_weights_on_the_longest_path():
+    assert lecture_figure("L05") == fact("googlenet_layers") == report("googlenet").depth
+    assert lecture_figure("L06") == fact("resnet_layers") == report("resnet152").depth
+    assert report("googlenet").weight_layers == 3 + 9 * 6 + 1  # every conv and fc, on any path
+    assert report("resnet152").weight_layers == 1 + 50 * 3 + 4 + 1  # the 4 projections beside
 
 
 # --------------------------------------------------------------------------------------------------
@@ -815,3 +815,47 @@ def test_every_test_the_page_cites_exists():
     cited = set(re.findall(r"`(test_\w+)`", PAGE.read_text(encoding="utf-8")))
     assert cited
     assert not {name for name in cited if name not in globals()}
+
+
+# --------------------------------------------------------------------------------------------------
+# The lecture's five depths (issue 12): layers with weights along the longest path
+
+
+def longest_path_by_hand(layers: tuple) -> int:
+    """Layers with weights on the longest path through `layers`, walked here apart from the analyzer:
+    a chain adds, a concatenation or a residual sum takes its longest part, an auxiliary classifier
+    (a side branch ending in its own logits) adds nothing."""
+    from ilsvrc.networks.spec import Block, Concat, Residual
+
+    total = 0
+    for layer in layers:  # an Aux is none of these: it adds nothing
+        if isinstance(layer, (Conv, Linear)):
+            total += 1
+        elif isinstance(layer, Block):
+            total += longest_path_by_hand(layer.layers)
+        elif isinstance(layer, Concat):
+            total += max(longest_path_by_hand(b.layers) for b in layer.branches)
+        elif isinstance(layer, Residual):
+            short = longest_path_by_hand(layer.shortcut.layers) if layer.shortcut else 0
+            total += max(longest_path_by_hand(layer.body.layers), short)
+    return total
+
+
+@pytest.mark.parametrize(
+    "row_id,name,depth",
+    [("L01", "alexnet-lecture", 8), ("L02", "zfnet-lecture", 8), ("L04", "vgg19", 19),
+     ("L05", "googlenet", 22), ("L06", "resnet152", 152)],
+)  # fmt: skip
+def test_the_lectures_five_depths_are_the_analyzers_longest_paths(row_id, name, depth):
+    """8, 8, 19, 22, 152: the analyzer's depth (and its JSON `depth_lecture`) is the lecture's figure,
+    and a walk of the spec done here gives it too; for the chains it is every layer with weights."""
+    from ilsvrc.analysis.render import summary_json
+
+    rep = report(name)
+    assert re.search(rf"(?<![\d.]){depth}(?![\d.])", page_rows()[row_id][1])  # the lecture's figure
+    assert rep.depth == depth == longest_path_by_hand(get_spec(name).layers)
+    assert summary_json(rep)["totals"]["depth_lecture"] == depth
+    if name in ("alexnet-lecture", "zfnet-lecture", "vgg19"):
+        assert rep.weight_layers == depth
+    else:
+        assert rep.weight_layers > depth  # branches beside the longest path

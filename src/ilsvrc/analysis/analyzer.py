@@ -79,18 +79,65 @@ class Volume:
                 "flat": self.flat}  # fmt: skip
 
 
+# One family of intervals along an axis: unit i of a layer reaches input pixels lo + i*jump .. hi + i*jump.
+_Part = tuple[float, float, float]  # (lo, hi, jump)
+
+
 @dataclass(frozen=True)
 class ReceptiveField:
-    """Receptive field of one output unit, per axis (height, width), in input pixels.
+    """Receptive field of the units of one layer, per axis (height, width), in input pixels.
 
-    size: how many input pixels one unit depends on; jump: the distance in input pixels between
-    neighbouring units; start: the centre of the first unit's field (pixel index; negative means it
-    is centred in the padding).
+    size: the largest number of input pixels (first to last) that reaches one unit; jump: the distance
+    in input pixels between the fields of neighbouring units; start: the centre of the first unit's
+    field (pixel index; negative means it is centred in the padding).
+
+    Where branches with different strides meet (a concatenation or a residual sum whose parts give the
+    same size by other routes), the fields of neighbouring units are not shifted copies of one
+    another: `parts` then keeps, per axis, one family of intervals per stride, `span` gives each
+    unit's exact field, size is the largest over the units and jump the largest of the strides. In a
+    chain, and wherever the branches' strides agree (GoogLeNet, ResNet), there is one family and
+    unit i's field is start + i*jump +- (size - 1)/2.
     """
 
     size: tuple[float, float]
     jump: tuple[float, float]
     start: tuple[float, float]
+    parts: tuple[tuple[_Part, ...], tuple[_Part, ...]] | None = None
+
+    def families(self, axis: int) -> tuple[_Part, ...]:
+        """The interval families along `axis`: one (lo, hi, jump) unless strides differ (see above)."""
+        if self.parts is not None:
+            return self.parts[axis]
+        half = (self.size[axis] - 1) / 2
+        return ((self.start[axis] - half, self.start[axis] + half, self.jump[axis]),)
+
+    def span(self, axis: int, unit: int) -> tuple[float, float]:
+        """First and last input pixel (0: height, 1: width) that reach unit `unit` along `axis`,
+        unclipped (a field may reach into the padding)."""
+        fams = self.families(axis)
+        return min(lo + unit * j for lo, _, j in fams), max(hi + unit * j for _, hi, j in fams)
+
+    @staticmethod
+    def of(parts: tuple[tuple[_Part, ...], tuple[_Part, ...]], units: tuple[int, int]) -> ReceptiveField:
+        """The field of a layer with `units` (height, width) positions from its interval families."""
+        merged: list[tuple[_Part, ...]] = []
+        for fams in parts:
+            by_jump: dict[float, tuple[float, float]] = {}
+            for lo, hi, j in fams:
+                a, b = by_jump.get(j, (lo, hi))
+                by_jump[j] = (min(a, lo), max(b, hi))
+            merged.append(tuple((lo, hi, j) for j, (lo, hi) in sorted(by_jump.items())))
+        size, jump, start = [], [], []
+        for axis, fams in enumerate(merged):
+            last = max(units[axis], 1) - 1
+            lo0, hi0 = min(f[0] for f in fams), max(f[1] for f in fams)
+            lo1 = min(lo + last * j for lo, _, j in fams)
+            hi1 = max(hi + last * j for _, hi, j in fams)
+            size.append(max(hi0 - lo0, hi1 - lo1) + 1)  # the extent is convex in the unit: ends
+            start.append((lo0 + hi0) / 2)
+            jump.append(max(f[2] for f in fams))
+        single = all(len(f) == 1 for f in merged)
+        return ReceptiveField(tuple(size), tuple(jump), tuple(start), None if single else tuple(merged))
 
     def __str__(self) -> str:
         return _hw(self.size)
@@ -807,32 +854,29 @@ def _join(layer: Layer, name: str, vol: Volume, results: list, head: LayerStats
             )
         out = results[0][1]
         head.formulas.append(f"out = body(x) + shortcut(x): {out} (element by element)")
-    return out, _union([r for _, _, r in results])
+    return out, _union([r for _, _, r in results], out)
 
 
-def _union(fields: list[ReceptiveField]) -> ReceptiveField:
-    """The field covering all of `fields` (branches read from the same input)."""
-    size, jump, start = [], [], []
-    for axis in (0, 1):
-        lo = min(f.start[axis] - (f.size[axis] - 1) / 2 for f in fields)
-        hi = max(f.start[axis] + (f.size[axis] - 1) / 2 for f in fields)
-        size.append(hi - lo + 1)
-        start.append((lo + hi) / 2)
-        jump.append(max(f.jump[axis] for f in fields))
-    return ReceptiveField(tuple(size), tuple(jump), tuple(start))
+def _union(fields: list[ReceptiveField], out: Volume) -> ReceptiveField:
+    """The field of a join: every branch reads the same input, so a unit is reached by the pixels
+    that reach the same unit of any branch (per stride, the widest interval)."""
+    parts = tuple(tuple(p for f in fields for p in f.families(axis)) for axis in (0, 1))
+    return ReceptiveField.of(parts, (out.height, out.width))
 
 
 def _receptive_field(layer: Layer, vin: Volume, vout: Volume, rf: ReceptiveField) -> ReceptiveField:
     if isinstance(layer, (Conv, Pool)):
+        # unit u reads the previous units u*s - p + d*t, t = 0 .. k-1: each family's first interval
+        # moves by -p units and its last by (eff - 1 - p), and its units step s times further
         dil = layer.dilation if isinstance(layer, Conv) else (1, 1)
         geometry = zip(layer.kernel, layer.stride, layer.padding, dil)
-        size, jump, start = [], [], []
+        parts = []
         for axis, (k, s, p, d) in enumerate(geometry):
             eff = d * (k - 1) + 1
-            size.append(rf.size[axis] + (eff - 1) * rf.jump[axis])
-            start.append(rf.start[axis] + ((eff - 1) / 2 - p) * rf.jump[axis])
-            jump.append(rf.jump[axis] * s)
-        return ReceptiveField(tuple(size), tuple(jump), tuple(start))
+            parts.append(
+                tuple((lo - p * j, hi + (eff - 1 - p) * j, j * s) for lo, hi, j in rf.families(axis))
+            )
+        return ReceptiveField.of((parts[0], parts[1]), (vout.height, vout.width))
     if isinstance(layer, AdaptiveAvgPool):
         size, jump, start = [], [], []
         for axis, (n, o) in enumerate(zip((vin.height, vin.width), layer.output_size)):
@@ -846,8 +890,8 @@ def _receptive_field(layer: Layer, vin: Volume, vout: Volume, rf: ReceptiveField
         # every output value sees every position of the input volume
         size, start = [], []
         for axis, n in enumerate((vin.height, vin.width)):
-            lo = rf.start[axis] - (rf.size[axis] - 1) / 2
-            hi = rf.start[axis] + (n - 1) * rf.jump[axis] + (rf.size[axis] - 1) / 2
+            lo, _ = rf.span(axis, 0)
+            _, hi = rf.span(axis, n - 1)
             size.append(hi - lo + 1)
             start.append((lo + hi) / 2)
         return ReceptiveField(tuple(size), tuple(size), tuple(start))
