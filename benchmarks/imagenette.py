@@ -99,6 +99,9 @@ def run_torchvision(data: Path, minutes: float, schedule: str, seed: int) -> lis
         model.train()
         seen, t0 = 0, time.perf_counter()
         for x, y in train_loader:
+            if time.perf_counter() - start + step_seconds + last_eval >= limit:  # no room for a step
+                done = True  # and the evaluation after it
+                break
             if schedule == "onecycle":  # planned over the time budget, as `ilsvrc train --time-limit`
                 used = (time.perf_counter() - start) / limit
                 for group in opt.param_groups:
@@ -111,9 +114,8 @@ def run_torchvision(data: Path, minutes: float, schedule: str, seed: int) -> lis
             step_seconds = time.perf_counter() - t_step
             seen += len(y)
             step += 1
-            if time.perf_counter() - start + step_seconds + last_eval >= limit:
-                done = True
-                break
+        if seen == 0:  # the budget ended at an epoch's end: that state is evaluated already
+            break
         ips = seen / (time.perf_counter() - t0)
         t1 = time.perf_counter()
         model.eval()
@@ -125,8 +127,7 @@ def run_torchvision(data: Path, minutes: float, schedule: str, seed: int) -> lis
         last_eval = time.perf_counter() - t1
         epoch += 1
         rows.append({"minutes": (time.perf_counter() - start) / 60, "top1": correct / total,
-                     "epoch": round(epoch - (0 if seen == 32 * steps_per_epoch else 1)
-                                    + seen / (32 * steps_per_epoch), 3),
+                     "epoch": round(epoch - 1 + seen / (32 * steps_per_epoch), 3),  # epochs of steps
                      "images_per_s": ips})  # fmt: skip
         print(f"  epoch {rows[-1]['epoch']}: val top-1 {correct / total:.3f}, {ips:.0f} images/s, "
               f"{rows[-1]['minutes']:.1f} min", flush=True)  # fmt: skip
