@@ -100,6 +100,16 @@ def test_googlenet_volumes_follow_caffes_round_up_pooling() -> None:
     assert by_name["inception4b"].input == by_name["inception4a"].output
 
 
+def test_every_pooling_of_googlenet_as_published_rounds_up_as_caffe_does() -> None:
+    # at 256 px inception4a's map is 16x16: the aux head's 5x5/3 pooling gives (16 - 5)/3 + 1 = 4.67,
+    # which Caffe (BVLC's prototxt) rounds up to 5 and PyTorch's default would floor to 4
+    rows = {x.name: x for x in ilsvrc.analyze(ilsvrc.get_spec("googlenet"), (3, 256, 256)).aux_leaves}
+    assert rows["aux1.pool"].input.height == 16 and rows["aux1.pool"].output.height == 5
+    r = report("googlenet")
+    pools = [x for x in (*r.leaves, *r.aux_leaves) if x.layer.kind in ("maxpool", "avgpool")]
+    assert len(pools) == 4 + 9 + 2 + 1 and all(x.layer.ceil_mode for x in pools)  # stem, modules, aux, top
+
+
 def test_torchvisions_5x5_branch_is_a_3x3_convolution() -> None:
     tv = {x.name: x for x in report("googlenet-torchvision").rows}
     paper = {x.name: x for x in report("googlenet").rows}

@@ -91,7 +91,7 @@ def inception(name: str, filters: tuple[int, ...], bn: bool) -> Concat:
 def aux_head(name: str, bn: bool) -> Aux:
     """An auxiliary classifier: 5x5/3 average pooling (torchvision: adaptive, to 4x4), 1x1 conv to 128,
     FC 1024 with ReLU, dropout 0.7, FC 1000; 0.3 of its loss in training."""
-    pool = AdaptiveAvgPool("pool", 4) if bn else AvgPool("pool", 5, 3)
+    pool = AdaptiveAvgPool("pool", 4) if bn else AvgPool("pool", 5, 3, ceil_mode=True)
     return Aux(
         name,
         (
@@ -128,7 +128,7 @@ def googlenet_layers(bn: bool) -> tuple[Layer, ...]:
             body.append(aux_head(item, bn))
         else:
             body.append(inception(*item, bn))
-    top = AdaptiveAvgPool("avgpool", 1) if bn else AvgPool("avgpool", 7, 1)
+    top = AdaptiveAvgPool("avgpool", 1) if bn else AvgPool("avgpool", 7, 1, ceil_mode=True)
     head = (top, Dropout("dropout", 0.2 if bn else 0.4), Flatten("flatten"), Linear("fc", 1000))
     return (*stem, *body, *head)
 
