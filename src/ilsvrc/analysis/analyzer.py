@@ -121,21 +121,26 @@ class ReceptiveField:
     def of(parts: tuple[tuple[_Part, ...], tuple[_Part, ...]], units: tuple[int, int]) -> ReceptiveField:
         """The field of a layer with `units` (height, width) positions from its interval families."""
         merged: list[tuple[_Part, ...]] = []
-        for fams in parts:
-            by_jump: dict[float, tuple[float, float]] = {}
-            for lo, hi, j in fams:
-                a, b = by_jump.get(j, (lo, hi))
-                by_jump[j] = (min(a, lo), max(b, hi))
-            merged.append(tuple((lo, hi, j) for j, (lo, hi) in sorted(by_jump.items())))
         size, jump, start = [], [], []
-        for axis, fams in enumerate(merged):
+        for axis, fams in enumerate(parts):
             last = max(units[axis], 1) - 1
-            lo0, hi0 = min(f[0] for f in fams), max(f[1] for f in fams)
-            lo1 = min(lo + last * j for lo, _, j in fams)
-            hi1 = max(hi + last * j for _, hi, j in fams)
+            if len(fams) == 1:  # a chain, or joined branches whose fields were merged: one family
+                lo0, hi0, j = fams[0]
+                lo1, hi1 = lo0 + last * j, hi0 + last * j
+            else:
+                by_jump: dict[float, tuple[float, float]] = {}
+                for lo, hi, j in fams:
+                    a, b = by_jump.get(j, (lo, hi))
+                    by_jump[j] = (min(a, lo), max(b, hi))
+                fams = tuple((lo, hi, j) for j, (lo, hi) in sorted(by_jump.items()))
+                lo0, hi0 = min(f[0] for f in fams), max(f[1] for f in fams)
+                lo1 = min(lo + last * j for lo, _, j in fams)
+                hi1 = max(hi + last * j for _, hi, j in fams)
+                j = max(f[2] for f in fams)
+            merged.append(fams)
             size.append(max(hi0 - lo0, hi1 - lo1) + 1)  # the extent is convex in the unit: ends
             start.append((lo0 + hi0) / 2)
-            jump.append(max(f[2] for f in fams))
+            jump.append(j)
         single = all(len(f) == 1 for f in merged)
         return ReceptiveField(tuple(size), tuple(jump), tuple(start), None if single else tuple(merged))
 
@@ -1342,7 +1347,8 @@ def _note_first_linear(report: Report) -> None:
     if fc is None:
         return
     leaves = report.leaves
-    before = leaves[: leaves.index(fc)]
+    at = next(i for i, r in enumerate(leaves) if r is fc)  # by identity: == would compare every field
+    before = leaves[:at]
     adaptive = next((r for r in before if isinstance(r.layer, AdaptiveAvgPool)), None)
     spatial = [r for r in before if not r.output.flat]
     source = spatial[-1].output if spatial else report.input
