@@ -8,7 +8,6 @@ lecture tells 2014: VGG, then GoogLeNet), then in registration order.
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import importlib
 import pkgutil
@@ -51,6 +50,8 @@ def get_spec(name: str) -> Network:
     """The spec of a registered network; an unknown name raises UnknownModelError with suggestions."""
     _load()
     if name not in _REGISTRY:
+        import difflib  # here: only a name that is not there needs it
+
         close = difflib.get_close_matches(name, _REGISTRY, n=3, cutoff=0.5)
         hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
         raise UnknownModelError(
