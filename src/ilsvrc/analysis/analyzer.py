@@ -22,6 +22,7 @@ import dataclasses
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from ..errors import ShapeError, SpecError, shown
 from ..networks.spec import (
@@ -214,12 +215,15 @@ class Report:
     channels_last: bool = True  # the module's layout (`channels_last_layout`)
     input_saved: bool = False  # autograd keeps the input batch itself (a first conv, fc or batch norm)
 
-    @property
+    # `rows` is complete when the report is made (`analyze`), so the leaves are listed once: the totals
+    # below each go through them (a summary of ResNet-152 asks for them about 30 times)
+
+    @cached_property
     def leaves(self) -> list[LayerStats]:
         """The layers of the network as it runs at test time (auxiliary classifiers left out)."""
         return [r for r in self.rows if not r.container and not r.aux]
 
-    @property
+    @cached_property
     def aux_leaves(self) -> list[LayerStats]:
         """The layers of the auxiliary classifiers (GoogLeNet's), run in training only."""
         return [r for r in self.rows if not r.container and r.aux]
