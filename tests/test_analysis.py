@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import subprocess
+import sys
 
 import pytest
 from hypothesis import given, settings
@@ -225,6 +227,21 @@ def test_list_models_wildcards() -> None:
     assert firsts == sorted(firsts)
     family = [n.split("-")[0].rstrip("0123456789") for n in names]
     assert all(family.index(f) == i or family[i - 1] == f for i, f in enumerate(family))
+
+
+def test_one_network_loads_its_family_and_the_order_stays() -> None:
+    """get_spec imports the family a name is named after first (resnet152: resnet.py), all of them
+    when that does not register it (plain18 is in resnet.py, vgg16-bn in vgg.py); the zoo's order
+    does not depend on which came first. In a fresh process, where nothing is loaded yet."""
+    code = (
+        "import sys; from ilsvrc import get_spec, list_models; get_spec('resnet152'); "
+        "print(sorted(m.rsplit('.', 1)[1] for m in sys.modules if m.startswith('ilsvrc.networks.zoo.'))); "
+        "get_spec('plain18'); get_spec('vgg16-bn'); print(list_models())"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    loaded, names = out.splitlines()
+    assert loaded == "['registry', 'resnet']"
+    assert names == str(list_models())
 
 
 def _inception_and_residual() -> Network:

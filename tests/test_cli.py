@@ -165,6 +165,21 @@ def test_summary_does_not_import_torch() -> None:
     assert done.returncode == 0, done.stderr
 
 
+def test_summary_loads_only_what_it_needs() -> None:
+    """`ilsvrc summary resnet152` is a whole process a user waits for (issue 12): it loads neither torch,
+    numpy nor yaml, nor what only other commands, inputs or formats use (the spec-file reader, json,
+    csv, difflib), nor the zoo's other families."""
+    unneeded = ["torch", "torchvision", "numpy", "yaml", "json", "csv", "difflib", "ilsvrc.networks.specfile"]
+    unneeded += [f"ilsvrc.networks.zoo.{family}" for family in ("alexnet", "zfnet", "vgg", "googlenet")]
+    code = (
+        "import sys; from ilsvrc.cli import main; main(['summary', 'resnet152']); "
+        f"print([m for m in {unneeded!r} if m in sys.modules])"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=HANG_GUARD)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
 # ---------------------------------------------------------------------------------------------------
 # Fast failures: names, paths and arguments are checked before torch is imported or anything is drawn
 

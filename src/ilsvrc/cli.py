@@ -16,7 +16,7 @@ from .analysis import render
 from .analysis.analyzer import DTYPE_BYTES, Report, analyze, check_strict, smallest_input
 from .analysis.compare import compare
 from .errors import IlsvrcError, ShapeError
-from .networks import get_spec, list_models, resolve, specfile
+from .networks import get_spec, list_models, looks_like_file, resolve
 
 EXAMPLES = """examples:
   ilsvrc tour                                 the lecture's AlexNet, the zoo, ZFNet against AlexNet
@@ -34,7 +34,11 @@ EXAMPLES = """examples:
 
 def _analyze(args: argparse.Namespace, name: str) -> Report:
     net = resolve(name)
-    shape = tuple(specfile.parse_shape(args.input)) if args.input else None
+    shape = None
+    if args.input:
+        from .networks.specfile import parse_shape  # here: a zoo name at its own input does not load it
+
+        shape = tuple(parse_shape(args.input))
     try:
         return analyze(net, shape, batch=args.batch, dtype=args.dtype)
     except ShapeError as exc:
@@ -108,7 +112,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_spec(args: argparse.Namespace) -> int:
-    _emit(specfile.dumps(resolve(args.model), args.format))
+    from .networks.specfile import dumps
+
+    _emit(dumps(resolve(args.model), args.format))
     return 0
 
 
@@ -223,7 +229,7 @@ def cmd_visualize(args: argparse.Namespace) -> int:
 
 def _default_out(model: str, what: str, suffix: str) -> str:
     """`alexnet-diagram.png`, `my-net-chart.png`: a file name from a zoo name or a spec file's stem."""
-    stem = Path(model).stem if specfile.looks_like_file(model) else model
+    stem = Path(model).stem if looks_like_file(model) else model
     return f"{stem}-{what}{suffix}"
 
 

@@ -22,6 +22,7 @@ import dataclasses
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from ..errors import ShapeError, SpecError, shown
 from ..networks.spec import (
@@ -121,21 +122,26 @@ class ReceptiveField:
     def of(parts: tuple[tuple[_Part, ...], tuple[_Part, ...]], units: tuple[int, int]) -> ReceptiveField:
         """The field of a layer with `units` (height, width) positions from its interval families."""
         merged: list[tuple[_Part, ...]] = []
-        for fams in parts:
-            by_jump: dict[float, tuple[float, float]] = {}
-            for lo, hi, j in fams:
-                a, b = by_jump.get(j, (lo, hi))
-                by_jump[j] = (min(a, lo), max(b, hi))
-            merged.append(tuple((lo, hi, j) for j, (lo, hi) in sorted(by_jump.items())))
         size, jump, start = [], [], []
-        for axis, fams in enumerate(merged):
+        for axis, fams in enumerate(parts):
             last = max(units[axis], 1) - 1
-            lo0, hi0 = min(f[0] for f in fams), max(f[1] for f in fams)
-            lo1 = min(lo + last * j for lo, _, j in fams)
-            hi1 = max(hi + last * j for _, hi, j in fams)
+            if len(fams) == 1:  # a chain, or joined branches whose fields were merged: one family
+                lo0, hi0, j = fams[0]
+                lo1, hi1 = lo0 + last * j, hi0 + last * j
+            else:
+                by_jump: dict[float, tuple[float, float]] = {}
+                for lo, hi, j in fams:
+                    a, b = by_jump.get(j, (lo, hi))
+                    by_jump[j] = (min(a, lo), max(b, hi))
+                fams = tuple((lo, hi, j) for j, (lo, hi) in sorted(by_jump.items()))
+                lo0, hi0 = min(f[0] for f in fams), max(f[1] for f in fams)
+                lo1 = min(lo + last * j for lo, _, j in fams)
+                hi1 = max(hi + last * j for _, hi, j in fams)
+                j = max(f[2] for f in fams)
+            merged.append(fams)
             size.append(max(hi0 - lo0, hi1 - lo1) + 1)  # the extent is convex in the unit: ends
             start.append((lo0 + hi0) / 2)
-            jump.append(max(f[2] for f in fams))
+            jump.append(j)
         single = all(len(f) == 1 for f in merged)
         return ReceptiveField(tuple(size), tuple(jump), tuple(start), None if single else tuple(merged))
 
@@ -209,12 +215,15 @@ class Report:
     channels_last: bool = True  # the module's layout (`channels_last_layout`)
     input_saved: bool = False  # autograd keeps the input batch itself (a first conv, fc or batch norm)
 
-    @property
+    # `rows` is complete when the report is made (`analyze`), so the leaves are listed once: the totals
+    # below each go through them (a summary of ResNet-152 asks for them about 30 times)
+
+    @cached_property
     def leaves(self) -> list[LayerStats]:
         """The layers of the network as it runs at test time (auxiliary classifiers left out)."""
         return [r for r in self.rows if not r.container and not r.aux]
 
-    @property
+    @cached_property
     def aux_leaves(self) -> list[LayerStats]:
         """The layers of the auxiliary classifiers (GoogLeNet's), run in training only."""
         return [r for r in self.rows if not r.container and r.aux]
@@ -959,6 +968,13 @@ class _Rounding:
     ceil: bool
 
 
+def _rounding_warns(out: int, span: int, rem: int, stride: int, padding: int, ceil: bool) -> bool:
+    """Whether an output size that is not a whole number (rem > 0) is a warning rather than a note:
+    always without ceil_mode (PyTorch floors it); with ceil_mode only when PyTorch drops the extra
+    window (the floor) and input, not padding, is left unseen."""
+    return not ceil or (out == span // stride + 1 and rem > padding)
+
+
 def _non_integer(stats: LayerStats, r: _Rounding) -> Finding:
     """A warning when input is never seen (or, without ceil_mode, whenever the division is not exact);
     a note when ceil_mode's extra window covers the rest. States the size PyTorch gives."""
@@ -1128,15 +1144,40 @@ def is_exact(network: Network, shape: tuple[int, int, int]) -> bool | None:
 
 def nearest_exact_sizes(network: Network, shape: tuple[int, int, int], reach: int = 64
                         ) -> list[int]:  # fmt: skip
-    """Square input sizes near shape's height at which no output size is floored (closest first)."""
+    """Square input sizes near shape's height at which no output size is floored: the two sizes s
+    other than the height, within `reach` of it, closest first (the larger first at equal distance),
+    for which `is_exact(network, (channels, s, s))` holds.
+
+    Found for every candidate size at once by the analyzer's own geometry (`_sizes_along`), not by
+    analysing the network at each size; one full analysis settles what does not depend on the size.
+    """
+    return _nearest_exact(network, shape, reach, analysed=False)
+
+
+def _nearest_exact(network: Network, shape: tuple[int, int, int], reach: int, analysed: bool) -> list[int]:
+    """`nearest_exact_sizes`; `analysed`: the network has been analysed at `shape` without error, so
+    no size-independent error (channels, groups, flat vectors) can fail the candidates."""
     c, h, _ = shape
-    sizes = sorted(range(max(1, h - reach), h + reach + 1), key=lambda s: (abs(s - h), -s))
-    found = []
+    top = min(h + reach, MAX_SIZE)
+    sizes = sorted(range(max(1, h - reach), top + 1), key=lambda s: (abs(s - h), -s))
+    flags = {"flat_join": False}
+    alive = [s for s in sizes if s != h]
+    for axis in (0, 1):  # the sizes at which every window fits, joins agree and nothing is floored
+        alive = list(_sizes_along(network.layers, dict(zip(alive, alive)), axis, flags, exact=True))
+    exact = set(alive)
+    found: list[int] = []
     for s in sizes:
-        if s != h and is_exact(network, (c, s, s)):
-            found.append(s)
-            if len(found) == 2:
-                break
+        if s not in exact:
+            continue
+        if flags["flat_join"] or not (analysed or found):  # lengths of flat vectors need the analysis
+            verdict = is_exact(network, (c, s, s))
+            if verdict is None and not flags["flat_join"]:  # a size-independent error: no size will do
+                return []
+            if not verdict:
+                continue
+        found.append(s)
+        if len(found) == 2:
+            break
     return found
 
 
@@ -1173,44 +1214,61 @@ class InputSizes:
 _FLAT = -1  # the "size" of a flat vector: flatten ends the spatial axes
 
 
-def _sizes_along(layers: tuple[Layer, ...], sizes: list[int | None], axis: int, flags: dict
-                 ) -> list[int | None]:  # fmt: skip
-    """The output size along `axis` (0: height, 1: width) for each input size in `sizes`, by the
-    analyzer's own geometry (`window_out`), for all sizes at once: None where some window does not
-    fit or the branches of a join disagree, `_FLAT` after a flatten or fully connected layer.
+def _sizes_along(layers: tuple[Layer, ...], sizes: dict[int, int], axis: int, flags: dict,
+                 exact: bool = False) -> dict[int, int]:  # fmt: skip
+    """The output size along `axis` (0: height, 1: width) for many input sizes at once, by the
+    analyzer's own geometry (`window_out`): `sizes` maps each input size to the size that reaches
+    `layers`; the result keeps the input sizes at which every window fits and the branches of each
+    join (and each auxiliary classifier) take what they receive, `_FLAT` after a flatten or fully
+    connected layer. With `exact`, also drops the sizes at which some window's output size is not a
+    whole number in a way the analyzer warns of (`_non_integer`).
     `flags['flat_join']` is set when a residual sum joins flat vectors, whose lengths (which depend
     on the input size) this does not follow."""
     for layer in layers:
         if isinstance(layer, Block):
-            sizes = _sizes_along(layer.layers, sizes, axis, flags)
+            sizes = _sizes_along(layer.layers, sizes, axis, flags, exact)
+        elif isinstance(layer, Aux):  # a side branch: the chain goes on with the volume it read
+            ends = _sizes_along(layer.layers, sizes, axis, flags, exact)
+            sizes = {key: n for key, n in sizes.items() if key in ends}
         elif isinstance(layer, (Concat, Residual)):
             if isinstance(layer, Concat):
-                parts = [_sizes_along(b.layers, sizes, axis, flags) for b in layer.branches]
+                parts = [_sizes_along(b.layers, sizes, axis, flags, exact) for b in layer.branches]
             else:
                 short = layer.shortcut.layers if layer.shortcut else ()
-                parts = [_sizes_along(part, sizes, axis, flags) for part in (layer.body.layers, short)]
-                flags["flat_join"] |= any(n == _FLAT for part in parts for n in part)
-            sizes = [a if all(part[i] == a for part in parts) else None for i, a in enumerate(parts[0])]
+                parts = [_sizes_along(part, sizes, axis, flags, exact) for part in (layer.body.layers, short)]
+                flags["flat_join"] |= any(n == _FLAT for part in parts for n in part.values())
+            first, rest = parts[0], parts[1:]
+            sizes = {key: n for key, n in first.items() if all(part.get(key) == n for part in rest)}
         elif isinstance(layer, (Conv, Pool)):
             d = layer.dilation[axis] if isinstance(layer, Conv) else 1
             ceil = isinstance(layer, Pool) and layer.ceil_mode
             k, st, p = layer.kernel[axis], layer.stride[axis], layer.padding[axis]
-            sizes = [_window_or_none(n, k, st, p, d, ceil) for n in sizes]
+            out = {}
+            for key, n in sizes.items():
+                o = _window_or_none(n, k, st, p, d, ceil, exact)
+                if o is not None:
+                    out[key] = o
+            sizes = out
         elif isinstance(layer, AdaptiveAvgPool):
-            sizes = [n if n in (None, _FLAT) else layer.output_size[axis] for n in sizes]
+            sizes = {key: n if n == _FLAT else layer.output_size[axis] for key, n in sizes.items()}
         elif isinstance(layer, (Flatten, Linear)):
-            sizes = [None if n is None else _FLAT for n in sizes]
+            sizes = dict.fromkeys(sizes, _FLAT)
     return sizes
 
 
-def _window_or_none(n: int | None, kernel: int, stride: int, padding: int, dilation: int,
-                    ceil: bool) -> int | None:  # fmt: skip
-    if n is None or n == _FLAT:  # a window over a flat vector is refused whatever the size
+def _window_or_none(n: int, kernel: int, stride: int, padding: int, dilation: int, ceil: bool,
+                    exact: bool = False) -> int | None:  # fmt: skip
+    """A window's output size (`window_out`); None if no window fits or, with `exact`, if the size is
+    not a whole number and the analyzer warns of it (`_rounding_warns`)."""
+    if n == _FLAT:  # a window over a flat vector is refused whatever the size
         return n
     try:
-        return window_out(n, kernel, stride, padding, dilation, ceil)[0]
+        out, span, rem = window_out(n, kernel, stride, padding, dilation, ceil)
     except ValueError:
         return None
+    if exact and rem and _rounding_warns(out, span, rem, stride, padding, ceil):
+        return None
+    return out
 
 
 def input_sizes(network: Network, channels: int, limit: int = 4096) -> InputSizes:
@@ -1222,11 +1280,10 @@ def input_sizes(network: Network, channels: int, limit: int = 4096) -> InputSize
     smallest up; branches whose strides or paddings differ may agree only at some sizes.
     """
     flags = {"flat_join": False}
-    ok = [True] * limit
+    ok = set(range(1, limit + 1))
     for axis in (0, 1):
-        sizes = _sizes_along(network.layers, list(range(1, limit + 1)), axis, flags)
-        ok = [a and b is not None for a, b in zip(ok, sizes)]
-    candidates = [n for n in range(1, limit + 1) if ok[n - 1]]
+        ok &= _sizes_along(network.layers, {n: n for n in range(1, limit + 1)}, axis, flags).keys()
+    candidates = sorted(ok)
 
     def takes(n: int) -> bool:
         return is_exact(network, (channels, n, n)) is not None
@@ -1256,7 +1313,7 @@ def _add_fixes(report: Report) -> None:
     if not warnings or report.input.height != report.input.width:
         return
     shape = (report.input.channels, report.input.height, report.input.width)
-    sizes = nearest_exact_sizes(report.network, shape)
+    sizes = _nearest_exact(report.network, shape, 64, analysed=True)
     first = warnings[0]
     layer = next(r for r in report.rows if r.name == first.layer).layer
     fix = []
@@ -1294,7 +1351,8 @@ def _note_first_linear(report: Report) -> None:
     if fc is None:
         return
     leaves = report.leaves
-    before = leaves[: leaves.index(fc)]
+    at = next(i for i, r in enumerate(leaves) if r is fc)  # by identity: == would compare every field
+    before = leaves[:at]
     adaptive = next((r for r in before if isinstance(r.layer, AdaptiveAvgPool)), None)
     spatial = [r for r in before if not r.output.flat]
     source = spatial[-1].output if spatial else report.input

@@ -7,7 +7,6 @@ differ, layers of the same type are paired in order.
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 
 from .analyzer import LayerStats, Report
@@ -63,6 +62,8 @@ def _pair(a: LayerStats | None, b: LayerStats | None) -> Pair:
 
 def align(a: list[LayerStats], b: list[LayerStats]) -> list[Pair]:
     """Pairs of layers of A and B, in order."""
+    import difflib  # here: `ilsvrc summary` does not load it
+
     matcher = difflib.SequenceMatcher(None, [r.name for r in a], [r.name for r in b], autojunk=False)
     pairs: list[Pair] = []
     for op, i1, i2, j1, j2 in matcher.get_opcodes():

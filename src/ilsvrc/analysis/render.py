@@ -7,9 +7,7 @@ stable, documented shape (docs/json.md: `ilsvrc.summary/1` and `ilsvrc.compare/1
 
 from __future__ import annotations
 
-import csv
 import io
-import json
 from dataclasses import dataclass, field
 
 from .analyzer import CONVENTIONS, Report
@@ -331,6 +329,8 @@ def to_markdown(t: Table) -> str:
 
 
 def to_csv(t: Table) -> str:
+    import csv  # here: a summary in text does not load it
+
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["" if not c else c for c in t.columns])
@@ -368,6 +368,8 @@ def to_latex(t: Table) -> str:
 
 
 def dump_json(data: dict) -> str:
+    import json  # here: a summary in text does not load it
+
     return json.dumps(data, indent=2) + "\n"
 
 

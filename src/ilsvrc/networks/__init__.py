@@ -8,10 +8,17 @@ from __future__ import annotations
 from pathlib import Path
 
 from .spec import Network, walk
-from .specfile import looks_like_file
 from .zoo import get_spec, list_models, register
 
 __all__ = ["Network", "get_spec", "list_models", "load_spec", "register", "resolve", "walk"]
+
+SUFFIXES = (".yaml", ".yml", ".json")  # what a spec file's name ends with
+
+
+def looks_like_file(name: str) -> bool:
+    """Whether a model argument names a spec file (a .yaml/.yml/.json name, or a path) rather than a
+    zoo network. Here rather than in `specfile`, so that a zoo name does not load the file reader."""
+    return name.lower().endswith(SUFFIXES) or "/" in name or "\\" in name
 
 
 def load_spec(path: str | Path) -> Network:

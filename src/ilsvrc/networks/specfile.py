@@ -24,15 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import IlsvrcError, SpecError, SpecFileError, shown
+from . import looks_like_file
 from .spec import MAX_SIZE, NODE_TYPES, Aux, Block, Concat, Layer, ModelInfo, Network, Residual
 
-SUFFIXES = (".yaml", ".yml", ".json")
 MAX_DEPTH = 64  # lists and mappings inside one another; a ResNet spec needs about 8
 MAX_VALUES = 200_000  # values once YAML aliases are expanded; vgg19 has about 300
-
-
-def looks_like_file(name: str) -> bool:
-    return name.lower().endswith(SUFFIXES) or "/" in name or "\\" in name
 
 
 def load(path: str | Path) -> Network:

@@ -8,10 +8,10 @@ lecture tells 2014: VGG, then GoogLeNet), then in registration order.
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import importlib
-import pkgutil
+import importlib.util
+import re
 from collections.abc import Callable
 from functools import cache
 
@@ -49,8 +49,10 @@ def list_models(pattern: str = "*") -> list[str]:
 @cache
 def get_spec(name: str) -> Network:
     """The spec of a registered network; an unknown name raises UnknownModelError with suggestions."""
-    _load()
+    _load(name)
     if name not in _REGISTRY:
+        import difflib  # here: only a name that is not there needs it
+
         close = difflib.get_close_matches(name, _REGISTRY, n=3, cutoff=0.5)
         hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
         raise UnknownModelError(
@@ -65,6 +67,8 @@ def get_spec(name: str) -> Network:
 @cache
 def _families() -> tuple[str, ...]:
     """Import every family module of the zoo (they register their networks); sorted by YEAR."""
+    import pkgutil  # here: one network's family is found by its name (`_load`)
+
     modules = []
     package = importlib.import_module(__package__)
     for info in pkgutil.iter_modules(package.__path__):
@@ -75,8 +79,15 @@ def _families() -> tuple[str, ...]:
     return tuple(name for *_, name in sorted(modules))
 
 
-def _load() -> None:
-    _families()
+def _load(name: str) -> None:
+    """Import the family modules that `name` needs: first the one it is named after (resnet152:
+    resnet.py, as each family names its networks), the others only if that does not register it
+    (plain18 is in resnet.py). A summary of one network then loads one family."""
+    stem = re.match(r"[a-z]*", name).group()
+    if stem and stem not in _NOT_FAMILIES and importlib.util.find_spec(f"{__package__}.{stem}"):
+        importlib.import_module(f"{__package__}.{stem}")
+    if name not in _REGISTRY:
+        _families()
 
 
 def _ordered() -> list[str]:
