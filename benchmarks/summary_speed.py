@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import os
 import re
 import shutil
 import statistics
@@ -48,10 +49,16 @@ THEIRS = [
 ]
 BARE = [sys.executable, "-c", "pass"]  # the interpreter's own start, for the breakdown
 
+# A default Python caches compiled modules (.pyc) and so does a user's shell; some environments
+# (this project's machines among them) set PYTHONDONTWRITEBYTECODE, which recompiles every module of
+# every run. The commands run with it unset, both alike, and the report says which setting was found.
+FOUND_NO_BYTECODE = os.environ.get("PYTHONDONTWRITEBYTECODE")
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
 
 def timed(cmd: list[str]) -> float:
     start = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
     return time.perf_counter() - start
 
 
@@ -73,7 +80,7 @@ def import_times(cmd: list[str], top: int = 12) -> tuple[list[tuple[str, float]]
     counted with everything it imports) among those our package or its dependencies import at the
     top level, and the total import time of the run."""
     argv = [sys.executable, "-X", "importtime", "-m", "ilsvrc", *cmd[-2:]]
-    err = subprocess.run(argv, check=True, capture_output=True, text=True).stderr
+    err = subprocess.run(argv, check=True, capture_output=True, text=True, env=ENV).stderr
     rows = []
     for line in err.splitlines():
         m = re.match(r"import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)", line)
@@ -120,7 +127,13 @@ def main() -> None:
         "",
         f"Each a fresh process started as the shell starts it (`{shown}`: the console script; torchinfo: "
         f"`python -c` building torchvision's {NETWORK} and summarising it at 1x3x224x224), the two taking "
-        "turns run after run; a bare `python -c pass` beside them is the interpreter's own start.",
+        "turns run after run; a bare `python -c pass` beside them is the interpreter's own start. "
+        "Compiled-module caching (.pyc) on, as in a default Python"
+        + (
+            f" (this shell had PYTHONDONTWRITEBYTECODE={FOUND_NO_BYTECODE}; unset for every command)."
+            if FOUND_NO_BYTECODE
+            else "."
+        ),
         "",
         "| command | median | min | max |",
         "|---|---:|---:|---:|",
