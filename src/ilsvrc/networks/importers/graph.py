@@ -324,10 +324,11 @@ def _few(names: Sequence[str]) -> str:
 
 
 def _valid(name: str) -> str:
-    """`name` as a spec name: dots become underscores, a leading digit gets an underscore."""
+    """`name` as a spec name: dots become underscores (one, where the part after the dot begins with
+    one already), a leading digit gets an underscore."""
     if _NAME.fullmatch(name):
         return name
-    flat = re.sub(r"[^A-Za-z0-9_]", "_", name)
+    flat = re.sub(r"[^A-Za-z0-9_]", "_", name.replace("._", "_"))  # pool2._3x3 -> pool2_3x3
     return flat if _NAME.fullmatch(flat) else "_" + flat
 
 
