@@ -112,6 +112,24 @@ def test_an_imported_network_saves_as_a_spec_file_and_loads_back() -> None:
     assert again.layers == net.layers and again.input_shape == net.input_shape
 
 
+@pytest.mark.parametrize("name", ["inception", "resnet_block"])
+def test_an_imported_network_builds_and_runs_as_analysed(name: str) -> None:
+    import torch
+
+    net = from_prototxt(DATA / f"{name}.prototxt")
+    report = analyze(net)
+    model = ilsvrc.build(net).eval()
+    with torch.no_grad():
+        out = model(torch.zeros(1, *net.input_shape))
+    last = (
+        report.rows[-1]
+        if not report.rows[-1].name.count(".")
+        else next(r for r in report.rows if r.name == net.layers[-1].name)
+    )
+    assert tuple(out.shape[1:]) == (last.output.channels, last.output.height, last.output.width)
+    assert sum(p.numel() for p in model.parameters()) == report.params
+
+
 def test_text_works_as_well_as_a_path_and_resolve_reads_prototxt() -> None:
     text = (DATA / "alexnet.prototxt").read_text()
     assert from_prototxt(text).layers == from_prototxt(str(DATA / "alexnet.prototxt")).layers
