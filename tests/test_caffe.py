@@ -183,6 +183,11 @@ CONV = 'layer { name: "conv1" type: "Convolution" bottom: "data" top: "conv1" co
         (CONV % "num_output: 8 kernel_size: 3", r"the input size is not given"),
         (HEAD + 'layer { name: "s" type: "Scale" bottom: "data" top: "s" }\n', r"'s' \(Scale\).*BatchNorm"),
         (
+            HEAD + 'layer { name: "p/3x3" type: "Pooling" bottom: "data" top: "p" '
+            "pooling_param { pool: MAX kernel_size: 3 pad: 2 } }\n",
+            r":3: layer 'p/3x3' \(Pooling\): .*padding 2 is more than half the kernel 3",
+        ),
+        (
             HEAD
             + CONV % "num_output: 8 kernel_size: 3"
             + 'layer { name: "p" type: "Pooling" bottom: "conv1" '

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ...errors import SpecFileError, shown
+from ...errors import SpecError, SpecFileError, shown
 from ..spec import (
     LRN,
     AdaptiveAvgPool,
@@ -326,7 +326,10 @@ class _Importer:
         elif len(inputs) != 1:
             raise self.fail(layer, layer.msg.line, f"{len(inputs)} bottoms; a {kind} layer reads one.")
         else:
-            spec = self.convert(layer)
+            try:
+                spec = self.convert(layer)
+            except SpecError as exc:  # what the spec refuses (a pooling pad over half its kernel...)
+                raise self.fail(layer, layer.msg.line, str(exc)) from None
             source = inputs[0]
             if kind == "Flatten" and source in state.flat:
                 node = source
@@ -407,7 +410,7 @@ class _Importer:
         )
 
     def convert(self, layer: _Layer) -> Layer:
-        kind, name = layer.type, "x"
+        kind, name = layer.type, _spec_name(layer.name).rsplit(".", 1)[-1]
         get = _Getter(self, layer)
         if kind == "Convolution":
             p = get.of("convolution_param")
