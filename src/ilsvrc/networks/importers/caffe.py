@@ -104,7 +104,10 @@ def from_prototxt(source: str | Path, *, phase: str = "test") -> Network:
 
 def _read(source: str | Path) -> tuple[str, str, str]:
     """(text, how errors name it, a default network name)."""
-    if isinstance(source, Path) or ("\n" not in source and "{" not in source and ":" not in source[2:]):
+    text = not isinstance(source, Path) and ("\n" in source or "{" in source)
+    if not text and not Path(source).is_file() and not str(source).lower().endswith(".prototxt"):
+        text = ":" in str(source)  # one line of prototxt (input: "data" ...) rather than a path
+    if not text:
         path = Path(source)
         if not path.is_file():
             raise SpecFileError(
