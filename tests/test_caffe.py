@@ -344,3 +344,25 @@ def test_random_chains_read_the_same_in_both_forms(chain: list[dict]) -> None:
         (x["kind"] == "MAX", x["k"], x["s"], x["p"], True) for x in chain if x["kind"] != "conv"
     ]
     assert not any(isinstance(x, Aux) for x in new.layers)
+
+
+# -- robustness: a damaged file is refused in one paragraph, never with a crash --------------------------
+
+TOKENS = ["{", "}", ":", '"', "#", "\n", "-", "1e9", "0", "x", "layer", "bottom", "top", '"data"', "TRAIN",
+          "[", "]", "99999999999999999999", "nan", "inf", "'", "\\", "group: 7", "pad: 9"]  # fmt: skip
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_damaged_files_raise_only_ilsvrc_errors(data) -> None:
+    text = (DATA / data.draw(st.sampled_from(["alexnet", "inception", "lecture_v1", "resnet_block"]))
+            ).with_suffix(".prototxt").read_text()  # fmt: skip
+    for _ in range(data.draw(st.integers(1, 4))):
+        at = data.draw(st.integers(0, len(text)))
+        cut = data.draw(st.integers(0, 12))
+        text = text[:at] + data.draw(st.sampled_from(["", *TOKENS])) + text[at + cut :]
+    try:
+        net = from_prototxt(text, phase=data.draw(st.sampled_from(["test", "train"])))
+        analyze(net)
+    except IlsvrcError as exc:
+        assert "\n" not in str(exc) and str(exc).strip()

@@ -210,7 +210,10 @@ class _Importer:
         ours = self.phase.upper()
 
         def matches(rule: Any) -> bool:
-            return not isinstance(rule, Message) or rule.get("phase", ours).upper() == ours
+            if not isinstance(rule, Message):
+                raise self.fail(layer, layer.msg.line, "include and exclude are rules: { phase: TEST }.")
+            phase = str(rule.get("phase", ours)).upper()
+            return {"0": "TRAIN", "1": "TEST"}.get(phase, phase) == ours  # the enum's numbers
 
         includes, excludes = layer.msg.all("include"), layer.msg.all("exclude")
         if includes and not any(matches(r) for r in includes):
@@ -309,9 +312,9 @@ class _Importer:
             )
         if kind in IGNORED or kind.endswith("Loss"):
             if kind.endswith("Loss") and layer.bottoms and layer.bottoms[0] in state.blob:
-                weights = layer.msg.all("loss_weight") or [1.0]
+                weight = _Getter(self, layer).real(layer.msg, "loss_weight", 1.0)
                 node = state.blob[layer.bottoms[0]]
-                state.losses[node] = max(state.losses.get(node, 0.0), float(weights[0]))
+                state.losses[node] = max(state.losses.get(node, 0.0), weight)
             return
         if not layer.bottoms:
             raise self.fail(layer, layer.msg.line, "no bottom: say which blob it reads (bottom: ...).")
