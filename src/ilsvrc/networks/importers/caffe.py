@@ -343,7 +343,7 @@ class _Importer:
                 if isinstance(spec, Linear) and source not in state.flat:
                     flat = self.node(
                         state,
-                        _sibling(layer.name, "flatten"),
+                        _flatten_name(layer.name, source),
                         "layer",
                         (source,),
                         Flatten("flatten"),
@@ -666,6 +666,10 @@ def _spec_name(caffe_name: str) -> str:
     return ".".join(parts)
 
 
-def _sibling(caffe_name: str, what: str) -> str:
-    """`what` beside a layer: loss1/fc -> loss1/flatten; fc6 -> flatten."""
-    return caffe_name.rsplit("/", 1)[0] + "/" + what if "/" in caffe_name else what
+def _flatten_name(caffe_name: str, source: str) -> str:
+    """The flatten put before an InnerProduct: beside it when the layer it reads is at the same level
+    too (loss1/relu_conv -> loss1/flatten -> loss1/fc, inside the side classifier loss1), else at the
+    top (pool5/drop_7x7_s1 -> flatten -> loss3/classifier)."""
+    level = caffe_name.rsplit("/", 1)[0] if "/" in caffe_name else ""
+    same = level and source.rsplit(".", 1)[0] == _spec_name(level)
+    return f"{level}/flatten" if same else "flatten"
