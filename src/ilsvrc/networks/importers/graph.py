@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -333,10 +334,10 @@ def _valid(name: str) -> str:
 
 
 def _aux_name(items: list, i: int) -> str:
-    """A side classifier's name: the prefix its nodes share (`loss1`), else `aux1`, `aux2`, ..."""
-    heads = {_head(item.name) for item in items}
-    head = heads.pop() if len(heads) == 1 else None
-    return head if head is not None else f"aux{i}"
+    """A side classifier's name: the prefix most of its nodes share (`loss1`; torchvision's `aux2`,
+    whose functional calls have no prefix), else `aux1`, `aux2`, ... in the order of the outputs."""
+    heads = Counter(h for h in (_head(item.name) for item in items) if h is not None)
+    return heads.most_common(1)[0][0] if heads else f"aux{i}"
 
 
 def _head(name: str) -> str | None:
