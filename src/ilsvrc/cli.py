@@ -16,7 +16,7 @@ from .analysis import render
 from .analysis.analyzer import DTYPE_BYTES, Report, analyze, check_strict, smallest_input
 from .analysis.compare import compare
 from .errors import IlsvrcError, ShapeError
-from .networks import get_spec, list_models, looks_like_file, resolve
+from .networks import Network, get_spec, list_models, looks_like_file, resolve
 
 EXAMPLES = """examples:
   ilsvrc tour                                 the lecture's AlexNet, the zoo, ZFNet against AlexNet
@@ -24,6 +24,7 @@ EXAMPLES = """examples:
   ilsvrc summary alexnet-lecture --derive     every layer with the formula behind each number
   ilsvrc summary vgg16 --input 3x128x128 --batch 64 --format json
   ilsvrc summary my-net.yaml --strict         a spec file of your own
+  ilsvrc compare deploy.prototxt alexnet      a Caffe prototxt, read without Caffe (docs/caffe.md)
   ilsvrc compare zfnet-lecture alexnet-lecture
   ilsvrc spec alexnet > alexnet.yaml          a built-in network as an editable spec file
   ilsvrc draw alexnet -o alexnet.svg          the volumes as boxes, the two-GPU split visible
@@ -32,8 +33,13 @@ EXAMPLES = """examples:
 """
 
 
+def _resolve(args: argparse.Namespace, name: str) -> Network:
+    """`name` as every command takes it; a Caffe .prototxt read for --phase (default test)."""
+    return resolve(name, phase=getattr(args, "phase", None) or "test")
+
+
 def _analyze(args: argparse.Namespace, name: str) -> Report:
-    net = resolve(name)
+    net = _resolve(args, name)
     shape = None
     if args.input:
         from .networks.specfile import parse_shape  # here: a zoo name at its own input does not load it
@@ -114,7 +120,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_spec(args: argparse.Namespace) -> int:
     from .networks.specfile import dumps
 
-    _emit(dumps(resolve(args.model), args.format))
+    _emit(dumps(_resolve(args, args.model), args.format))
     return 0
 
 
@@ -271,7 +277,7 @@ def cmd_report(args: argparse.Namespace) -> int:
                 "trained it, at its input size and classes. Leave out --input, or leave out --run to see "
                 "the network at another input."
             )
-        report = run_report(args.run, resolve(args.model) if args.model else None, args.model)
+        report = run_report(args.run, _resolve(args, args.model) if args.model else None, args.model)
         name = args.model or run_network(args.run).model
     elif args.model:
         report, name = _analyze(args, args.model), args.model
@@ -470,6 +476,7 @@ def parser() -> argparse.ArgumentParser:
         sp.add_argument("--batch", type=_positive, default=1, help="batch size for memory figures")
         sp.add_argument("--dtype", choices=list(DTYPE_BYTES), default="float32")
         _format_option(sp, render.FORMATS, "text")
+        _phase_option(sp)
 
     sp = sub.add_parser("list", help="the networks of the zoo (wildcards: 'vgg*')")
     sp.add_argument("pattern", nargs="?", default="*")
@@ -478,7 +485,7 @@ def parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("summary", help="one network, layer by layer",
                         description="Analyse a zoo network or a .yaml/.json spec file.")  # fmt: skip
-    sp.add_argument("model", help="a zoo name (see `ilsvrc list`) or a spec file path")
+    sp.add_argument("model", help="a zoo name (see `ilsvrc list`), a spec file path or a Caffe .prototxt")
     analysis_options(sp)
     sp.add_argument("--derive", action="store_true", help="show the formula behind each number")
     sp.add_argument("--expand", action="store_true",
@@ -497,6 +504,7 @@ def parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("spec", help="print a network as a YAML or JSON spec file")
     sp.add_argument("model")
     _format_option(sp, ("yaml", "json"), "yaml")
+    _phase_option(sp)
     sp.set_defaults(func=cmd_spec)
 
     sp = sub.add_parser("train", help="train a network with its paper's recipe (or --recipe cpu)",
@@ -588,6 +596,7 @@ def parser() -> argparse.ArgumentParser:
         )
         sp.add_argument("-o", "--out", help=f"file to write (default: {default})")
         sp.set_defaults(batch=1, dtype="float32")
+        _phase_option(sp)
 
     sp = sub.add_parser("draw", help="architecture diagram: the volumes as 3-D boxes (.svg or .png)",
                         description="Draw MODEL (a zoo name or spec file) as the AlexNet paper draws it: "
@@ -669,6 +678,11 @@ def _format_option(sp: argparse.ArgumentParser, choices: Sequence[str], default:
 
     sp.add_argument("--format", type=name, choices=choices, default=default,
                     metavar="FORMAT", help=f"{names} (default {default})")  # fmt: skip
+
+
+def _phase_option(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--phase", choices=["test", "train"], default="test",
+                    help="for a Caffe .prototxt: the layers of this phase (default test)")  # fmt: skip
 
 
 def _positive(text: str) -> int:
