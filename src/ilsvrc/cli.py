@@ -251,6 +251,31 @@ def cmd_chart(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_history(args: argparse.Namespace) -> int:
+    from .analysis.history import history
+
+    rows = history()
+    if args.chart:
+        from .pictures.history import history_chart
+
+        _emit(f"written: {history_chart(rows, args.out or 'ilsvrc-history.png')}\n")
+    elif args.format == "json":
+        _emit(render.dump_json(render.history_json(rows)))
+    else:
+        _emit(render.render(render.history_table(rows, wide=args.format != "text"), args.format))
+    return 0
+
+
+def check_history(args: argparse.Namespace) -> None:
+    if args.out is not None and not args.chart:
+        raise IlsvrcError(
+            "`ilsvrc history -o FILE` writes the chart: add --chart (`ilsvrc history --chart -o "
+            "history.png`), or redirect the table (`ilsvrc history --format markdown > history.md`)."
+        )
+    if args.chart:
+        _picture_out(args.out)
+
+
 def cmd_plot(args: argparse.Namespace) -> int:
     from .pictures import figures
     from .pictures.plots import curves_figure, load_runs
@@ -606,6 +631,14 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--log", action="store_true", help="logarithmic scale (small layers become visible)")
     picture_options(sp, "MODEL-chart.png")
     sp.set_defaults(func=cmd_chart, check=check_picture_command)
+
+    sp = sub.add_parser("history", help="the ILSVRC winners 2010-2015: top-5 error, depth, parameters, "
+                        "multiply-adds, sources (--chart: as a picture)")  # fmt: skip
+    _format_option(sp, render.FORMATS, "text")
+    sp.add_argument("--chart", action="store_true",
+                    help="draw error by year and the networks' depth and multiply-adds instead")  # fmt: skip
+    sp.add_argument("-o", "--out", help="the chart's file, .png or .svg (default: ilsvrc-history.png)")
+    sp.set_defaults(func=cmd_history, check=check_history)
 
     sp = sub.add_parser("plot", help="loss and top-1/top-5 error of runs, against epochs and wall time")
     sp.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories of `ilsvrc train`, overlaid")
