@@ -303,6 +303,33 @@ def history_json(rows: list[HistoryRow]) -> dict:
     }
 
 
+def replay_table(plan: dict, results: list[dict]) -> Table:
+    """A replay's results (the plain dicts of replay.json) beside the published errors of the entries
+    they stand for."""
+    data = plan["data"] or f"the built-in shapes data ({plan['synthetic_classes']} classes)"
+    table = Table(
+        f"The ILSVRC history replayed on {data} at {plan['image_size']} px, {plan['minutes']:g} min each",
+        ["year", "stands for", "replayed by", "published top-5 %", "top-1 %", "top-5 %", "minutes"],
+        [],
+        numeric={3, 4, 5, 6},
+    )
+    for r in results:
+        table.rows.append([
+            str(r["year"]), r["stands_for"], r["name"], f"{r['published_top5']:g}",
+            f"{100 * r['top1_error']:.1f}", f"{100 * r['top5_error']:.1f}", f"{r['minutes']:.1f}",
+        ])  # fmt: skip
+    waiting = [name for name in plan["entries"] if name not in {r["name"] for r in results}]
+    table.footer = [
+        "published: top-5 error on ILSVRC's test set (1000 classes, 224 px, weeks of GPU training, "
+        "ensembles); replayed: one model each on this data's val split, one centre view per image, "
+        f"the same {plan['minutes']:g} minutes of training each (CNNs: recipe {plan['recipe']}; seed "
+        f"{plan['seed']}).",
+    ]
+    if waiting:
+        table.footer.append(f"not yet run: {', '.join(waiting)}")
+    return table
+
+
 # ---------------------------------------------------------------------------------------------------
 # Compare
 
