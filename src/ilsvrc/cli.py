@@ -257,6 +257,90 @@ def cmd_chart(args: argparse.Namespace) -> int:
     return 0
 
 
+def _replaying(args: argparse.Namespace) -> bool:
+    return any(getattr(args, k) is not None for k in ("data", "minutes", "entries", "resume")) or args.quick
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from .analysis.history import history
+
+    rows = history()
+    if _replaying(args):
+        return _replay(args, rows)
+    if args.chart:
+        from .pictures.history import history_chart
+
+        _emit(f"written: {history_chart(rows, args.out or 'ilsvrc-history.png')}\n")
+    elif args.format == "json":
+        _emit(render.dump_json(render.history_json(rows)))
+    else:
+        _emit(render.render(render.history_table(rows, wide=args.format != "text"), args.format))
+    return 0
+
+
+def _replay(args: argparse.Namespace, rows: list) -> int:
+    import time
+
+    from .pictures.history import replay_chart
+    from .training.checkpoint import write_text_atomic
+    from .training.replay import ReplayPlan, replay
+
+    def written(out: Path, plan: ReplayPlan, results: list) -> None:
+        """OUT/history.md and OUT/history.png, redrawn after every entry."""
+        done = [r.to_dict() for r in results]
+        table = render.replay_table(plan.to_dict(), done)
+        write_text_atomic(out / "history.md", render.render(table, "markdown"))
+        try:
+            replay_chart(rows, plan.to_dict(), sorted(done, key=lambda r: r["year"]), out / "history.png")
+        except OSError:
+            pass  # a picture is not worth failing a replay for
+
+    if args.resume:
+        out, plan = Path(args.resume), None
+    else:
+        out = Path(args.out or f"runs/history-{time.strftime('%Y%m%d-%H%M%S')}")
+        plan = ReplayPlan(**args.plan)
+    plan, results = replay(out, plan, after_entry=written)
+    written(out, plan, results)
+    table = render.replay_table(plan.to_dict(), [r.to_dict() for r in results])
+    _emit(render.render(table, "text") + f"written: {out / 'history.md'}, {out / 'history.png'}\n")
+    return 0
+
+
+def check_history(args: argparse.Namespace) -> None:
+    if _replaying(args):
+        from .training.replay import DEFAULT_ENTRIES, ReplayPlan
+
+        if args.chart:
+            raise IlsvrcError(
+                "A replay draws its chart into its directory (OUT/history.png); leave out --chart."
+            )
+        if args.data is not None:
+            _must_exist(args.data, "The data folder", DATA_HINT, folder=True)
+        if args.resume:
+            if any(getattr(args, k) is not None for k in ("data", "minutes", "entries")) or args.quick:
+                raise IlsvrcError(
+                    "--resume goes on with the replay's own settings; leave out --data, --minutes, "
+                    "--entries and --quick (they are in OUT/replay.json)."
+                )
+            return
+        entries = args.entries.split(",") if args.entries else list(DEFAULT_ENTRIES)
+        minutes = args.minutes if args.minutes is not None else 2.0 if args.quick else 10.0
+        plan = dict(entries=[e.strip() for e in entries if e.strip()], minutes=minutes, data=args.data,
+                    image_size=args.image_size, seed=args.seed, recipe=args.recipe,
+                    synthetic_train=args.synthetic_train, synthetic_val=args.synthetic_val)  # fmt: skip
+        ReplayPlan(**plan)  # every entry known and able to take the image size, before anything runs
+        args.plan = plan
+        return
+    if args.out is not None and not args.chart:
+        raise IlsvrcError(
+            "`ilsvrc history -o FILE` writes the chart: add --chart (`ilsvrc history --chart -o "
+            "history.png`), or redirect the table (`ilsvrc history --format markdown > history.md`)."
+        )
+    if args.chart:
+        _picture_out(args.out)
+
+
 def cmd_plot(args: argparse.Namespace) -> int:
     from .pictures import figures
     from .pictures.plots import curves_figure, load_runs
@@ -615,6 +699,31 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--log", action="store_true", help="logarithmic scale (small layers become visible)")
     picture_options(sp, "MODEL-chart.png")
     sp.set_defaults(func=cmd_chart, check=check_picture_command)
+
+    sp = sub.add_parser("history", help="the ILSVRC winners 2010-2015: top-5 error, depth, parameters, "
+                        "multiply-adds, sources (--chart: as a picture)")  # fmt: skip
+    _format_option(sp, render.FORMATS, "text")
+    sp.add_argument("--chart", action="store_true",
+                    help="draw error by year and the networks' depth and multiply-adds instead")  # fmt: skip
+    sp.add_argument("-o", "--out", help="the chart's file, .png or .svg (default: ilsvrc-history.png); "
+                    "with a replay, its directory (default: runs/history-DATE-TIME)")  # fmt: skip
+    replay = sp.add_argument_group(
+        "replay",
+        "train each era's entry on the same data for the same minutes, measured the same way, "
+        "beside the published errors (a run directory per entry; OUT/history.md, OUT/history.png)",
+    )
+    replay.add_argument("--data", help="an image folder with train/ and val/ (default: the built-in data)")
+    replay.add_argument("--minutes", type=float, help="each entry's budget (default 10; 2 with --quick)")
+    replay.add_argument("--entries", help="comma-separated, e.g. sift-bow,alexnet,resnet18 (default: "
+                        "sift-bow, alexnet, zfnet, vgg11, googlenet-torchvision, resnet18)")  # fmt: skip
+    replay.add_argument("--quick", action="store_true", help="a smaller replay: 2 minutes each")
+    replay.add_argument("--image-size", type=_positive, default=128, help="pixels (default 128)")
+    replay.add_argument("--seed", type=int, default=0)
+    replay.add_argument("--recipe", default="cpu", help="the CNNs' recipe, the same for all (default cpu)")
+    replay.add_argument("--synthetic-train", type=_positive, help="training images of the built-in data")
+    replay.add_argument("--synthetic-val", type=_positive, help="validation images of the built-in data")
+    replay.add_argument("--resume", metavar="OUT", help="go on with the replay in OUT where it stopped")
+    sp.set_defaults(func=cmd_history, check=check_history)
 
     sp = sub.add_parser("plot", help="loss and top-1/top-5 error of runs, against epochs and wall time")
     sp.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories of `ilsvrc train`, overlaid")

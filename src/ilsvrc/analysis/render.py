@@ -12,11 +12,13 @@ from dataclasses import dataclass, field
 
 from .analyzer import CONVENTIONS, Report
 from .compare import Comparison
+from .history import HistoryRow, largest_drop
 
 FORMATS = ("text", "markdown", "csv", "json", "latex")
 FORMAT_ALIASES = {"md": "markdown"}  # other names a user may type for a format
 SUMMARY_SCHEMA = "ilsvrc.summary/1"
 COMPARE_SCHEMA = "ilsvrc.compare/1"
+HISTORY_SCHEMA = "ilsvrc.history/1"
 
 
 @dataclass
@@ -216,6 +218,116 @@ def summary_json(report: Report) -> dict:
             {"severity": f.severity, "layer": f.layer, "message": f.message} for f in report.findings
         ],  # fmt: skip
     }
+
+
+# ---------------------------------------------------------------------------------------------------
+# History
+
+
+def history_table(rows: list[HistoryRow], wide: bool = False) -> Table:
+    """The challenge's history: one row per entry, the zoo network's analysis beside it, sources below.
+
+    What each entry was (and a note) is a line under its row, or with `wide` (files: Markdown, CSV,
+    LaTeX) two columns of their own."""
+    from ..networks.history import HUMAN
+
+    table = Table(
+        "ILSVRC classification: the winners' top-5 error on the test set, and the networks behind them",
+        ["year", "entry", "team", "top-5 %", "network", "layers", "params", "MACs"]
+        + (["what it was", "note"] if wide else []),
+        [],
+        numeric={3, 5, 6, 7},
+    )
+    sources: dict[str, int] = {}
+    for row in rows:
+        e = row.entry
+        marks = []
+        for source in e.source.split("; "):
+            marks.append(str(sources.setdefault(source, len(sources) + 1)))
+        table.rows.append([
+            str(e.year), f"{e.entry} [{','.join(marks)}]", e.team, f"{e.top5_error:g}", e.model or "-",
+            "-" if row.depth is None else str(row.depth), "-" if row.params is None else n(row.params),
+            "-" if row.macs is None else n(row.macs) if wide else short(row.macs, TABLE_DIGITS),
+        ] + ([e.method, e.note] if wide else []))  # fmt: skip
+        if not wide:
+            table.details[len(table.rows) - 1] = [e.method] + ([f"note: {e.note}"] if e.note else [])
+    drop = largest_drop([r.entry for r in rows]) if len(rows) > 1 else None
+    table.footer = [
+        "layers = layers with weights along the longest path, the lecture's count; params and MACs "
+        "(multiply-adds per image, FLOPs = 2 x MACs) of the zoo network at its default input, as `ilsvrc "
+        "summary NAME` gives them. Entries before 2012 used hand-made features: no network.",
+        *(
+            f"{h.label}: {h.top5_error:g}% top-5 [{sources.setdefault(h.source, len(sources) + 1)}]"
+            for h in HUMAN
+        ),
+    ]
+    if drop is not None:
+        table.footer.append(
+            f"largest fall: {drop.year}, {drop.before:g}% -> {drop.after:g}% ({drop.points:g} points)"
+        )
+    table.footer += [f"[{i}] {source}" for source, i in sources.items()]
+    return table
+
+
+def history_json(rows: list[HistoryRow]) -> dict:
+    from ..networks.history import HUMAN
+
+    drop = largest_drop([r.entry for r in rows]) if len(rows) > 1 else None
+    return {
+        "schema": HISTORY_SCHEMA,
+        "conventions": {
+            "top5_error": "percent, ILSVRC classification test set, as published",
+            "depth_lecture": "layers with weights along the longest path (the lecture's count)",
+            "macs": "multiply-adds per image at the network's default input; FLOPs = 2 x MACs",
+        },
+        "entries": [
+            {
+                "year": r.entry.year,
+                "entry": r.entry.entry,
+                "team": r.entry.team,
+                "top5_error": r.entry.top5_error,
+                "method": r.entry.method,
+                "network": r.entry.model,
+                "depth_lecture": r.depth,
+                "params": r.params,
+                "macs": r.macs,
+                "source": r.entry.source,
+                "note": r.entry.note or None,
+            }  # fmt: skip
+            for r in rows
+        ],
+        "human": [{"label": h.label, "top5_error": h.top5_error, "source": h.source} for h in HUMAN],
+        "largest_drop": None
+        if drop is None
+        else {"year": drop.year, "from": drop.before, "to": drop.after, "points": drop.points},
+    }
+
+
+def replay_table(plan: dict, results: list[dict]) -> Table:
+    """A replay's results (the plain dicts of replay.json) beside the published errors of the entries
+    they stand for."""
+    data = plan["data"] or f"the built-in shapes data ({plan['synthetic_classes']} classes)"
+    table = Table(
+        f"The ILSVRC history replayed on {data} at {plan['image_size']} px, {plan['minutes']:g} min each",
+        ["year", "stands for", "replayed by", "published top-5 %", "top-1 %", "top-5 %", "minutes"],
+        [],
+        numeric={3, 4, 5, 6},
+    )
+    for r in results:
+        table.rows.append([
+            str(r["year"]), r["stands_for"], r["name"], f"{r['published_top5']:g}",
+            f"{100 * r['top1_error']:.1f}", f"{100 * r['top5_error']:.1f}", f"{r['minutes']:.1f}",
+        ])  # fmt: skip
+    waiting = [name for name in plan["entries"] if name not in {r["name"] for r in results}]
+    table.footer = [
+        "published: top-5 error on ILSVRC's test set (1000 classes, 224 px, weeks of GPU training, "
+        "ensembles); replayed: one model each on this data's val split, one centre view per image, "
+        f"the same {plan['minutes']:g} minutes of training each (CNNs: recipe {plan['recipe']}; seed "
+        f"{plan['seed']}).",
+    ]
+    if waiting:
+        table.footer.append(f"not yet run: {', '.join(waiting)}")
+    return table
 
 
 # ---------------------------------------------------------------------------------------------------

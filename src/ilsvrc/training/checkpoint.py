@@ -42,16 +42,20 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Replace `path` with JSON text in one step (temporary file, fsync, rename)."""
+def write_text_atomic(path: Path, text: str) -> None:
+    """Replace `path` with `text` in one step (temporary file, fsync, rename)."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     with open(tmp, "w") as f:
-        json.dump(data, f, indent=2)
-        f.write("\n")
+        f.write(text)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
     _fsync(path.parent)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Replace `path` with JSON text in one step (temporary file, fsync, rename)."""
+    write_text_atomic(path, json.dumps(data, indent=2) + "\n")
 
 
 def save(
