@@ -33,6 +33,8 @@ from ilsvrc.networks.spec import (
     Network,
     ReLU,
     Residual,
+    Sigmoid,
+    Tanh,
 )
 from ilsvrc.nn import build
 
@@ -153,7 +155,8 @@ def pair_or_int(lo: int, hi: int) -> st.SearchStrategy:
 
 @st.composite
 def spatial(draw: st.DrawFn, name: str, channels: int) -> Layer:
-    kind = draw(st.sampled_from(["conv", "conv", "pool", "adaptive", "lrn", "relu", "relu", "bn", "drop"]))
+    kind = draw(st.sampled_from(["conv", "conv", "pool", "adaptive", "lrn", "relu", "relu", "bn", "drop",
+                                 "tanh", "sigmoid"]))  # fmt: skip
     if kind == "conv":
         groups = draw(st.sampled_from(sorted({1, channels})))
         return Conv(name, groups * draw(st.integers(1, 3)), draw(pair_or_int(1, 3)),
@@ -172,6 +175,10 @@ def spatial(draw: st.DrawFn, name: str, channels: int) -> Layer:
         return BatchNorm(name)
     if kind == "drop":
         return Dropout(name, draw(st.sampled_from([0.0, 0.5])))
+    if kind == "tanh":
+        return Tanh(name)
+    if kind == "sigmoid":
+        return Sigmoid(name)
     return ReLU(name)
 
 

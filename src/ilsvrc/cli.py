@@ -33,13 +33,20 @@ EXAMPLES = """examples:
 """
 
 
-def _resolve(args: argparse.Namespace, name: str) -> Network:
-    """`name` as every command takes it; a Caffe .prototxt read for --phase (default test)."""
-    return resolve(name, phase=getattr(args, "phase", None) or "test")
+def _resolve(args: argparse.Namespace, name: str, edit: bool = True) -> Network:
+    """`name` as every command takes it; a Caffe .prototxt read for --phase (default test); the
+    --set edits applied (with `edit`: the one network a command takes, or the second of two)."""
+    net = resolve(name, phase=getattr(args, "phase", None) or "test")
+    edits = getattr(args, "set", None)
+    if edit and edits:
+        from .networks.edit import apply_edits
+
+        net = apply_edits(net, edits)
+    return net
 
 
-def _analyze(args: argparse.Namespace, name: str) -> Report:
-    net = _resolve(args, name)
+def _analyze(args: argparse.Namespace, name: str, edit: bool = True) -> Report:
+    net = _resolve(args, name, edit)
     shape = None
     if args.input:
         from .networks.specfile import parse_shape  # here: a zoo name at its own input does not load it
@@ -109,7 +116,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    cmp = compare(_analyze(args, args.a), _analyze(args, args.b))
+    cmp = compare(_analyze(args, args.a, edit=False), _analyze(args, args.b))  # --set edits B
     if args.format == "json":
         _emit(render.dump_json(render.compare_json(cmp)))
     else:
@@ -180,6 +187,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise IlsvrcError(
             "Name the model to train (e.g. `ilsvrc train alexnet --recipe cpu`), or --resume RUN_DIR."
         )
+    if args.set:  # the edited network travels with the run (config.json), as a spec file's does
+        import json
+
+        from .networks.specfile import dumps
+
+        overrides["spec"] = json.loads(dumps(_resolve(args, args.model), "json"))
+        overrides["edits"] = list(args.set)
     train(make_config(args.model, args.recipe, **overrides), stop_after_steps=args.max_steps,
           after_epoch=_draw_curves)  # fmt: skip
     return 0
@@ -250,7 +264,10 @@ def cmd_draw(args: argparse.Namespace) -> int:
 def cmd_chart(args: argparse.Namespace) -> int:
     from .pictures.charts import chart
 
-    reports = [_analyze(args, args.model)] + ([_analyze(args, args.vs)] if args.vs else [])
+    if args.vs:  # --set edits the second network, drawn beside the first
+        reports = [_analyze(args, args.model, edit=False), _analyze(args, args.vs)]
+    else:
+        reports = [_analyze(args, args.model)]
     name = args.model if not args.vs else f"{args.model}-vs-{Path(args.vs).stem}"
     out = args.out or _default_out(name, "chart", ".png")
     _emit(f"written: {chart(reports, out, log=args.log)}\n")
@@ -498,7 +515,7 @@ def check_train(args: argparse.Namespace) -> None:
         recipe = recipe.replace(**{k: getattr(args, k) for k in TRAIN_SETTINGS
                                    if k in fields and getattr(args, k) is not None})  # fmt: skip
         check(recipe)
-        network = resolve(args.model)
+        network = _resolve(args, args.model)  # with its --set edits
         check_network_size(network, recipe.image_size or network.input_shape[1])
     if args.data is not None:
         _must_exist(args.data, "The data folder", DATA_HINT, folder=True)
@@ -561,6 +578,7 @@ def parser() -> argparse.ArgumentParser:
         sp.add_argument("--dtype", choices=list(DTYPE_BYTES), default="float32")
         _format_option(sp, render.FORMATS, "text")
         _phase_option(sp)
+        _set_option(sp)
 
     sp = sub.add_parser("list", help="the networks of the zoo (wildcards: 'vgg*')")
     sp.add_argument("pattern", nargs="?", default="*")
@@ -589,6 +607,7 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("model")
     _format_option(sp, ("yaml", "json"), "yaml")
     _phase_option(sp)
+    _set_option(sp)
     sp.set_defaults(func=cmd_spec)
 
     sp = sub.add_parser("train", help="train a network with its paper's recipe (or --recipe cpu)",
@@ -596,6 +615,7 @@ def parser() -> argparse.ArgumentParser:
                         "folder with train/ and val/) or, without --data, on the built-in shapes data. "
                         "Every recipe setting can be overridden.")  # fmt: skip
     sp.add_argument("model", nargs="?", help="zoo name or spec file (not needed with --resume)")
+    _set_option(sp)
     sp.add_argument("--data", help="folder with train/<class>/ and val/<class>/ (default: built-in data)")
     sp.add_argument("--out", help="run directory (default: runs/MODEL-DATE-TIME)")
     sp.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
@@ -681,6 +701,7 @@ def parser() -> argparse.ArgumentParser:
         sp.add_argument("-o", "--out", help=f"file to write (default: {default})")
         sp.set_defaults(batch=1, dtype="float32")
         _phase_option(sp)
+        _set_option(sp)
 
     sp = sub.add_parser("draw", help="architecture diagram: the volumes as 3-D boxes (.svg or .png)",
                         description="Draw MODEL (a zoo name or spec file) as the AlexNet paper draws it: "
@@ -774,6 +795,12 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--no-train", action="store_true", help="skip the training at the end")
     sp.set_defaults(func=cmd_tour)
     return p
+
+
+def _set_option(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--set", action="append", metavar="LAYER.FIELD=VALUE",
+                    help="edit the network before use, e.g. --set conv1.kernel=7 --set 'relu*.type=tanh' "
+                    "(wildcards in LAYER; repeatable; with two networks, the second is edited)")  # fmt: skip
 
 
 def _format_option(sp: argparse.ArgumentParser, choices: Sequence[str], default: str) -> None:

@@ -52,6 +52,8 @@ from .networks.spec import (
     Network,
     ReLU,
     Residual,
+    Sigmoid,
+    Tanh,
 )
 from .networks.zoo import get_spec
 
@@ -311,6 +313,10 @@ def leaf_module(layer: Layer, channels: int, inplace: bool = True) -> nn.Module:
         return LocalResponseNorm(layer.size, alpha=layer.alpha, beta=layer.beta, k=layer.k)
     if isinstance(layer, ReLU):
         return nn.ReLU(inplace=inplace)
+    if isinstance(layer, Tanh):
+        return nn.Tanh()
+    if isinstance(layer, Sigmoid):
+        return nn.Sigmoid()
     if isinstance(layer, BatchNorm):
         return nn.BatchNorm2d(channels, eps=layer.eps, momentum=layer.momentum)
     if isinstance(layer, Dropout):

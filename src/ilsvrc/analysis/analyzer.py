@@ -44,6 +44,8 @@ from ..networks.spec import (
     Pool,
     ReLU,
     Residual,
+    Sigmoid,
+    Tanh,
     is_whole,
     walk,
 )
@@ -703,6 +705,11 @@ class _Autograd:
             if grad:
                 self.keep(result)
             return _Flow(result, owned=False)  # its output is kept: no second ReLU in place
+        if isinstance(layer, (Tanh, Sigmoid)):  # a new tensor, kept: their gradients are read off it
+            result = self.new(stats, out, grad, _elementwise_layout([t]))
+            if grad:
+                self.keep(result)
+            return _Flow(result, owned=False)  # kept, so a ReLU after it may not work in place
         if isinstance(layer, Dropout):
             if layer.p == 0:  # torch returns the input itself
                 return flow
@@ -1088,6 +1095,10 @@ def _same(stats: LayerStats, layer: Layer, vin: Volume) -> None:
         )
     elif isinstance(layer, Dropout):
         stats.formulas.append(f"same volume; params = 0; drops each value with p = {layer.p:g}")
+    elif isinstance(layer, Tanh):
+        stats.formulas.append("same volume, tanh(x); params = 0")
+    elif isinstance(layer, Sigmoid):
+        stats.formulas.append("same volume, 1 / (1 + exp(-x)); params = 0")
     else:  # ReLU, in place: its output is its input's storage
         stats.formulas.append("same volume, max(0, x); params = 0")
 
@@ -1122,6 +1133,8 @@ _HANDLERS = {
     AdaptiveAvgPool: _adaptive,
     LRN: _same,
     ReLU: _same,
+    Tanh: _same,
+    Sigmoid: _same,
     BatchNorm: _same,
     Dropout: _same,
     Flatten: _flatten,

@@ -239,6 +239,21 @@ class ReLU(Layer):
 
 
 @dataclass(frozen=True)
+class Tanh(Layer):
+    """tanh(x), element by element: the saturating non-linearity AlexNet replaced with ReLU (its Figure
+    1: six times fewer epochs to 25% training error with ReLU). No parameters."""
+
+    kind: ClassVar[str] = "tanh"
+
+
+@dataclass(frozen=True)
+class Sigmoid(Layer):
+    """1 / (1 + exp(-x)), element by element: the lecture's other "sigmoid or tanh". No parameters."""
+
+    kind: ClassVar[str] = "sigmoid"
+
+
+@dataclass(frozen=True)
 class BatchNorm(Layer):
     """Batch normalisation over channels: a scale and a shift per channel (2C parameters)."""
 
@@ -398,6 +413,8 @@ NODE_TYPES: dict[str, type[Layer]] = {
         AdaptiveAvgPool,
         LRN,
         ReLU,
+        Tanh,
+        Sigmoid,
         BatchNorm,
         Dropout,
         Flatten,

@@ -46,6 +46,8 @@ from ..networks.spec import (
     Network,
     Pool,
     ReLU,
+    Sigmoid,
+    Tanh,
     walk,
 )
 from ..nn import Model
@@ -244,7 +246,7 @@ def fully_convolutional(model: Model) -> FullyConvolutional:
     # the auxiliary classifiers pass their input on unchanged and are not run at test time
     body = tuple(layer for layer in layers[:at] if not isinstance(layer, Aux))
     flatten, head = layers[at], layers[at + 1 :]
-    odd = [layer for layer in head if not isinstance(layer, (Linear, ReLU, Dropout))]
+    odd = [layer for layer in head if not isinstance(layer, (Linear, ReLU, Tanh, Sigmoid, Dropout))]
     if odd:
         raise EvaluationError(
             f"{spec.name}: layer {odd[0].name} ({odd[0].kind}) comes after {flatten.name}; only a plain "
@@ -263,7 +265,7 @@ def fully_convolutional(model: Model) -> FullyConvolutional:
         (layer.name, model.get_submodule(layer.name)) for layer in body
     )
     # the last layer with an extent before the flatten: a pooling there is the window that slides
-    spatial = [i for i, layer in enumerate(body) if not isinstance(layer, (Dropout, ReLU))]
+    spatial = [i for i, layer in enumerate(body) if not isinstance(layer, (Dropout, ReLU, Tanh, Sigmoid))]
     pool = body[spatial[-1]] if spatial else None
     jump_of = body[-1].name if body else None
     windows: dict[str, tuple[str, tuple[int, int]]] = {}

@@ -117,7 +117,8 @@ class TrainConfig:
     synthetic_classes: int = 10
     synthetic_train: int | None = None  # images per split of the built-in data (None: its default)
     synthetic_val: int | None = None
-    spec: dict[str, Any] | None = None  # the network itself when it came from a spec file
+    spec: dict[str, Any] | None = None  # the network itself when it came from a spec file or --set edits
+    edits: list[str] = dataclasses.field(default_factory=list)  # --set edits made to `model` (in `spec`)
     # resumes that gave the run more epochs or time, in order: when, the new and old totals, and how the
     # learning rate went on (see LRSchedule.extend)
     extensions: list[dict[str, Any]] = dataclasses.field(default_factory=list)
@@ -153,7 +154,7 @@ def make_config(model: str, recipe: str | None = None, **overrides: Any) -> Trai
     recipe_fields = {f.name for f in dataclasses.fields(Recipe)}
     changes = {k: v for k, v in overrides.items() if k in recipe_fields and v is not None}
     rest = {k: v for k, v in overrides.items() if k not in recipe_fields and v is not None}
-    if specfile.looks_like_file(model):  # a spec file, or a Caffe prototxt (its TRAIN phase)
+    if specfile.looks_like_file(model) and "spec" not in rest:  # a spec file or prototxt (TRAIN phase)
         rest["spec"] = resolve(model, phase="train").to_dict()
     config = TrainConfig(model=model, recipe=base.replace(**changes), **rest)
     check(config.recipe)
