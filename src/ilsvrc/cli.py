@@ -212,6 +212,8 @@ def _draw_curves(run_dir: Path) -> None:
 def cmd_eval(args: argparse.Namespace) -> int:
     from .training.inference import evaluate_run
 
+    if args.more:
+        return _eval_ensemble(args)
     done = evaluate_run(args.run, data=args.data, protocol=args.protocol, which=args.which,
                         scales=args.scales, workers=args.workers)  # fmt: skip
     if args.format == "json":
@@ -225,6 +227,27 @@ def cmd_eval(args: argparse.Namespace) -> int:
         f"top-5 error {result.top5_error:.4f}\ncheckpoint: {done.checkpoint}{which}\n"
         f"written: {', '.join(str(p) for p in done.written)}\n"
     )
+    return 0
+
+
+def _eval_ensemble(args: argparse.Namespace) -> int:
+    from .training.inference import evaluate_ensemble
+
+    done = evaluate_ensemble([args.run, *args.more], data=args.data, protocol=args.protocol, which=args.which,
+                             scales=args.scales, workers=args.workers)  # fmt: skip
+    if args.format == "json":
+        _emit(render.dump_json(done.to_dict()))
+        return 0
+    table = render.Table(
+        f"{args.protocol} protocol on {done.ensemble.images} images of {done.data}",
+        ["", "network", "top-1 error", "top-5 error"], [], numeric={2, 3},
+    )  # fmt: skip
+    for run, net, r in zip(done.runs, done.networks, done.members):
+        table.rows.append([run, net, f"{r.top1_error:.4f}", f"{r.top5_error:.4f}"])
+    e = done.ensemble
+    table.rows.append([f"ensemble of {len(done.runs)}", "", f"{e.top1_error:.4f}", f"{e.top5_error:.4f}"])
+    table.footer = ["ensemble: per image, the mean of the members' softmax probabilities"]
+    _emit(render.render(table, "text"))
     return 0
 
 
@@ -525,6 +548,8 @@ def check_run_command(args: argparse.Namespace) -> None:
     """`ilsvrc eval`, `predict`, `visualize`: the run, the images and --data exist, -o can be written."""
     if getattr(args, "run", None) is not None:
         _must_exist(args.run, "The run", RUN_HINT)
+    for run in getattr(args, "more", None) or []:
+        _must_exist(run, "The run", RUN_HINT)
     images = getattr(args, "images", None) or ([args.image] if getattr(args, "image", None) else [])
     for image in images:
         _must_exist(image, "The image", "check the path (a .jpg, .png, ... file).", folder=False)
@@ -658,6 +683,8 @@ def parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("eval", help="top-1/top-5 error of a trained run (center, 10crop or dense)")
     sp.add_argument("run", metavar="RUN_DIR_OR_CHECKPOINT")
+    sp.add_argument("more", nargs="*", metavar="RUN",
+                    help="more runs: each evaluated alone, and all together (softmax averaged)")  # fmt: skip
     sp.add_argument("--data", help="default: the validation split the run was trained with")
     sp.add_argument("--protocol", choices=["center", "10crop", "dense"], default="center")
     sp.add_argument("--scales", help="dense: shorter sides, e.g. 256,384,512 (default: the paper's "

@@ -532,6 +532,34 @@ def _default_crop(model: nn.Module, protocol: str, crop: int | None) -> int | No
     return None
 
 
+def collect_probs(model: nn.Module, loader: Iterable[tuple[Tensor, Tensor]], protocol: str = "center",
+                  crop: int | None = None, scales: Sequence[int] = ()) -> tuple[Tensor, Tensor]:  # fmt: skip
+    """Every image's class probabilities (N x classes, on the CPU) and its target, in the loader's
+    order, by `protocol` as `evaluate` computes them: what an ensemble averages."""
+    _check_protocol(protocol)
+    crop = _default_crop(model, protocol, crop)
+    net = (
+        fully_convolutional(model)
+        if protocol == "dense" and not isinstance(model, FullyConvolutional)
+        else model
+    )
+    probs, targets = [], []
+    with eval_mode(model), torch.inference_mode():
+        for images, target in loader:
+            probs.append(_probs(net, images, protocol, crop, scales, True).float().cpu())
+            targets.append(target.reshape(-1).long().cpu())
+    if not probs:
+        raise EvaluationError("No images were evaluated (the loader was empty?).")
+    return torch.cat(probs), torch.cat(targets)
+
+
+def result_of(probs: Tensor, targets: Tensor, protocol: str = "") -> EvalResult:
+    """The errors, per-class accuracy and confusion matrix of given probabilities (N x classes)."""
+    meter = Meter(probs.shape[1])
+    meter.update(probs, targets)
+    return meter.result(protocol)
+
+
 def evaluate(
     model: nn.Module,
     loader: Iterable[tuple[Tensor, Tensor]],

@@ -11,9 +11,17 @@ import torch
 from ..errors import IlsvrcError
 from .checkpoint import write_json_atomic
 from .data import Augmented, ClassInfo, open_dataset
-from .evaluate import EvalResult, eval_input_transform, evaluate, plot_confusion, predict_probs
+from .evaluate import (
+    EvalResult,
+    collect_probs,
+    eval_input_transform,
+    evaluate,
+    plot_confusion,
+    predict_probs,
+    result_of,
+)
 from .images import read_image
-from .loop import load_trained
+from .loop import TrainConfig, load_trained
 
 
 def dense_scales(image_size: int, scales: str | None) -> list[int]:
@@ -71,6 +79,30 @@ def evaluate_run(
     checkpoints when given a checkpoint directory).
     """
     model, config, classes, where = load_trained(run, which)
+    loader, qs = _val_loader(config, classes, data, protocol, scales, workers, batch_size)
+    size = config.image_size
+    result = evaluate(model, loader, protocol, crop=size, scales=qs, num_classes=len(classes))
+    run_dir = where.parent.parent if where.parent.name == "checkpoints" else where
+    given = Path(run).resolve()
+    named = None if where.resolve() in (given, given.parent) else which  # a checkpoint given itself
+    written = [run_dir / f"eval-{protocol}.json", run_dir / f"confusion-{protocol}.png"]
+    done = RunEvaluation(result, where, named, data or config.data or "built-in", written)
+    write_json_atomic(written[0], done.to_dict())
+    plot_confusion(result, [c.name for c in classes], written[1])
+    return done
+
+
+def _val_loader(
+    config: TrainConfig,
+    classes: list[ClassInfo],
+    data: str | None,
+    protocol: str,
+    scales: str | None,
+    workers: int,
+    batch_size: int,
+) -> tuple[torch.utils.data.DataLoader, list[int]]:
+    """The val split of `data` (or the run's own), transformed for `protocol` at the run's size and
+    normalisation, in its fixed order; and the dense scales. Its classes must be the run's."""
     net = config.network()
     size, r = config.image_size, config.recipe
     qs = dense_scales(size, scales) if protocol == "dense" else []
@@ -90,15 +122,77 @@ def evaluate_run(
     loader = torch.utils.data.DataLoader(
         Augmented(base, transform, seed=config.seed), batch_size=batch_size, num_workers=workers
     )
-    result = evaluate(model, loader, protocol, crop=size, scales=qs, num_classes=len(classes))
-    run_dir = where.parent.parent if where.parent.name == "checkpoints" else where
-    given = Path(run).resolve()
-    named = None if where.resolve() in (given, given.parent) else which  # a checkpoint given itself
-    written = [run_dir / f"eval-{protocol}.json", run_dir / f"confusion-{protocol}.png"]
-    done = RunEvaluation(result, where, named, data or config.data or "built-in", written)
-    write_json_atomic(written[0], done.to_dict())
-    plot_confusion(result, [c.name for c in classes], written[1])
-    return done
+    return loader, qs
+
+
+@dataclass
+class EnsembleEvaluation:
+    """Several runs on one val split: each alone, and the average of their softmax outputs."""
+
+    runs: list[str]
+    networks: list[str]
+    members: list[EvalResult]
+    ensemble: EvalResult
+    data: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": "ilsvrc.ensemble/1",
+            "combination": "the mean of the members' softmax probabilities, per image",
+            "data": self.data,
+            "members": [
+                {"run": r, "network": n, **m.to_dict()}
+                for r, n, m in zip(self.runs, self.networks, self.members)
+            ],  # fmt: skip
+            "ensemble": self.ensemble.to_dict(),
+        }
+
+
+def evaluate_ensemble(
+    runs: list[str | Path],
+    data: str | None = None,
+    protocol: str = "center",
+    which: str = "last",
+    scales: str | None = None,
+    workers: int = 2,
+    batch_size: int = 32,
+) -> EnsembleEvaluation:
+    """Evaluate each run alone on the same val split by `protocol`, and their ensemble: per image, the
+    mean of the members' class probabilities (each member sees the images at its own size and
+    normalisation), as the 2012-2014 entries averaged their CNNs. The runs must share their classes
+    and, without `data`, the data set they were trained with."""
+    loaded = [load_trained(run, which) for run in runs]
+    ids = [[c.id for c in classes] for _, _, classes, _ in loaded]
+    if any(i != ids[0] for i in ids):
+        odd = next(str(r) for r, i in zip(runs, ids) if i != ids[0])
+        raise IlsvrcError(
+            f"An ensemble averages the same classes: {odd} was trained on other classes than {runs[0]} "
+            "(its classes.json differs); combine runs trained on the same data."
+        )
+    if data is None:
+        sources = {(c.data, None if c.data else (c.seed, c.synthetic_classes, c.synthetic_val))
+                   for _, c, _, _ in loaded}  # fmt: skip
+        if len(sources) > 1:
+            raise IlsvrcError(
+                "The runs were trained on different data (or different built-in data sets), so they have "
+                "no val split in common; give the one to use with --data DIR."
+            )
+    probs, members, targets = [], [], None
+    for model, config, classes, _ in loaded:
+        loader, qs = _val_loader(config, classes, data, protocol, scales, workers, batch_size)
+        p, t = collect_probs(model, loader, protocol, crop=config.image_size, scales=qs)
+        if targets is not None and not torch.equal(t, targets):
+            raise IlsvrcError("The runs' val splits list their images differently; give --data DIR.")
+        targets = t
+        probs.append(p)
+        members.append(result_of(p, t, protocol))
+    assert targets is not None
+    mean = torch.stack(probs).mean(dim=0)
+    networks = [c.model for _, c, _, _ in loaded]
+    where = data or loaded[0][1].data or "built-in"
+    return EnsembleEvaluation(
+        [str(r) for r in runs], networks, members, result_of(mean, targets, protocol), where
+    )
 
 
 def predict_images(
