@@ -381,6 +381,60 @@ def check_history(args: argparse.Namespace) -> None:
         _picture_out(args.out)
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    import time
+
+    from .pictures.studies import sweep_chart
+    from .training.checkpoint import write_text_atomic
+    from .training.study import run_study, settings_from
+    from .training.sweep import KIND, best_spec, sweep_variants
+
+    def written(out: Path, plan: dict, results: list) -> None:
+        """OUT/sweep.md, OUT/sweep.png and OUT/best.yaml, after every variant."""
+        write_text_atomic(out / "sweep.md", render.render(render.sweep_table(plan, results), "markdown"))
+        best_spec(plan, results, out)
+        try:
+            sweep_chart(plan, results, out / "sweep.png")
+        except OSError:
+            pass  # a picture is not worth failing a sweep for
+
+    if args.resume:
+        out, plan = Path(args.resume), None
+    else:
+        plan, costs = args.plan, args.costs
+        _emit(render.render(render.sweep_costs_table(plan, costs), "text"))
+        if args.dry_run:
+            return 0
+        out = Path(args.out or f"runs/sweep-{time.strftime('%Y%m%d-%H%M%S')}")
+    plan, results = run_study(out, KIND, plan, sweep_variants, settings_from, after_each=written)
+    written(out, plan, results)
+    files = f"{out / 'sweep.md'}, {out / 'sweep.png'}, {out / 'best.yaml'} (the best variant)"
+    _emit(render.render(render.sweep_table(plan, results), "text") + f"written: {files}\n")
+    return 0
+
+
+def check_sweep(args: argparse.Namespace) -> None:
+    if args.data is not None:
+        _must_exist(args.data, "The data folder", DATA_HINT, folder=True)
+    if args.resume:
+        if args.model or args.set or args.random is not None or args.data is not None:
+            raise IlsvrcError(
+                "--resume goes on with the sweep's own settings; give only --resume OUT (the model, --set, "
+                "--random and --data are in OUT/sweep.json)."
+            )
+        return
+    if not args.model:
+        raise IlsvrcError("Name the network to sweep, e.g. `ilsvrc sweep alexnet --set conv1.kernel=7,9,11`.")
+    from .training.sweep import plan_sweep
+
+    minutes = args.minutes if args.minutes is not None or args.epochs is not None else 10.0
+    settings = dict(minutes=minutes, epochs=args.epochs, data=args.data, image_size=args.image_size,
+                    seed=args.seed, recipe=args.recipe, synthetic_classes=args.synthetic_classes,
+                    synthetic_train=args.synthetic_train, synthetic_val=args.synthetic_val)  # fmt: skip
+    args.plan, found = plan_sweep(args.model, args.set or [], args.random, settings)
+    args.costs = [c.to_dict() for c in found]
+
+
 def cmd_plot(args: argparse.Namespace) -> int:
     from .pictures import figures
     from .pictures.plots import curves_figure, load_runs
@@ -772,6 +826,26 @@ def parser() -> argparse.ArgumentParser:
     replay.add_argument("--synthetic-val", type=_positive, help="validation images of the built-in data")
     replay.add_argument("--resume", metavar="OUT", help="go on with the replay in OUT where it stopped")
     sp.set_defaults(func=cmd_history, check=check_history)
+
+    sp = sub.add_parser("sweep", help="train variants of a network (--set LAYER.FIELD=V1,V2,...) on the "
+                        "same data and budget: costs first, then a ranking by val error")  # fmt: skip
+    sp.add_argument("model", nargs="?", help="zoo name or spec file (not with --resume)")
+    sp.add_argument("--set", action="append", metavar="LAYER.FIELD=V1,V2,...",
+                    help="values to try, e.g. conv1.kernel=7,9,11 (repeatable: the grid of all)")  # fmt: skip
+    sp.add_argument("--random", type=int, metavar="N", help="draw N variants of the grid (seeded) instead")
+    sp.add_argument("--data", help="an image folder with train/ and val/ (default: the built-in data)")
+    sp.add_argument("--minutes", type=float, help="each variant's budget (default 10)")
+    sp.add_argument("--epochs", type=_positive, help="or each variant's epochs")
+    sp.add_argument("--image-size", type=_positive, default=128, help="pixels (default 128)")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--recipe", default="cpu", help="the recipe, the same for all (default cpu)")
+    sp.add_argument("--synthetic-classes", type=_positive, default=10, help="classes of the built-in data")
+    sp.add_argument("--synthetic-train", type=_positive, help="training images of the built-in data")
+    sp.add_argument("--synthetic-val", type=_positive, help="validation images of the built-in data")
+    sp.add_argument("--dry-run", action="store_true", help="print the variants' costs and stop")
+    sp.add_argument("-o", "--out", help="the sweep's directory (default: runs/sweep-DATE-TIME)")
+    sp.add_argument("--resume", metavar="OUT", help="go on with the sweep in OUT where it stopped")
+    sp.set_defaults(func=cmd_sweep, check=check_sweep)
 
     sp = sub.add_parser("plot", help="loss and top-1/top-5 error of runs, against epochs and wall time")
     sp.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories of `ilsvrc train`, overlaid")

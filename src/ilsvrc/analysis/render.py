@@ -330,6 +330,60 @@ def replay_table(plan: dict, results: list[dict]) -> Table:
     return table
 
 
+def sweep_costs_table(plan: dict, costs: list[dict]) -> Table:
+    """Every variant of a sweep with its cost before training (or why it cannot be built)."""
+    table = Table(
+        f"{len(costs)} variants of {plan['model']} at {plan['image_size']} px: the cost of each, before "
+        "any trains",
+        ["variant", "params", "MACs", "training memory"],
+        [],
+        numeric={1, 2, 3},
+    )
+    for c in costs:
+        if c.get("error"):
+            table.rows.append([c["label"], "-", "-", "cannot be built"])
+            table.details[len(table.rows) - 1] = [c["error"]]
+        else:
+            table.rows.append([c["label"], n(c["params"]), short(c["macs"], TABLE_DIGITS),
+                               human_bytes(c["train_memory"])])  # fmt: skip
+    table.footer = [
+        "MACs: multiply-adds per image at the training size; training memory: weights, gradients and "
+        "momentum plus one step's activations at the recipe's batch (the analyzer's model)."
+    ]
+    return table
+
+
+def sweep_table(plan: dict, results: list[dict]) -> Table:
+    """A sweep's finished variants ranked by validation top-1 error, with their cost."""
+    budget = " and ".join(
+        ([f"{plan['minutes']:g} min"] if plan.get("minutes") else [])
+        + ([f"{plan['epochs']} epochs"] if plan.get("epochs") else [])
+    )
+    data = plan.get("data") or "the built-in data"
+    table = Table(
+        f"Sweep of {plan['model']} on {data} at {plan['image_size']} px, {budget} each: ranked by "
+        "validation error",
+        ["rank", "variant", "params", "MACs", "top-1 %", "top-5 %", "minutes"],
+        [],
+        numeric={0, 2, 3, 4, 5, 6},
+    )
+    costs = {c["label"]: c for c in plan.get("costs", [])}
+    for i, r in enumerate(sorted(results, key=lambda r: (r["top1_error"], r["top5_error"], r["minutes"]))):
+        c = costs.get(r["label"], {})
+        table.rows.append([
+            str(i + 1), r["label"], n(c["params"]) if c.get("params") else "",
+            short(c["macs"], TABLE_DIGITS) if c.get("macs") else "",
+            f"{100 * r['top1_error']:.1f}", f"{100 * r['top5_error']:.1f}", f"{r['minutes']:.1f}",
+        ])  # fmt: skip
+    waiting = [" ".join(v) for v in plan["variants"] if " ".join(v) not in {r["label"] for r in results}]
+    table.footer = [f"recipe {plan['recipe']}, seed {plan['seed']}; one centre view per val image"]
+    if waiting:
+        table.footer.append(f"not yet trained: {'; '.join(waiting)}")
+    if plan.get("skipped"):
+        table.footer.append(f"cannot be built (left out): {'; '.join(c['label'] for c in plan['skipped'])}")
+    return table
+
+
 # ---------------------------------------------------------------------------------------------------
 # Compare
 
