@@ -435,6 +435,70 @@ def check_sweep(args: argparse.Namespace) -> None:
     args.costs = [c.to_dict() for c in found]
 
 
+def cmd_ablation(args: argparse.Namespace) -> int:
+    import time
+
+    from .training.ablations import ABLATIONS, KIND, ablation_variants, get_ablation, with_measures
+
+    if args.list:
+        table = render.Table("The papers' ablations", ["name", "question", "variants", "the paper"], [])
+        for a in ABLATIONS.values():
+            table.rows.append([a.name, a.question, ", ".join(v.label for v in a.variants), a.source])
+        _emit(render.render(table, "text"))
+        return 0
+    from .pictures.studies import ablation_chart
+    from .training.checkpoint import write_text_atomic
+    from .training.study import run_study, settings_from
+
+    def written(out: Path, plan: dict, results: list) -> None:
+        """OUT/ablation.md and OUT/ablation.png, after every variant."""
+        info, rows = get_ablation(plan["ablation"]).to_dict(), with_measures(plan, results)
+        write_text_atomic(
+            out / "ablation.md", render.render(render.ablation_table(info, plan, rows), "markdown")
+        )
+        try:
+            ablation_chart(info, plan, rows, out / "ablation.png")
+        except OSError:
+            pass  # a picture is not worth failing a study for
+
+    if args.resume:
+        out, plan = Path(args.resume), None
+    else:
+        out = Path(args.out or f"runs/ablation-{args.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+        plan = args.plan
+    plan, results = run_study(out, KIND, plan, ablation_variants, settings_from, after_each=written)
+    written(out, plan, results)
+    table = render.ablation_table(
+        get_ablation(plan["ablation"]).to_dict(), plan, with_measures(plan, results)
+    )
+    _emit(render.render(table, "text") + f"written: {out / 'ablation.md'}, {out / 'ablation.png'}\n")
+    return 0
+
+
+def check_ablation(args: argparse.Namespace) -> None:
+    if args.list:
+        return
+    if args.data is not None:
+        _must_exist(args.data, "The data folder", DATA_HINT, folder=True)
+    if args.resume:
+        if args.name or args.data is not None:
+            raise IlsvrcError("--resume goes on with the ablation's own settings; give only --resume OUT.")
+        return
+    from .training.ablations import ABLATIONS, check_plan, get_ablation
+    from .training.study import settings_from
+
+    if not args.name:
+        raise IlsvrcError(f"Name the ablation to run: {', '.join(ABLATIONS)} (`ilsvrc ablation --list`).")
+    get_ablation(args.name)
+    epochs = args.epochs if args.epochs is not None or args.minutes is not None else 10
+    args.plan = dict(ablation=args.name, minutes=args.minutes, epochs=epochs, data=args.data,
+                     image_size=args.image_size, seed=args.seed, recipe=args.recipe,
+                     synthetic_classes=args.synthetic_classes, synthetic_train=args.synthetic_train,
+                     synthetic_val=args.synthetic_val)  # fmt: skip
+    settings_from(args.plan)
+    check_plan(args.plan)
+
+
 def cmd_plot(args: argparse.Namespace) -> int:
     from .pictures import figures
     from .pictures.plots import curves_figure, load_runs
@@ -846,6 +910,23 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("-o", "--out", help="the sweep's directory (default: runs/sweep-DATE-TIME)")
     sp.add_argument("--resume", metavar="OUT", help="go on with the sweep in OUT where it stopped")
     sp.set_defaults(func=cmd_sweep, check=check_sweep)
+
+    sp = sub.add_parser("ablation", help="a paper's ablation (relu-vs-tanh, lrn, overlapping-pooling, "
+                        "dropout, zfnet-conv1, vgg-depth, vgg-1x1, degradation), by its claim")  # fmt: skip
+    sp.add_argument("name", nargs="?", help="the ablation (`--list` shows them)")
+    sp.add_argument("--list", action="store_true", help="the ablations, their questions and sources")
+    sp.add_argument("--data", help="an image folder with train/ and val/ (default: the built-in data)")
+    sp.add_argument("--epochs", type=_positive, help="each variant's epochs (default 10)")
+    sp.add_argument("--minutes", type=float, help="or each variant's minutes")
+    sp.add_argument("--image-size", type=_positive, default=128, help="pixels (default 128)")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--recipe", default="cpu", help="the recipe, the same for all (default cpu)")
+    sp.add_argument("--synthetic-classes", type=_positive, default=10, help="classes of the built-in data")
+    sp.add_argument("--synthetic-train", type=_positive, help="training images of the built-in data")
+    sp.add_argument("--synthetic-val", type=_positive, help="validation images of the built-in data")
+    sp.add_argument("-o", "--out", help="the ablation's directory (default: runs/ablation-NAME-DATE-TIME)")
+    sp.add_argument("--resume", metavar="OUT", help="go on with the ablation in OUT where it stopped")
+    sp.set_defaults(func=cmd_ablation, check=check_ablation)
 
     sp = sub.add_parser("plot", help="loss and top-1/top-5 error of runs, against epochs and wall time")
     sp.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories of `ilsvrc train`, overlaid")

@@ -384,6 +384,33 @@ def sweep_table(plan: dict, results: list[dict]) -> Table:
     return table
 
 
+def ablation_table(ablation: dict, plan: dict, results: list[dict]) -> Table:
+    """An ablation's variants, measured, beside the paper's claim (plain dicts: ablation.json's)."""
+    budget = " and ".join(([f"{plan['minutes']:g} min"] if plan.get("minutes") else [])
+                          + ([f"{plan['epochs']} epochs"] if plan.get("epochs") else []))  # fmt: skip
+    data = plan.get("data") or "the built-in data"
+    target = ablation.get("target")
+    columns = ["variant", "top-1 %", "top-5 %", "epochs", "minutes"]
+    if target is not None:
+        columns.insert(3, f"epochs to {100 * target:g}% train error")
+    title = f"{ablation['name']}: {ablation['question']} ({data}, {plan['image_size']} px, {budget} each)"
+    table = Table(title, columns, [], numeric=set(range(1, len(columns))))
+    for r in results:
+        row = [r["label"], f"{100 * r['top1_error']:.1f}", f"{100 * r['top5_error']:.1f}", f"{r['epochs']:g}",
+               f"{r['minutes']:.1f}"]  # fmt: skip
+        if target is not None:
+            reached = r.get("epochs_to_target")
+            row.insert(3, "not reached" if reached is None else f"{reached:g}")
+        table.rows.append(row)
+    table.footer = [f"the paper: {ablation['claim']} ({ablation['source']})"]
+    if len(results) > 1:
+        first = results[0]
+        diffs = [f"{r['label']} {100 * (r['top1_error'] - first['top1_error']):+.1f}" for r in results[1:]]
+        table.footer.append(f"here, points of top-1 error against {first['label']}: {'; '.join(diffs)}")
+    table.footer.append(f"recipe {plan['recipe']}, seed {plan['seed']}; one centre view per val image")
+    return table
+
+
 # ---------------------------------------------------------------------------------------------------
 # Compare
 

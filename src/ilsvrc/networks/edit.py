@@ -4,7 +4,8 @@ An edit is `PATTERN.FIELD=VALUE`. PATTERN names layers by their dotted names (`c
 with shell wildcards (`relu*`, `*.conv2`); FIELD is a field of those layers' type (`kernel`, `stride`,
 `padding`, `out_channels`, `out_features`, `p`, ...: the names of the spec files, `ilsvrc spec MODEL`
 shows them) or `type`, which turns a layer into another type of the same family (`relu` into `tanh` or
-`sigmoid`, `maxpool` into `avgpool`), keeping its name and the fields both types have. VALUE is read
+`sigmoid`, `maxpool` into `avgpool`), keeping its name and the fields both types have, or, with
+`type=none`, takes out a layer that keeps its volume (`norm*.type=none`: AlexNet without LRN). VALUE is read
 as a YAML scalar or list: `7`, `0.3`, `true`, `[7, 5]` (or `7x5` for a height x width pair).
 
 Edits apply in the order given, each to the network the previous ones left; the result is checked as
@@ -28,6 +29,8 @@ from .spec import NODE_TYPES, Aux, Block, Concat, Layer, Network, Residual, walk
 
 # types a layer may become, and what it may become of them (containers keep their type)
 FAMILIES = (("relu", "tanh", "sigmoid"), ("maxpool", "avgpool"))
+# layers that keep their volume may also be taken out: `type=none` (LRN off, no dropout, no activation)
+REMOVABLE = ("lrn", "relu", "tanh", "sigmoid", "dropout", "batchnorm")
 _PAIR = re.compile(r"^\s*(\d+)\s*[x×]\s*(\d+)\s*$")
 
 
@@ -116,8 +119,17 @@ def _rebuild(layers: tuple[Layer, ...], prefix: str, edit: Edit, hits: set[str])
             shortcut = _rebuild((layer.shortcut,), name + ".", edit, hits)[0] if layer.shortcut else None
             layer = dataclasses.replace(layer, body=body, shortcut=shortcut)
         if name in hits:
+            if edit.field == "type" and str(edit.value).lower() in ("none", "null"):
+                if layer.kind not in REMOVABLE:
+                    raise SpecError(
+                        f"The edit {edit.text!r}: layer {name} ({layer.kind}) changes the volume it passes "
+                        f"on, so it cannot be taken out; type=none takes out {', '.join(REMOVABLE)} layers."
+                    )
+                continue
             layer = _edit_one(layer, name, edit)
         out.append(layer)
+    if not out:
+        raise SpecError(f"The edit {edit.text!r} would leave {prefix.rstrip('.') or 'the network'} empty.")
     return tuple(out)
 
 

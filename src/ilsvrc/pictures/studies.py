@@ -71,3 +71,48 @@ def sweep_figure(plan: dict, results: Sequence[dict]) -> Figure:
 def sweep_chart(plan: dict, results: Sequence[dict], out: str | Path) -> Path:
     figures.check_output(out)
     return figures.save(sweep_figure(plan, results), out)
+
+
+def ablation_figure(ablation: dict, plan: dict, results: Sequence[dict]) -> Figure:
+    """Training (left) and validation (right) top-1 error against epochs, one line per variant, the
+    target training error drawn where the ablation has one; the paper's claim under the title."""
+    import textwrap
+
+    fig = figures.new_figure(12.0, 6.0)
+    left, right = fig.subplots(1, 2, sharey=True)
+    fig.subplots_adjust(left=0.07, right=0.98, top=0.78, bottom=0.11, wspace=0.06)
+    for i, r in enumerate(results):
+        colour = figures.RUN_COLOURS[i % len(figures.RUN_COLOURS)]
+        curve = [(e, t, v) for e, t, v in r["curve"] if e is not None]
+        left.plot([e for e, t, _ in curve if t is not None], [100 * t for _, t, _ in curve if t is not None],
+                  marker="o", markersize=3, color=colour, label=r["label"], gid=f"train-{i}")  # fmt: skip
+        right.plot([e for e, _, v in curve if v is not None], [100 * v for _, _, v in curve if v is not None],
+                   marker="o", markersize=3, color=colour, label=r["label"], gid=f"val-{i}")  # fmt: skip
+    target = ablation.get("target")
+    if target is not None:
+        left.axhline(100 * target, color=figures.MUTED, linestyle="--", linewidth=1)
+        left.text(left.get_xlim()[0], 100 * target, f" target: {100 * target:g}% training error", fontsize=8,
+                  va="bottom", color=figures.MUTED)  # fmt: skip
+    left.set_title("training top-1 error", fontsize=10, loc="left", color=figures.INK)
+    right.set_title("validation top-1 error (one centre view)", fontsize=10, loc="left", color=figures.INK)
+    left.set_ylabel("top-1 error (%)", fontsize=10)
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in (left, right):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("epoch", fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.set_ylim(0, 100)
+    right.legend(fontsize=8.5, frameon=False, loc="upper right")
+    fig.suptitle(f"Ablation {ablation['name']}: {ablation['question']}", fontsize=12.5, x=0.01, ha="left",
+                 y=0.975, color=figures.INK)  # fmt: skip
+    claim = textwrap.fill(f"The paper: {ablation['claim']} ({ablation['source']})", 170)
+    data = Path(str(plan.get("data"))).name if plan.get("data") else "the built-in data"
+    fig.text(0.01, 0.91, claim + f"\nHere: {data}, {plan['image_size']} px, recipe {plan['recipe']}.",
+             fontsize=8.5, color=figures.MUTED, va="top")  # fmt: skip
+    return fig
+
+
+def ablation_chart(ablation: dict, plan: dict, results: Sequence[dict], out: str | Path) -> Path:
+    figures.check_output(out)
+    return figures.save(ablation_figure(ablation, plan, results), out)

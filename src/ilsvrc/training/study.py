@@ -204,7 +204,8 @@ def outcome(variant: Variant, run: Path) -> dict[str, Any]:
         "minutes": round(float(last.get("seconds", 0)) / 60, 3),
         "epochs": last.get("epoch"),
         "steps": last.get("step"),
-        "train_top1_errors": [r.get("train_top1_error") for r in rows],  # per epoch: the curve
+        # the curve: (epoch, training top-1 error, validation top-1 error) of every metrics line
+        "curve": [[r.get("epoch"), r.get("train_top1_error"), r.get("val_top1_error")] for r in rows],
         "run": str(run),
     }
 
