@@ -92,6 +92,8 @@ def share_lines(report: Report) -> list[str]:
         part = split[key]
         if part["params"] or part["macs"]:
             lines.append(f"{label}: {part['params_pct']:.1f}% of params, {part['macs_pct']:.1f}% of MACs")
+    if not report.macs_exact:
+        lines.append(f"MACs unknown for {len(report.unknown_macs)} layer(s): shares of the known MACs")
     if report.aux_params:
         lines.append(
             f"auxiliary classifiers (training only): +{short(report.aux_params)} params, "

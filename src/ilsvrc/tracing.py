@@ -1,0 +1,664 @@
+"""A torch module in: `from_module(module, input_shape)` makes a `Network` of it, without real compute.
+
+Three steps, top to bottom:
+
+1. **Trace** with `torch.fx.symbolic_trace`'s tracer: every layer of `torch.nn` (and ilsvrc's own
+   `LocalResponseNorm`) is one call in the graph; everything else (torchvision's `BasicConv2d`, a
+   user's block) is traced through, so its parts and its `torch.cat`, `+` and `F.relu` calls appear.
+   The module is traced in training mode, where GoogLeNet and Inception v3 run their auxiliary
+   classifiers (they become `Aux` nodes); the modes are put back afterwards.
+2. **Shapes** by running the traced graph once on the *meta* device: a tensor there has a shape and no
+   data, so nothing is computed and no activation is stored, whatever the network's size. The
+   module's own parameters are not touched: `torch.func.functional_call` swaps in meta copies for the
+   run (a module built under `torch.device("meta")` runs as it is).
+3. **Map** each call to a spec leaf (`_Mapper`): Conv2d, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d,
+   LocalResponseNorm, ReLU, BatchNorm2d, Dropout, Flatten (also `torch.flatten`, `x.view(N, -1)`),
+   Linear; `torch.cat` along the channels is a concat, the sum of two tensors a residual add; what
+   changes nothing the analysis sees (`nn.Identity`, `.contiguous()`, a product with a constant) is
+   dropped and listed in the network's notes. What does not map becomes an `Opaque` layer, with the
+   output volume and parameter count the trace saw and its multiply-adds unknown (the analyzer warns,
+   naming it). An operation with several inputs that is neither (an attention's matrix products, a
+   squeeze-and-excitation's product) makes the smallest module around it that has one input and one
+   output one `Opaque` layer: the summary keeps one row per module.
+
+The flat graph becomes the spec's nested tree by `networks.importers.graph.nest`, which the Caffe
+importer shares: dotted module paths become blocks (`layer3.4`, `inception3a`), a fork joined by a
+concat a `Concat`, an add a `Residual`, and outputs after the first `Aux` heads. Why fx and the meta
+device rather than torch.export or a forward pass with hooks: docs/from-module.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import operator
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.fx as fx
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from .errors import IlsvrcError, SpecError
+from .networks.importers.graph import Node, nest
+from .networks.spec import (
+    LRN,
+    AdaptiveAvgPool,
+    AvgPool,
+    BatchNorm,
+    Conv,
+    Dropout,
+    Flatten,
+    Layer,
+    Linear,
+    MaxPool,
+    ModelInfo,
+    Network,
+    Opaque,
+    ReLU,
+)
+from .nn import LocalResponseNorm
+
+__all__ = ["TraceError", "from_module", "trace_graph"]
+
+
+class TraceError(SpecError):
+    """A torch module that cannot be traced or turned into a spec (the message says why and what to do)."""
+
+
+# ---------------------------------------------------------------------------------------------------
+# 1. Tracing
+
+
+class _Tracer(fx.Tracer):
+    """fx's tracer, with ilsvrc's LocalResponseNorm (whose forward is an autograd.Function) a leaf too."""
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return isinstance(m, LocalResponseNorm) or super().is_leaf_module(m, module_qualified_name)
+
+
+def _symbolic_trace(module: nn.Module) -> fx.GraphModule:
+    modes = {m: m.training for m in module.modules()}
+    module.train()  # auxiliary classifiers run in training mode only
+    try:
+        graph = _Tracer().trace(module)
+    except Exception as exc:  # fx raises TraceError, TypeError, NotImplementedError... by the case
+        raise TraceError(
+            f"{type(module).__name__} cannot be traced by torch.fx: {type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else 'no message'}. Control flow that depends on "
+            "the values of tensors (an `if` on a tensor, a loop over its size) cannot be traced; move it "
+            "into a submodule of its own (it is then one opaque layer), or give a module without it."
+        ) from None
+    finally:
+        for m, mode in modes.items():
+            m.training = mode
+    return fx.GraphModule(module, graph)
+
+
+class _Recorder(fx.Interpreter):
+    """Runs the graph and keeps every node's result (meta tensors: shapes, no data)."""
+
+    def __init__(self, gm: fx.GraphModule) -> None:
+        super().__init__(gm)
+        self.values: dict[fx.Node, Any] = {}
+
+    def run_node(self, n: fx.Node) -> Any:
+        result = super().run_node(n)
+        self.values[n] = result
+        return result
+
+
+class _MetaRun(nn.Module):
+    """`gm` run by the recorder, so that functional_call can swap its parameters for meta ones."""
+
+    def __init__(self, gm: fx.GraphModule) -> None:
+        super().__init__()
+        self.gm = gm
+        self.recorder = _Recorder(gm)
+
+    def forward(self, x: Tensor) -> Any:
+        return self.recorder.run(x)
+
+
+def _meta_values(gm: fx.GraphModule, module: nn.Module, shape: tuple[int, int, int]) -> dict[fx.Node, Any]:
+    """Each node's result on a meta batch of two (batch norm refuses one value per channel in training)."""
+    run = _MetaRun(gm)
+    state = {f"gm.{k}": torch.empty_like(v, device="meta") for k, v in gm.state_dict(keep_vars=True).items()}
+    modes = {m: m.training for m in module.modules()}
+    module.train()
+    try:
+        with torch.no_grad():
+            torch.func.functional_call(run, state, (torch.empty(2, *shape, device="meta"),), strict=False)
+    except IlsvrcError:
+        raise
+    except Exception as exc:
+        raise TraceError(
+            f"{type(module).__name__} does not run on a {shape[0]}x{shape[1]}x{shape[2]} input (on the "
+            f"meta device, which computes shapes only): {type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else 'no message'}. Check the input size "
+            "(`input_shape`, or `--input`): the network may need another, e.g. 3x299x299 for Inception v3."
+        ) from None
+    finally:
+        for m, mode in modes.items():
+            m.training = mode
+    return run.recorder.values
+
+
+# ---------------------------------------------------------------------------------------------------
+# 2. One traced operation
+
+
+@dataclass
+class _Op:
+    """A traced call that gives a tensor: its dotted name, its module path (outer to inner), the
+    tensor-giving calls it reads, and what it maps to."""
+
+    node: fx.Node
+    name: str
+    path: tuple[str, ...]
+    inputs: list[fx.Node]
+    op: str = "layer"  # "input", "layer", "concat", "add", "drop" (passes its input on), "unknown"
+    layer: Layer | None = None
+    params: int = 0  # parameters it holds (a module's, or tensors fetched from the module)
+    what: str = ""
+
+
+def _volume(value: Tensor) -> tuple[int, ...] | None:
+    """(C, H, W) of an N x C x H x W tensor, (F,) of N x F; None for other ranks."""
+    if value.dim() == 4:
+        return tuple(int(v) for v in value.shape[1:])
+    if value.dim() == 2:
+        return (int(value.shape[1]),)
+    return None
+
+
+def _qualified(cls: type) -> str:
+    module = cls.__module__
+    if module.startswith("torch.nn.modules"):
+        module = "torch.nn"
+    return f"{module}.{cls.__qualname__}"
+
+
+def _function_name(n: fx.Node) -> str:
+    if n.op == "call_method":
+        return f"Tensor.{n.target}"
+    target = n.target
+    module = getattr(target, "__module__", None) or ""
+    name = getattr(target, "__name__", str(target))
+    if module in ("_operator", "operator"):
+        return f"operator.{name}"
+    if module.startswith("torch.nn.functional"):
+        return f"F.{name}"
+    return f"torch.{name}" if module.startswith("torch") or not module else f"{module}.{name}"
+
+
+def _sanitised(part: str) -> str:
+    """A module path component as a spec name (letters, digits, _; or a number)."""
+    if part.isdigit():
+        return part
+    clean = "".join(c if c.isalnum() or c == "_" else "_" for c in part) or "_"
+    return clean if not clean[0].isdigit() else "_" + clean
+
+
+_RELU = {F.relu, torch.relu, torch.relu_, F.relu_}
+_ADD = {operator.add, operator.iadd, torch.add}
+_CAT = {torch.cat, torch.concat}
+_FLATTEN_FUNCS = {torch.flatten, torch.reshape}
+_FLATTEN_METHODS = {"flatten", "view", "reshape"}
+_PASS_METHODS = {"contiguous", "clone", "detach", "float", "to", "type_as"}
+_CONSTANT_OPS = {operator.mul, operator.truediv, operator.sub, operator.add, operator.iadd, torch.mul,
+                 torch.add, torch.sub, torch.div, operator.imul}  # fmt: skip
+_CONSTANT_METHODS = {"mul", "mul_", "div", "div_", "add", "add_", "sub", "sub_"}
+
+
+def _args(fn: Callable, n: fx.Node) -> dict[str, Any]:
+    """A functional call's arguments by name (F.max_pool2d(x, 3, 2) -> kernel_size=3, stride=2)."""
+    import inspect
+
+    bound = inspect.signature(fn).bind(*n.args, **n.kwargs)
+    bound.apply_defaults()
+    return dict(bound.arguments)
+
+
+def _pair_or_int(v: Any) -> int | tuple[int, int]:
+    if isinstance(v, (tuple, list)):
+        return (int(v[0]), int(v[1])) if len(v) == 2 else int(v[0])
+    return int(v)
+
+
+# ---------------------------------------------------------------------------------------------------
+# 3. Mapping calls to spec leaves
+
+
+class _Mapper:
+    """Turns the traced graph into `_Op`s: spec leaves, joins, dropped calls and unknown ones."""
+
+    def __init__(self, gm: fx.GraphModule, values: dict[fx.Node, Any]) -> None:
+        self.gm = gm
+        self.values = values
+        self.modules = dict(gm.named_modules())
+        self.used_names: set[str] = set()
+        self.dropped: list[str] = []
+
+    def is_tensor(self, n: Any) -> bool:
+        return isinstance(n, fx.Node) and isinstance(self.values.get(n), Tensor) and n.op != "get_attr"
+
+    def tensor_inputs(self, n: fx.Node) -> list[fx.Node]:
+        found: list[fx.Node] = []
+        fx.node.map_arg((n.args, n.kwargs), lambda a: found.append(a) if self.is_tensor(a) else None)
+        return list(dict.fromkeys(found))
+
+    def fetched_params(self, n: fx.Node) -> int:
+        """Parameters a call reads from the module directly (`get_attr`: a class token, a scale)."""
+        found: list[fx.Node] = []
+        fx.node.map_arg((n.args, n.kwargs), lambda a: found.append(a) if a.op == "get_attr" else None)
+        total = 0
+        for a in dict.fromkeys(found):
+            value = self.values.get(a)
+            if isinstance(value, nn.Parameter):
+                total += value.numel()
+        return total
+
+    def path(self, n: fx.Node) -> tuple[str, ...]:
+        stack = n.meta.get("nn_module_stack") or {}
+        paths = [v[0] if isinstance(v, tuple) else k for k, v in stack.items()]
+        if n.op == "call_module" and (not paths or paths[-1] != n.target):
+            paths.append(str(n.target))
+        return tuple(p for p in paths if p)
+
+    def unique(self, name: str) -> str:
+        """`name` made a valid dotted spec name, with _1, _2 ... for a module called again."""
+        name = ".".join(_sanitised(p) for p in name.split("."))
+        candidate, i = name, 0
+        while candidate in self.used_names:
+            i += 1
+            candidate = f"{name}_{i}"
+        self.used_names.add(candidate)
+        return candidate
+
+    def op(self, n: fx.Node) -> _Op:
+        path = self.path(n)
+        inputs = self.tensor_inputs(n)
+        if n.op == "placeholder":
+            return _Op(n, "input", (), [], op="input")
+        if n.op == "call_module":
+            name = self.unique(str(n.target))
+            op = _Op(n, name, path, inputs)
+            self.module_op(op, self.modules[str(n.target)])
+            return op
+        local = _function_name(n).rpartition(".")[2].strip("_") or "op"
+        owner = path[-1] if path else ""
+        name = self.unique(f"{owner}.{local}" if owner else local)
+        op = _Op(n, name, path, inputs, params=self.fetched_params(n), what=_function_name(n))
+        self.function_op(op)
+        return op
+
+    # -- modules
+
+    def module_op(self, op: _Op, m: nn.Module) -> None:
+        op.params = sum(p.numel() for p in m.parameters())
+        op.what = _qualified(type(m))
+        value = self.values[op.node]
+        x = self.values[op.inputs[0]] if len(op.inputs) == 1 else None
+        leaf = op.name.rpartition(".")[2]
+        layer: Layer | None = None
+        if x is None:
+            layer = None
+        elif isinstance(m, nn.Conv2d) and x.dim() == 4 and m.padding_mode == "zeros":
+            padding = m.padding
+            if isinstance(padding, str):  # "valid" or "same": the padding it works out to
+                padding = (0, 0) if padding == "valid" else tuple(
+                    d * (k - 1) // 2 for k, d in zip(m.kernel_size, m.dilation)
+                )  # fmt: skip
+            layer = Conv(leaf, m.out_channels, tuple(m.kernel_size), tuple(m.stride), tuple(padding),
+                         m.groups, tuple(m.dilation), m.bias is not None)  # fmt: skip
+        elif isinstance(m, nn.MaxPool2d) and x.dim() == 4 and m.dilation in (1, (1, 1)) \
+                and not m.return_indices:  # fmt: skip
+            layer = MaxPool(leaf, _pair_or_int(m.kernel_size), _pair_or_int(m.stride or m.kernel_size),
+                            _pair_or_int(m.padding), bool(m.ceil_mode))  # fmt: skip
+        elif isinstance(m, nn.AvgPool2d) and x.dim() == 4 and m.divisor_override is None:
+            layer = AvgPool(leaf, _pair_or_int(m.kernel_size), _pair_or_int(m.stride or m.kernel_size),
+                            _pair_or_int(m.padding), bool(m.ceil_mode))  # fmt: skip
+        elif isinstance(m, nn.AdaptiveAvgPool2d) and x.dim() == 4:
+            layer = AdaptiveAvgPool(leaf, tuple(int(v) for v in value.shape[2:]))
+        elif isinstance(m, LocalResponseNorm) and x.dim() == 4:
+            layer = LRN(leaf, m.size, m.alpha, m.beta, m.k)
+        elif isinstance(m, nn.LocalResponseNorm) and x.dim() == 4:  # torch divides alpha by size
+            layer = LRN(leaf, m.size, m.alpha / m.size, m.beta, m.k)
+        elif isinstance(m, nn.ReLU):
+            layer = ReLU(leaf)
+        elif isinstance(m, nn.BatchNorm2d) and x.dim() == 4 and m.affine:
+            layer = BatchNorm(leaf, m.eps, m.momentum)
+        elif type(m) is nn.Dropout and m.p < 1:
+            layer = Dropout(leaf, m.p)
+        elif isinstance(m, nn.Flatten):
+            layer = self.flatten_or_pass(op, x, value)
+        elif isinstance(m, nn.Linear) and x.dim() == 2:
+            layer = Linear(leaf, m.out_features, m.bias is not None)
+        elif isinstance(m, nn.Identity):
+            op.op = "drop"
+        if layer is not None:
+            op.layer = layer
+        elif op.op != "drop":
+            op.op = "unknown"
+
+    # -- functions and methods
+
+    def function_op(self, op: _Op) -> None:
+        n, value = op.node, self.values[op.node]
+        leaf = op.name.rpartition(".")[2]
+        fn, method = (n.target, None) if n.op == "call_function" else (None, n.target)
+        x = self.values[op.inputs[0]] if op.inputs else None
+        if op.params:
+            op.op = "unknown"
+        elif not op.inputs:
+            op.op = "unknown"
+        elif fn in _RELU or method in ("relu", "relu_"):
+            op.layer = ReLU(leaf)
+        elif fn in _ADD or method in ("add", "add_"):
+            if len(op.inputs) == 2 and self.values[op.inputs[0]].shape == self.values[op.inputs[1]].shape:
+                op.op = "add"
+            elif len(op.inputs) == 1 and value.shape == x.shape:
+                op.op = "drop"
+                self.dropped.append(f"{op.name} ({op.what} of a constant)")
+            else:
+                op.op = "unknown"
+        elif fn in _CAT:
+            dim = n.kwargs.get("dim", n.args[1] if len(n.args) > 1 else 0)
+            if x.dim() == 4 and dim in (1, -3) and value.dim() == 4:
+                op.op = "concat"
+            else:
+                op.op = "unknown"
+        elif fn is F.max_pool2d or fn is F.avg_pool2d:
+            op.layer = self.functional_pool(op, fn)
+            op.op = "layer" if op.layer is not None else "unknown"
+        elif fn is F.adaptive_avg_pool2d and x.dim() == 4:
+            op.layer = AdaptiveAvgPool(leaf, tuple(int(v) for v in value.shape[2:]))
+        elif fn is F.dropout:
+            a = _args(F.dropout, n)
+            if a["p"] < 1:
+                op.layer = Dropout(leaf, float(a["p"]))
+            else:
+                op.op = "unknown"
+        elif fn in _FLATTEN_FUNCS or method in _FLATTEN_METHODS:
+            op.layer = self.flatten_or_pass(op, x, value)
+            if op.layer is None and op.op != "drop":
+                op.op = "unknown"
+        elif method in _PASS_METHODS and len(op.inputs) == 1 and value.shape == x.shape:
+            op.op = "drop"
+        elif (fn in _CONSTANT_OPS or method in _CONSTANT_METHODS) and len(op.inputs) == 1 \
+                and value.shape == x.shape:  # fmt: skip
+            op.op = "drop"
+            self.dropped.append(f"{op.name} ({op.what} with a constant)")
+        else:
+            op.op = "unknown"
+
+    def functional_pool(self, op: _Op, fn: Callable) -> Layer | None:
+        try:
+            a = _args(fn, op.node)
+        except TypeError:
+            return None
+        leaf = op.name.rpartition(".")[2]
+        kernel = _pair_or_int(a["kernel_size"])
+        stride = _pair_or_int(a["stride"]) if a.get("stride") else kernel
+        padding, ceil = _pair_or_int(a.get("padding", 0)), bool(a.get("ceil_mode", False))
+        if fn is F.max_pool2d:
+            if _pair_or_int(a.get("dilation", 1)) not in (1, (1, 1)) or a.get("return_indices"):
+                return None
+            return MaxPool(leaf, kernel, stride, padding, ceil)
+        if a.get("divisor_override") is not None:
+            return None
+        return AvgPool(leaf, kernel, stride, padding, ceil)
+
+    def flatten_or_pass(self, op: _Op, x: Tensor, value: Tensor) -> Layer | None:
+        """A reshape that flattens N x C x H x W to N x CHW is a Flatten; one that keeps the shape is
+        dropped; any other is unknown (None)."""
+        if x.shape == value.shape:
+            op.op = "drop"
+            return None
+        if x.dim() == 4 and value.dim() == 2 and value.shape[0] == x.shape[0]:
+            return Flatten(op.name.rpartition(".")[2])
+        return None
+
+
+# ---------------------------------------------------------------------------------------------------
+# 4. The graph: preprocessing of the input, opaque modules, the nodes nest() takes
+
+
+@dataclass
+class TracedGraph:
+    """What `trace_graph` gives: the flat graph for `nest`, its outputs (the main one first), and
+    notes on what was dropped or assumed (they go into the network's `info.notes`)."""
+
+    nodes: list[Node]
+    outputs: list[str]
+    notes: list[str] = field(default_factory=list)
+    module_params: int = 0
+
+
+def _output_nodes(value_of: dict[fx.Node, Any], out: fx.Node) -> list[fx.Node]:
+    """The tensors a module returns, in order: a tensor, or the tensors inside a tuple, list, dict or
+    named tuple (GoogLeNet's outputs in training: logits, aux2, aux1), however it was built."""
+    found: list[fx.Node] = []
+
+    def visit(a: fx.Node) -> None:
+        value = value_of.get(a)
+        if isinstance(value, Tensor):
+            found.append(a)
+        elif a.op in ("call_function", "call_method"):  # a namedtuple or container built in forward
+            fx.node.map_arg((a.args, a.kwargs), visit)
+
+    fx.node.map_arg(out.args, visit)
+    return list(dict.fromkeys(found))
+
+
+class _Graph:
+    def __init__(self, gm: fx.GraphModule, values: dict[fx.Node, Any], module: nn.Module) -> None:
+        self.mapper = _Mapper(gm, values)
+        self.values = values
+        self.module = module
+        self.ops: dict[fx.Node, _Op] = {}
+        self.index = {n: i for i, n in enumerate(gm.graph.nodes)}
+        for n in gm.graph.nodes:
+            if n.op in ("placeholder", "call_module", "call_function", "call_method") and isinstance(
+                values.get(n), Tensor
+            ):
+                self.ops[n] = self.mapper.op(n)
+        out = next(n for n in gm.graph.nodes if n.op == "output")
+        self.outputs = _output_nodes(values, out)
+        if not self.outputs:
+            raise TraceError(f"{type(module).__name__} returns no tensor; there is nothing to analyse.")
+        self.notes: list[str] = []
+
+    def source(self, n: fx.Node) -> fx.Node:
+        """The producer a consumer of `n` reads, once dropped calls are passed over."""
+        while n in self.ops and self.ops[n].op == "drop":
+            n = self.ops[n].inputs[0]
+        return n
+
+    def collapse_preprocessing(self) -> None:
+        """Calls without parameters that only rework the input into a volume of the input's own shape
+        (torchvision's GoogLeNet `transform_input`: each channel rescaled, then concatenated) are
+        dropped, their result read as the input itself."""
+        placeholder = next(n for n, op in self.ops.items() if op.op == "input")
+        shape = self.values[placeholder].shape
+        pre: set[fx.Node] = {placeholder}
+        for n, op in self.ops.items():  # topological order
+            if n is placeholder or op.node.op == "call_module" or op.params:
+                continue
+            if op.inputs and all(i in pre for i in op.inputs):
+                pre.add(n)
+        for n in pre - {placeholder}:
+            consumers = [u for u in n.users if u in self.ops and u not in pre]
+            if consumers and self.values[n].shape == shape:
+                op = self.ops[n]
+                op.op, op.inputs, op.layer = "drop", [placeholder], None
+                self.notes.append(
+                    f"The input's preprocessing inside the module ({op.name} and the calls before it, "
+                    "no parameters, same volume) is left out: the network is analysed from the volume "
+                    "it makes."
+                )
+
+    def opaque_modules(self) -> None:
+        """Unknown calls with several inputs (or none the trace follows) make the smallest module
+        around them that has one input and one output one opaque layer; single-input unknown calls
+        become opaque layers of their own."""
+        for n, op in list(self.ops.items()):
+            if n not in self.ops or op.op != "unknown":
+                continue
+            if len(op.inputs) == 1:
+                op.op = "layer"
+                op.layer = self.opaque(op.name, op.inputs[0], n, op.params, op.what)
+                continue
+            for path in reversed(op.path):
+                if self.collapse(path):
+                    break
+            else:
+                raise TraceError(
+                    f"{op.name} ({op.what}) takes {len(op.inputs)} tensors and is not a concatenation "
+                    "or a sum, outside any module with one input and one output, so no spec can hold it. "
+                    "Wrap the part of the network that holds it in a module of its own (it then becomes "
+                    "one opaque layer)."
+                )
+
+    def collapse(self, path: str) -> bool:
+        """Make every call inside module `path` one opaque layer, if it has one input and one output."""
+        inside = [n for n, op in self.ops.items() if path in op.path]
+        members = set(inside)
+        external_in = {self.source(i) for n in inside for i in self.ops[n].inputs} - members
+        used_outside = [n for n in inside if any(u not in members for u in n.users) or n in self.outputs]
+        if len(external_in) != 1 or len(used_outside) != 1:
+            return False
+        last = used_outside[0]
+        m = self.mapper.modules.get(path)
+        params = sum(p.numel() for p in m.parameters()) if m is not None else 0
+        what = _qualified(type(m)) if m is not None else path
+        (source,) = external_in
+        name = self.mapper.unique(path)
+        for n in inside:
+            del self.ops[n]
+        op = _Op(last, name, (), [source], layer=self.opaque(name, source, last, params, what))
+        op.params = params
+        self.ops[last] = op
+        self.ops = dict(sorted(self.ops.items(), key=lambda kv: self.index[kv[0]]))
+        return True
+
+    def opaque(self, name: str, source: fx.Node, out: fx.Node, params: int, what: str) -> Layer:
+        vin, vout = _volume(self.values[source]), _volume(self.values[out])
+        if vin is None or vout is None:
+            raise TraceError(
+                f"{name} ({what}) works on a tensor of shape {tuple(self.values[source].shape)} -> "
+                f"{tuple(self.values[out].shape)}; ilsvrc follows volumes (N x C x H x W) and flat "
+                "vectors (N x F) only. Wrap the part that works on other shapes (e.g. tokens) in one "
+                "module, which then becomes one opaque layer."
+            )
+        return Opaque(name.rpartition(".")[2], vin, vout, params, what)
+
+    def nodes(self) -> list[Node]:
+        out: list[Node] = []
+        live = self.live()
+        for n, op in self.ops.items():
+            if op.op == "drop" or n not in live:
+                continue
+            inputs = tuple(self.ops[self.source(i)].name for i in op.inputs)
+            if op.op == "input":
+                out.append(Node(op.name, "input", ()))
+            elif op.op in ("concat", "add"):
+                out.append(Node(op.name, op.op, inputs))
+            else:
+                out.append(Node(op.name, "layer", inputs, op.layer))
+        return out
+
+    def live(self) -> set[fx.Node]:
+        """The calls the outputs depend on (a size computed and not used, a value never returned: not)."""
+        seen: set[fx.Node] = set()
+        stack = [self.source(o) for o in self.outputs]
+        while stack:
+            n = stack.pop()
+            if n in seen or n not in self.ops:
+                continue
+            seen.add(n)
+            stack.extend(self.source(i) for i in self.ops[n].inputs)
+        return seen
+
+
+def _check_params(graph: _Graph, module: nn.Module) -> list[str]:
+    """Notes on parameters the layers do not account for exactly: one never used, one used twice."""
+    used: dict[int, int] = {}
+    for op in graph.ops.values():
+        if op.node.op == "call_module" and op.op != "drop":
+            for p in graph.mapper.modules[str(op.node.target)].parameters():
+                used[id(p)] = used.get(id(p), 0) + 1
+    notes = []
+    unused = [name for name, p in module.named_parameters() if id(p) not in used]
+    fetched = sum(op.params for op in graph.ops.values() if op.node.op != "call_module")
+    if unused and not fetched:
+        notes.append(
+            f"Parameters the traced forward pass does not use are left out: {', '.join(unused[:5])}"
+            + (f" and {len(unused) - 5} more" if len(unused) > 5 else "")
+            + "."
+        )
+    shared = sum(1 for count in used.values() if count > 1)
+    if shared:
+        notes.append(
+            f"{shared} parameter tensor(s) belong to a module called more than once; each call is a row, "
+            "so they are counted once per call."
+        )
+    return notes
+
+
+def trace_graph(module: nn.Module, input_shape: Sequence[int] = (3, 224, 224)) -> TracedGraph:
+    """The flat graph of `module` (nodes in the contract of `networks.importers.graph`), traced by
+    torch.fx and sized on the meta device at `input_shape` (channels, height, width)."""
+    if not isinstance(module, nn.Module):
+        raise TraceError(f"from_module takes a torch.nn.Module, not {type(module).__name__}.")
+    shape = tuple(int(v) for v in input_shape)
+    if len(shape) != 3 or min(shape) < 1:
+        raise TraceError(f"input_shape must be (channels, height, width), e.g. (3, 224, 224); got {shape}.")
+    gm = _symbolic_trace(module)
+    values = _meta_values(gm, module, shape)  # type: ignore[arg-type]
+    graph = _Graph(gm, values, module)
+    graph.collapse_preprocessing()
+    graph.opaque_modules()
+    nodes = graph.nodes()
+    outputs = [graph.ops[graph.source(o)].name for o in graph.outputs]
+    notes = graph.notes[:1] + _check_params(graph, module)
+    if graph.mapper.dropped:
+        notes.append(
+            "Element-wise operations with a constant (no parameters, no multiply-adds counted) are left "
+            f"out: {', '.join(graph.mapper.dropped[:6])}"
+            + (f" and {len(graph.mapper.dropped) - 6} more" if len(graph.mapper.dropped) > 6 else "")
+            + "."
+        )
+    total = sum(p.numel() for p in module.parameters())
+    return TracedGraph(nodes, outputs, notes, total)
+
+
+def from_module(
+    module: nn.Module,
+    input_shape: Sequence[int] = (3, 224, 224),
+    name: str | None = None,
+    info: ModelInfo | None = None,
+) -> Network:
+    """The spec of a torch module, traced with torch.fx and sized on the meta device (no real compute,
+    no activation memory; the module's weights are neither read nor changed).
+
+    input_shape: (channels, height, width) the module is traced at; an opaque layer (what does not map
+    to a spec node) is known at that size only. name: the network's name (default: the module's class
+    name). info: its ModelInfo (default: a title naming the class; notes say what was left out or
+    assumed). Outputs after the first (GoogLeNet's auxiliary classifiers in training mode) become
+    `Aux` heads with loss weight 0.3. Raises TraceError (a SpecError) when the module cannot be traced
+    or its graph cannot be held by a spec, with what to do.
+    """
+    traced = trace_graph(module, input_shape)
+    try:
+        layers = nest(traced.nodes, traced.outputs)
+    except IlsvrcError as exc:
+        raise TraceError(f"{type(module).__name__}: {exc}") from None
+    title = f"{_qualified(type(module))}, traced"
+    base = info or ModelInfo(title=title)
+    notes = " ".join(filter(None, [base.notes, *traced.notes]))
+    c, h, w = (int(v) for v in input_shape)
+    return Network(name or type(module).__name__.lower(), (c, h, w), layers,
+                   dataclasses.replace(base, notes=notes))  # fmt: skip
