@@ -162,6 +162,7 @@ class _Op:
     layer: Layer | None = None
     params: int = 0  # parameters it holds (a module's, or tensors fetched from the module)
     what: str = ""
+    note: str = ""  # why a dropped call may be dropped, for the network's notes
 
 
 def _volume(value: Tensor) -> tuple[int, ...] | None:
@@ -171,6 +172,10 @@ def _volume(value: Tensor) -> tuple[int, ...] | None:
     if value.dim() == 2:
         return (int(value.shape[1]),)
     return None
+
+
+def _holds_tensors(value: Any) -> bool:
+    return isinstance(value, (tuple, list)) and any(isinstance(v, Tensor) for v in value)
 
 
 def _qualified(cls: type) -> str:
@@ -212,13 +217,24 @@ _CONSTANT_OPS = {operator.mul, operator.truediv, operator.sub, operator.add, ope
 _CONSTANT_METHODS = {"mul", "mul_", "div", "div_", "add", "add_", "sub", "sub_"}
 
 
+# the functional forms read, with their parameters in order and defaults (some are builtins, whose
+# signatures inspect cannot read)
+_SIGNATURES: dict[Callable, tuple[tuple[str, Any], ...]] = {
+    F.max_pool2d: (("input", None), ("kernel_size", None), ("stride", None), ("padding", 0),
+                   ("dilation", 1), ("ceil_mode", False), ("return_indices", False)),
+    F.avg_pool2d: (("input", None), ("kernel_size", None), ("stride", None), ("padding", 0),
+                   ("ceil_mode", False), ("count_include_pad", True), ("divisor_override", None)),
+    F.dropout: (("input", None), ("p", 0.5), ("training", True), ("inplace", False)),
+}  # fmt: skip
+
+
 def _args(fn: Callable, n: fx.Node) -> dict[str, Any]:
     """A functional call's arguments by name (F.max_pool2d(x, 3, 2) -> kernel_size=3, stride=2)."""
-    import inspect
-
-    bound = inspect.signature(fn).bind(*n.args, **n.kwargs)
-    bound.apply_defaults()
-    return dict(bound.arguments)
+    params = _SIGNATURES[fn]
+    values = dict(params)
+    values.update(zip((name for name, _ in params), n.args))
+    values.update(n.kwargs)
+    return values
 
 
 def _pair_or_int(v: Any) -> int | tuple[int, int]:
@@ -234,19 +250,26 @@ def _pair_or_int(v: Any) -> int | tuple[int, int]:
 class _Mapper:
     """Turns the traced graph into `_Op`s: spec leaves, joins, dropped calls and unknown ones."""
 
-    def __init__(self, gm: fx.GraphModule, values: dict[fx.Node, Any]) -> None:
+    def __init__(self, gm: fx.GraphModule, values: dict[fx.Node, Any], module: nn.Module) -> None:
         self.gm = gm
         self.values = values
-        self.modules = dict(gm.named_modules())
+        self.modules = {**dict(gm.named_modules()), **dict(module.named_modules())}  # the user's classes
         self.used_names: set[str] = set()
-        self.dropped: list[str] = []
 
     def is_tensor(self, n: Any) -> bool:
         return isinstance(n, fx.Node) and isinstance(self.values.get(n), Tensor) and n.op != "get_attr"
 
     def tensor_inputs(self, n: fx.Node) -> list[fx.Node]:
+        """The tensor-giving calls `n` reads, through calls that give tuples of tensors (`chunk`)."""
         found: list[fx.Node] = []
-        fx.node.map_arg((n.args, n.kwargs), lambda a: found.append(a) if self.is_tensor(a) else None)
+
+        def visit(a: fx.Node) -> None:
+            if self.is_tensor(a):
+                found.append(a)
+            elif _holds_tensors(self.values.get(a)) and a.op != "get_attr":
+                fx.node.map_arg((a.args, a.kwargs), visit)
+
+        fx.node.map_arg((n.args, n.kwargs), visit)
         return list(dict.fromkeys(found))
 
     def fetched_params(self, n: fx.Node) -> int:
@@ -286,7 +309,14 @@ class _Mapper:
             name = self.unique(str(n.target))
             op = _Op(n, name, path, inputs)
             self.module_op(op, self.modules[str(n.target)])
-            return op
+        else:
+            op = self.function(n, path, inputs)
+        shapes = [self.values[i] for i in inputs] + [self.values[n]]
+        if op.op != "drop" and any(_volume(v) is None for v in shapes):
+            op.op, op.layer = "unknown", None  # tokens, a sequence...: not a volume the spec follows
+        return op
+
+    def function(self, n: fx.Node, path: tuple[str, ...], inputs: list[fx.Node]) -> _Op:
         local = _function_name(n).rpartition(".")[2].strip("_") or "op"
         owner = path[-1] if path else ""
         name = self.unique(f"{owner}.{local}" if owner else local)
@@ -361,7 +391,7 @@ class _Mapper:
                 op.op = "add"
             elif len(op.inputs) == 1 and value.shape == x.shape:
                 op.op = "drop"
-                self.dropped.append(f"{op.name} ({op.what} of a constant)")
+                op.note = f"{op.name} ({op.what} of a constant)"
             else:
                 op.op = "unknown"
         elif fn in _CAT:
@@ -390,14 +420,13 @@ class _Mapper:
         elif (fn in _CONSTANT_OPS or method in _CONSTANT_METHODS) and len(op.inputs) == 1 \
                 and value.shape == x.shape:  # fmt: skip
             op.op = "drop"
-            self.dropped.append(f"{op.name} ({op.what} with a constant)")
+            op.note = f"{op.name} ({op.what} with a constant)"
         else:
             op.op = "unknown"
 
     def functional_pool(self, op: _Op, fn: Callable) -> Layer | None:
-        try:
-            a = _args(fn, op.node)
-        except TypeError:
+        a = _args(fn, op.node)
+        if a["kernel_size"] is None:
             return None
         leaf = op.name.rpartition(".")[2]
         kernel = _pair_or_int(a["kernel_size"])
@@ -455,7 +484,7 @@ def _output_nodes(value_of: dict[fx.Node, Any], out: fx.Node) -> list[fx.Node]:
 
 class _Graph:
     def __init__(self, gm: fx.GraphModule, values: dict[fx.Node, Any], module: nn.Module) -> None:
-        self.mapper = _Mapper(gm, values)
+        self.mapper = _Mapper(gm, values, module)
         self.values = values
         self.module = module
         self.ops: dict[fx.Node, _Op] = {}
@@ -494,6 +523,8 @@ class _Graph:
             if consumers and self.values[n].shape == shape:
                 op = self.ops[n]
                 op.op, op.inputs, op.layer = "drop", [placeholder], None
+                for m in pre:
+                    self.ops[m].note = ""  # the note below says it
                 self.notes.append(
                     f"The input's preprocessing inside the module ({op.name} and the calls before it, "
                     "no parameters, same volume) is left out: the network is analysed from the volume "
@@ -504,31 +535,43 @@ class _Graph:
         """Unknown calls with several inputs (or none the trace follows) make the smallest module
         around them that has one input and one output one opaque layer; single-input unknown calls
         become opaque layers of their own."""
-        for n, op in list(self.ops.items()):
-            if n not in self.ops or op.op != "unknown":
+        for n, op in list(self.ops.items()):  # first the modules, which may hold single-input ones
+            if n not in self.ops or op.op != "unknown" or self.alone(op):
                 continue
-            if len(op.inputs) == 1:
+            if not any(self.collapse(path) for path in reversed(op.path)):
+                shapes = ", ".join(str(tuple(self.values[i].shape)) for i in op.inputs)
+                raise TraceError(
+                    f"{op.name} ({op.what}) takes {len(op.inputs)} tensor(s) ({shapes}) and gives "
+                    f"{tuple(self.values[n].shape)}; it is not a concatenation or a sum of volumes, and no "
+                    "module around it has one input and one output, so no spec can hold it. Wrap the "
+                    "part of the network that holds it in a module of its own (it then becomes one "
+                    "opaque layer)."
+                )
+        for n, op in self.ops.items():
+            if op.op == "unknown":
                 op.op = "layer"
                 op.layer = self.opaque(op.name, op.inputs[0], n, op.params, op.what)
-                continue
-            for path in reversed(op.path):
-                if self.collapse(path):
-                    break
-            else:
-                raise TraceError(
-                    f"{op.name} ({op.what}) takes {len(op.inputs)} tensors and is not a concatenation "
-                    "or a sum, outside any module with one input and one output, so no spec can hold it. "
-                    "Wrap the part of the network that holds it in a module of its own (it then becomes "
-                    "one opaque layer)."
-                )
+
+    def alone(self, op: _Op) -> bool:
+        """Whether an unknown call can be an opaque layer of its own: one input, volumes in and out."""
+        if len(op.inputs) != 1:
+            return False
+        return _volume(self.values[op.inputs[0]]) is not None and _volume(self.values[op.node]) is not None
 
     def collapse(self, path: str) -> bool:
         """Make every call inside module `path` one opaque layer, if it has one input and one output."""
         inside = [n for n, op in self.ops.items() if path in op.path]
         members = set(inside)
         external_in = {self.source(i) for n in inside for i in self.ops[n].inputs} - members
-        used_outside = [n for n in inside if any(u not in members for u in n.users) or n in self.outputs]
+        used_outside = [
+            n for n in inside if any(u not in members for u in self.readers(n)) or n in self.outputs
+        ]
         if len(external_in) != 1 or len(used_outside) != 1:
+            return False
+        if (
+            _volume(self.values[next(iter(external_in))]) is None
+            or _volume(self.values[used_outside[0]]) is None
+        ):
             return False
         last = used_outside[0]
         m = self.mapper.modules.get(path)
@@ -536,6 +579,11 @@ class _Graph:
         what = _qualified(type(m)) if m is not None else path
         (source,) = external_in
         name = self.mapper.unique(path)
+        unknown = dict.fromkeys(self.ops[n].what for n in inside if self.ops[n].op == "unknown")
+        self.notes.append(
+            f"{name} ({what}) holds operations no spec node holds ({', '.join(list(unknown)[:4])}"
+            f"{', ...' if len(unknown) > 4 else ''}): the module is one opaque layer."
+        )
         for n in inside:
             del self.ops[n]
         op = _Op(last, name, (), [source], layer=self.opaque(name, source, last, params, what))
@@ -543,6 +591,16 @@ class _Graph:
         self.ops[last] = op
         self.ops = dict(sorted(self.ops.items(), key=lambda kv: self.index[kv[0]]))
         return True
+
+    def readers(self, n: fx.Node) -> list[fx.Node]:
+        """The calls that read `n`'s tensor, through tuples of tensors (a `chunk`, a `split`)."""
+        out: list[fx.Node] = []
+        for u in n.users:
+            if u in self.ops:
+                out.append(u)
+            elif _holds_tensors(self.values.get(u)):
+                out.extend(self.readers(u))
+        return out
 
     def opaque(self, name: str, source: fx.Node, out: fx.Node, params: int, what: str) -> Layer:
         vin, vout = _volume(self.values[source]), _volume(self.values[out])
@@ -569,6 +627,13 @@ class _Graph:
             else:
                 out.append(Node(op.name, "layer", inputs, op.layer))
         return out
+
+    def prune(self) -> None:
+        """Leave out the calls no output depends on (a size computed and not used, a value never
+        returned, the steps of a preprocessing read as the input)."""
+        live = self.live()
+        placeholder = next(n for n, op in self.ops.items() if op.op == "input")
+        self.ops = {n: op for n, op in self.ops.items() if n in live or op.op == "drop" or n is placeholder}
 
     def live(self) -> set[fx.Node]:
         """The calls the outputs depend on (a size computed and not used, a value never returned: not)."""
@@ -620,15 +685,17 @@ def trace_graph(module: nn.Module, input_shape: Sequence[int] = (3, 224, 224)) -
     values = _meta_values(gm, module, shape)  # type: ignore[arg-type]
     graph = _Graph(gm, values, module)
     graph.collapse_preprocessing()
+    graph.prune()
     graph.opaque_modules()
     nodes = graph.nodes()
     outputs = [graph.ops[graph.source(o)].name for o in graph.outputs]
-    notes = graph.notes[:1] + _check_params(graph, module)
-    if graph.mapper.dropped:
+    notes = list(dict.fromkeys(graph.notes)) + _check_params(graph, module)
+    dropped = [op.note for op in graph.ops.values() if op.op == "drop" and op.note]
+    if dropped:
         notes.append(
             "Element-wise operations with a constant (no parameters, no multiply-adds counted) are left "
-            f"out: {', '.join(graph.mapper.dropped[:6])}"
-            + (f" and {len(graph.mapper.dropped) - 6} more" if len(graph.mapper.dropped) > 6 else "")
+            f"out: {', '.join(dropped[:6])}"
+            + (f" and {len(dropped) - 6} more" if len(dropped) > 6 else "")
             + "."
         )
     total = sum(p.numel() for p in module.parameters())
