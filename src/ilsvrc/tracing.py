@@ -149,6 +149,11 @@ def _meta_values(gm: fx.GraphModule, module: nn.Module, shape: tuple[int, int, i
 # 2. One traced operation
 
 
+def _count(tensors: Sequence[nn.Parameter]) -> int:
+    """Values in `tensors`, each tensor counted once."""
+    return sum(p.numel() for p in {id(p): p for p in tensors}.values())
+
+
 @dataclass
 class _Op:
     """A traced call that gives a tensor: its dotted name, its module path (outer to inner), the
@@ -160,9 +165,14 @@ class _Op:
     inputs: list[fx.Node]
     op: str = "layer"  # "input", "layer", "concat", "add", "drop" (passes its input on), "unknown"
     layer: Layer | None = None
-    params: int = 0  # parameters it holds (a module's, or tensors fetched from the module)
+    tensors: list[nn.Parameter] = field(default_factory=list)  # the parameters it holds
     what: str = ""
     note: str = ""  # why a dropped call may be dropped, for the network's notes
+    first: str = ""  # of an opaque layer made of many calls: the name of the first
+
+    @property
+    def params(self) -> int:
+        return _count(self.tensors)
 
 
 def _volume(value: Tensor) -> tuple[int, ...] | None:
@@ -225,6 +235,8 @@ _SIGNATURES: dict[Callable, tuple[tuple[str, Any], ...]] = {
     F.avg_pool2d: (("input", None), ("kernel_size", None), ("stride", None), ("padding", 0),
                    ("ceil_mode", False), ("count_include_pad", True), ("divisor_override", None)),
     F.dropout: (("input", None), ("p", 0.5), ("training", True), ("inplace", False)),
+    F.batch_norm: (("input", None), ("running_mean", None), ("running_var", None), ("weight", None),
+                   ("bias", None), ("training", False), ("momentum", 0.1), ("eps", 1e-5)),
 }  # fmt: skip
 
 
@@ -272,16 +284,18 @@ class _Mapper:
         fx.node.map_arg((n.args, n.kwargs), visit)
         return list(dict.fromkeys(found))
 
-    def fetched_params(self, n: fx.Node) -> int:
-        """Parameters a call reads from the module directly (`get_attr`: a class token, a scale)."""
+    def fetched(self, n: fx.Node) -> list[nn.Parameter]:
+        """Parameters a call reads from the module directly (`get_attr`: a class token, a scale, the
+        weight of a batch norm written as F.batch_norm)."""
         found: list[fx.Node] = []
         fx.node.map_arg((n.args, n.kwargs), lambda a: found.append(a) if a.op == "get_attr" else None)
-        total = 0
+        out = []
         for a in dict.fromkeys(found):
-            value = self.values.get(a)
-            if isinstance(value, nn.Parameter):
-                total += value.numel()
-        return total
+            try:
+                out.append(self.gm.get_parameter(str(a.target)))
+            except AttributeError:  # a buffer (running statistics), not a parameter
+                pass
+        return out
 
     def path(self, n: fx.Node) -> tuple[str, ...]:
         stack = n.meta.get("nn_module_stack") or {}
@@ -320,14 +334,14 @@ class _Mapper:
         local = _function_name(n).rpartition(".")[2].strip("_") or "op"
         owner = path[-1] if path else ""
         name = self.unique(f"{owner}.{local}" if owner else local)
-        op = _Op(n, name, path, inputs, params=self.fetched_params(n), what=_function_name(n))
+        op = _Op(n, name, path, inputs, tensors=self.fetched(n), what=_function_name(n))
         self.function_op(op)
         return op
 
     # -- modules
 
     def module_op(self, op: _Op, m: nn.Module) -> None:
-        op.params = sum(p.numel() for p in m.parameters())
+        op.tensors = list(m.parameters())
         op.what = _qualified(type(m))
         value = self.values[op.node]
         x = self.values[op.inputs[0]] if len(op.inputs) == 1 else None
@@ -380,7 +394,10 @@ class _Mapper:
         leaf = op.name.rpartition(".")[2]
         fn, method = (n.target, None) if n.op == "call_function" else (None, n.target)
         x = self.values[op.inputs[0]] if op.inputs else None
-        if op.params:
+        if fn is F.batch_norm:
+            op.layer = self.functional_batch_norm(op, x)
+            op.op = "layer" if op.layer is not None else "unknown"
+        elif op.params:
             op.op = "unknown"
         elif not op.inputs:
             op.op = "unknown"
@@ -423,6 +440,18 @@ class _Mapper:
             op.note = f"{op.name} ({op.what} with a constant)"
         else:
             op.op = "unknown"
+
+    def functional_batch_norm(self, op: _Op, x: Tensor | None) -> Layer | None:
+        """F.batch_norm with a scale and a shift per channel (timm's BatchNormAct2d calls it)."""
+        a = _args(F.batch_norm, op.node)
+        weight, bias = a["weight"], a["bias"]
+        if x is None or x.dim() != 4 or not all(isinstance(t, fx.Node) for t in (weight, bias)):
+            return None
+        if op.params != 2 * x.shape[1]:
+            return None
+        momentum = a["momentum"]
+        return BatchNorm(op.name.rpartition(".")[2], float(a["eps"]),
+                         None if momentum is None else float(momentum))  # fmt: skip
 
     def functional_pool(self, op: _Op, fn: Callable) -> Layer | None:
         a = _args(fn, op.node)
@@ -535,10 +564,11 @@ class _Graph:
         """Unknown calls with several inputs (or none the trace follows) make the smallest module
         around them that has one input and one output one opaque layer; single-input unknown calls
         become opaque layers of their own."""
-        for n, op in list(self.ops.items()):  # first the modules, which may hold single-input ones
-            if n not in self.ops or op.op != "unknown" or self.alone(op):
+        for n in list(self.ops):  # first the modules, which may hold single-input ones
+            op = self.ops.get(n)  # None once inside an opaque layer; that layer once made
+            if op is None or op.op != "unknown" or self.alone(op):
                 continue
-            if not any(self.collapse(path) for path in reversed(op.path)):
+            if not any(self.collapse(path) for path in reversed(op.path)) and not self.collapse_span(n):
                 shapes = ", ".join(str(tuple(self.values[i].shape)) for i in op.inputs)
                 raise TraceError(
                     f"{op.name} ({op.what}) takes {len(op.inputs)} tensor(s) ({shapes}) and gives "
@@ -561,6 +591,43 @@ class _Graph:
     def collapse(self, path: str) -> bool:
         """Make every call inside module `path` one opaque layer, if it has one input and one output."""
         inside = [n for n, op in self.ops.items() if path in op.path]
+        m = self.mapper.modules.get(path)
+        what = _qualified(type(m)) if m is not None else path
+        return self.replace(inside, path, what, "the module is one opaque layer")
+
+    def collapse_span(self, n: fx.Node) -> bool:
+        """Make the calls between the nearest points before and after `n` that every path passes
+        through (giving volumes or flat vectors) one opaque layer: a ViT's tokens, from the patches
+        to the head, when no module around them has one input and one output."""
+        order = [m for m, op in self.ops.items() if op.op != "drop"]
+        pos = {m: i for i, m in enumerate(order)}
+        jumped = [0] * (len(order) + 1)  # edges u -> w jump over the calls between u and w
+        for m in order:
+            for i in self.ops[m].inputs:
+                src = self.source(i)
+                if src in pos and pos[src] + 1 < pos[m]:
+                    jumped[pos[src] + 1] += 1
+                    jumped[pos[m]] -= 1
+        cuts, depth = [], 0
+        for i, m in enumerate(order):
+            depth += jumped[i]
+            if depth == 0 and _volume(self.values[m]) is not None:
+                cuts.append(i)
+        before = [i for i in cuts if i < pos[n]]
+        after = [i for i in cuts if i >= pos[n]]
+        if not before or not after:
+            return False
+        first, last = order[before[-1]], order[after[0]]
+        inside = [m for m in self.ops if self.index[first] < self.index[m] <= self.index[last]]
+        start = self.ops[inside[0]].first or self.ops[inside[0]].name
+        tops = list(dict.fromkeys(x.split(".")[0] for x in (start, self.ops[last].name)))
+        name = tops[0] if len(tops) == 1 else f"{tops[0]}_to_{tops[-1]}"
+        what = f"{type(self.module).__name__} from {start} to {self.ops[last].name}"
+        return self.replace(inside, name, what, "they are one opaque layer")
+
+    def replace(self, inside: list[fx.Node], path: str, what: str, how: str) -> bool:
+        """Put one opaque layer in place of the calls `inside`, if they read one volume (or flat
+        vector) from outside and give one; False (nothing changed) if not."""
         members = set(inside)
         external_in = {self.source(i) for n in inside for i in self.ops[n].inputs} - members
         used_outside = [
@@ -568,26 +635,21 @@ class _Graph:
         ]
         if len(external_in) != 1 or len(used_outside) != 1:
             return False
-        if (
-            _volume(self.values[next(iter(external_in))]) is None
-            or _volume(self.values[used_outside[0]]) is None
-        ):
+        (source,), last = external_in, used_outside[0]
+        if _volume(self.values[source]) is None or _volume(self.values[last]) is None:
             return False
-        last = used_outside[0]
-        m = self.mapper.modules.get(path)
-        params = sum(p.numel() for p in m.parameters()) if m is not None else 0
-        what = _qualified(type(m)) if m is not None else path
-        (source,) = external_in
         name = self.mapper.unique(path)
+        first = self.ops[inside[0]].first or self.ops[inside[0]].name
         unknown = dict.fromkeys(self.ops[n].what for n in inside if self.ops[n].op == "unknown")
         self.notes.append(
             f"{name} ({what}) holds operations no spec node holds ({', '.join(list(unknown)[:4])}"
-            f"{', ...' if len(unknown) > 4 else ''}): the module is one opaque layer."
+            f"{', ...' if len(unknown) > 4 else ''}): {how}."
         )
+        tensors = [p for n in inside for p in self.ops[n].tensors]
         for n in inside:
             del self.ops[n]
-        op = _Op(last, name, (), [source], layer=self.opaque(name, source, last, params, what))
-        op.params = params
+        op = _Op(last, name, (), [source], tensors=tensors, what=what, first=first)
+        op.layer = self.opaque(name, source, last, op.params, what)
         self.ops[last] = op
         self.ops = dict(sorted(self.ops.items(), key=lambda kv: self.index[kv[0]]))
         return True
@@ -651,14 +713,14 @@ class _Graph:
 def _check_params(graph: _Graph, module: nn.Module) -> list[str]:
     """Notes on parameters the layers do not account for exactly: one never used, one used twice."""
     used: dict[int, int] = {}
-    for op in graph.ops.values():
-        if op.node.op == "call_module" and op.op != "drop":
-            for p in graph.mapper.modules[str(op.node.target)].parameters():
+    live = graph.live()
+    for n, op in graph.ops.items():
+        if op.op != "drop" and n in live:
+            for p in {id(p): p for p in op.tensors}.values():
                 used[id(p)] = used.get(id(p), 0) + 1
     notes = []
     unused = [name for name, p in module.named_parameters() if id(p) not in used]
-    fetched = sum(op.params for op in graph.ops.values() if op.node.op != "call_module")
-    if unused and not fetched:
+    if unused:
         notes.append(
             f"Parameters the traced forward pass does not use are left out: {', '.join(unused[:5])}"
             + (f" and {len(unused) - 5} more" if len(unused) > 5 else "")
@@ -667,8 +729,8 @@ def _check_params(graph: _Graph, module: nn.Module) -> list[str]:
     shared = sum(1 for count in used.values() if count > 1)
     if shared:
         notes.append(
-            f"{shared} parameter tensor(s) belong to a module called more than once; each call is a row, "
-            "so they are counted once per call."
+            f"{shared} parameter tensor(s) are used by more than one call (a module called twice, "
+            "shared weights); each call is a row, so they are counted once per call."
         )
     return notes
 
@@ -729,3 +791,112 @@ def from_module(
     c, h, w = (int(v) for v in input_shape)
     return Network(name or type(module).__name__.lower(), (c, h, w), layers,
                    dataclasses.replace(base, notes=notes))  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------------
+# Model arguments: torchvision:NAME, timm:NAME, path/to/file.py:FUNCTION
+
+
+def network_from_source(source: str, input_shape: Sequence[int] | None = None) -> Network:
+    """The network of a command line's torch model argument, traced at `input_shape` (default: the
+    model's own input size, e.g. 224, 299 for Inception v3, the timm model's `input_size`).
+
+    `torchvision:NAME`: `torchvision.models.get_model(NAME, weights=None)`; `timm:NAME`:
+    `timm.create_model(NAME, pretrained=False)` (the optional extra `ilsvrc[timm]`); both are built
+    on the meta device (no weights are made or read). `path/to/file.py:FUNCTION`: the file is imported
+    by its path and FUNCTION() must return a torch module.
+    """
+    kind, _, rest = source.partition(":")
+    if kind == "torchvision":
+        module, shape, title = _torchvision(rest)
+    elif kind == "timm":
+        module, shape, title = _timm(rest)
+    else:
+        path, _, function = source.rpartition(":")
+        module, shape, title = _from_file(path, function), (3, 224, 224), f"{function}() of {path}"
+    if input_shape is not None:
+        shape = tuple(int(v) for v in input_shape)
+    return from_module(module, shape, name=source, info=ModelInfo(title=f"{title}, traced"))
+
+
+def _torchvision(name: str) -> tuple[nn.Module, tuple[int, int, int], str]:
+    import warnings
+
+    import torchvision
+
+    known = torchvision.models.list_models(torchvision.models)
+    if name not in known:
+        import difflib
+
+        close = difflib.get_close_matches(name, known, n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise TraceError(
+            f"torchvision has no classification model {name!r}.{hint} Its models: "
+            "`python -c 'import torchvision; print(torchvision.models.list_models(torchvision.models))'`."
+        )
+    with warnings.catch_warnings(), torch.device("meta"):
+        warnings.simplefilter("ignore")  # GoogLeNet's note on its initialisation, not the user's business
+        module = torchvision.models.get_model(name, weights=None)
+    try:  # the crop its published weights were evaluated at: 224, Inception v3 299 (metadata only)
+        size = int(torchvision.models.get_model_weights(name).DEFAULT.transforms().crop_size[0])
+    except Exception:
+        size = 224
+    return module, (3, size, size), f"torchvision's {name} (random weights)"
+
+
+def _timm(name: str) -> tuple[nn.Module, tuple[int, int, int], str]:
+    try:
+        import timm
+    except ImportError:
+        raise TraceError(
+            f"timm:{name} needs the timm package, which is not installed: pip install 'ilsvrc[timm]' "
+            "(or pip install timm)."
+        ) from None
+    if not timm.is_model(name):
+        close = timm.list_models(f"*{name}*")[:3]
+        hint = f" Models with {name!r} in their name: {', '.join(close)}." if close else ""
+        raise TraceError(f"timm has no model {name!r}.{hint} `timm.list_models('*pattern*')` lists them.")
+    with torch.device("meta"):
+        module = timm.create_model(name, pretrained=False)
+    c, h, w = (int(v) for v in module.pretrained_cfg.get("input_size", (3, 224, 224)))
+    return module, (c, h, w), f"timm's {name} (random weights)"
+
+
+def _from_file(path: str, function: str) -> nn.Module:
+    import importlib.util
+    from pathlib import Path
+
+    file = Path(path)
+    if not file.is_file():
+        raise TraceError(
+            f"{file} {'is a folder' if file.is_dir() else 'does not exist'}; give a Python file and the "
+            "function in it that returns a torch module, e.g. models/mine.py:build."
+        )
+    import sys
+
+    name = file.stem if file.stem.isidentifier() and file.stem not in sys.modules else f"_ilsvrc_{id(file)}"
+    spec = importlib.util.spec_from_file_location(name, file)
+    if spec is None or spec.loader is None:
+        raise TraceError(f"{file} cannot be imported as Python; give a .py file.")
+    code = importlib.util.module_from_spec(spec)
+    sys.modules[name] = code  # as `import` would: dataclasses and pickling look their module up there
+    try:
+        spec.loader.exec_module(code)
+    except Exception as exc:
+        raise TraceError(f"Importing {file} failed: {type(exc).__name__}: {exc}.") from None
+    build = getattr(code, function, None)
+    if not callable(build):
+        found = [n for n, v in vars(code).items() if callable(v) and not n.startswith("_")]
+        raise TraceError(
+            f"{file} has no function {function!r}; it defines {', '.join(found[:8]) or 'no functions'}. "
+            f"Give {file}:NAME with NAME a function that returns a torch module."
+        )
+    try:
+        module = build()
+    except Exception as exc:
+        raise TraceError(f"{file}:{function}() failed: {type(exc).__name__}: {exc}.") from None
+    if not isinstance(module, nn.Module):
+        raise TraceError(
+            f"{file}:{function}() returned {type(module).__name__}, not a torch module (nn.Module)."
+        )
+    return module

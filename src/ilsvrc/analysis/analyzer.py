@@ -1420,7 +1420,13 @@ def _note_first_linear(report: Report) -> None:
     adaptive = next((r for r in before if isinstance(r.layer, AdaptiveAvgPool)), None)
     spatial = [r for r in before if not r.output.flat]
     source = spatial[-1].output if spatial else report.input
-    if adaptive is not None:
+    # what gives the values the fully connected layer reads (past dropout and ReLU)
+    last = next((r for r in reversed(before) if not isinstance(r.layer, (Dropout, ReLU))), None)
+    if last is not None and isinstance(last.layer, Opaque):
+        text = (
+            f"{fc.name} takes the {fc.input.channels:,} values the opaque layer {last.name} gives, as traced."
+        )
+    elif adaptive is not None:
         text = (
             f"{fc.name} takes {fc.input.channels:,} values ({source}), fixed by the adaptive "
             f"pooling {adaptive.name} whatever the input size."

@@ -185,7 +185,7 @@ def summary_json(report: Report) -> dict:
             "config": row.hyper, "input": row.input.to_dict(), "output": row.output.to_dict(),
             "weights": row.weights, "biases": row.biases, "params": row.params,
             "macs": row.macs if row.macs_known else None, "macs_known": row.macs_known,
-            "macs_known_part": row.macs, "bias_adds": row.bias_adds,
+            "bias_adds": row.bias_adds,
             "output_bytes": report.output_bytes(row),
             "receptive_field": None if rf is None else
             {"size": list(rf.size), "jump": list(rf.jump), "start": list(rf.start)},
@@ -215,8 +215,8 @@ def summary_json(report: Report) -> dict:
             "weight_layers": "convolutions and fully connected layers",
             "depth_lecture": "layers with weights along the longest path (the lecture's count)",
             "aux": "auxiliary classifiers (training only) are left out of the totals; *_with_aux has them",
-            "macs_known": "false for a layer ilsvrc does not know (opaque): its macs are null, "
-            "macs_known_part counts what is known inside it, and every MAC total is a lower bound "
+            "macs_known": "false for a layer ilsvrc does not know (opaque) and a module holding one: "
+            "their macs are null, and every MAC total counts the known ones only, a lower bound "
             "(totals.macs_lower_bound)",
             "volume_order": "W x H x D in text; named axes here",
         },
