@@ -175,13 +175,21 @@ class _Op:
         return _count(self.tensors)
 
 
-def _volume(value: Tensor) -> tuple[int, ...] | None:
-    """(C, H, W) of an N x C x H x W tensor, (F,) of N x F; None for other ranks."""
+def _volume(value: Any) -> tuple[int, ...] | None:
+    """(C, H, W) of an N x C x H x W tensor, (F,) of N x F; None for other ranks and non-tensors."""
+    if not isinstance(value, Tensor):
+        return None
     if value.dim() == 4:
         return tuple(int(v) for v in value.shape[1:])
     if value.dim() == 2:
         return (int(value.shape[1]),)
     return None
+
+
+def _shape_text(value: Any) -> str:
+    if isinstance(value, Tensor):
+        return str(tuple(value.shape))
+    return f"a {type(value).__name__} of tensors"
 
 
 def _holds_tensors(value: Any) -> bool:
@@ -269,7 +277,12 @@ class _Mapper:
         self.used_names: set[str] = set()
 
     def is_tensor(self, n: Any) -> bool:
-        return isinstance(n, fx.Node) and isinstance(self.values.get(n), Tensor) and n.op != "get_attr"
+        """Whether `n` is a call whose result the graph follows: a tensor, or the tuple of tensors a
+        torch.nn module returns (MultiheadAttention's output and weights: its parameters count)."""
+        if not isinstance(n, fx.Node) or n.op == "get_attr":
+            return False
+        value = self.values.get(n)
+        return isinstance(value, Tensor) or (n.op == "call_module" and _holds_tensors(value))
 
     def tensor_inputs(self, n: fx.Node) -> list[fx.Node]:
         """The tensor-giving calls `n` reads, through calls that give tuples of tensors (`chunk`)."""
@@ -344,7 +357,11 @@ class _Mapper:
         op.tensors = list(m.parameters())
         op.what = _qualified(type(m))
         value = self.values[op.node]
+        if not isinstance(value, Tensor):  # a tuple: MultiheadAttention's output and weights
+            op.op = "unknown"
+            return
         x = self.values[op.inputs[0]] if len(op.inputs) == 1 else None
+        x = x if isinstance(x, Tensor) else None
         leaf = op.name.rpartition(".")[2]
         layer: Layer | None = None
         if x is None:
@@ -394,7 +411,9 @@ class _Mapper:
         leaf = op.name.rpartition(".")[2]
         fn, method = (n.target, None) if n.op == "call_function" else (None, n.target)
         x = self.values[op.inputs[0]] if op.inputs else None
-        if fn is F.batch_norm:
+        if not all(isinstance(self.values[i], Tensor) for i in op.inputs):
+            op.op = "unknown"  # it reads a tuple (MultiheadAttention's output): part of an opaque layer
+        elif fn is F.batch_norm:
             op.layer = self.functional_batch_norm(op, x)
             op.op = "layer" if op.layer is not None else "unknown"
         elif op.params:
@@ -519,8 +538,8 @@ class _Graph:
         self.ops: dict[fx.Node, _Op] = {}
         self.index = {n: i for i, n in enumerate(gm.graph.nodes)}
         for n in gm.graph.nodes:
-            if n.op in ("placeholder", "call_module", "call_function", "call_method") and isinstance(
-                values.get(n), Tensor
+            if n.op == "placeholder" or (
+                n.op in ("call_module", "call_function", "call_method") and self.mapper.is_tensor(n)
             ):
                 self.ops[n] = self.mapper.op(n)
         out = next(n for n in gm.graph.nodes if n.op == "output")
@@ -569,10 +588,10 @@ class _Graph:
             if op is None or op.op != "unknown" or self.alone(op):
                 continue
             if not any(self.collapse(path) for path in reversed(op.path)) and not self.collapse_span(n):
-                shapes = ", ".join(str(tuple(self.values[i].shape)) for i in op.inputs)
+                shapes = ", ".join(_shape_text(self.values[i]) for i in op.inputs)
                 raise TraceError(
                     f"{op.name} ({op.what}) takes {len(op.inputs)} tensor(s) ({shapes}) and gives "
-                    f"{tuple(self.values[n].shape)}; it is not a concatenation or a sum of volumes, and no "
+                    f"{_shape_text(self.values[n])}; it is not a concatenation or a sum of volumes, and no "
                     "module around it has one input and one output, so no spec can hold it. Wrap the "
                     "part of the network that holds it in a module of its own (it then becomes one "
                     "opaque layer)."
@@ -668,8 +687,8 @@ class _Graph:
         vin, vout = _volume(self.values[source]), _volume(self.values[out])
         if vin is None or vout is None:
             raise TraceError(
-                f"{name} ({what}) works on a tensor of shape {tuple(self.values[source].shape)} -> "
-                f"{tuple(self.values[out].shape)}; ilsvrc follows volumes (N x C x H x W) and flat "
+                f"{name} ({what}) works on {_shape_text(self.values[source])} -> "
+                f"{_shape_text(self.values[out])}; ilsvrc follows volumes (N x C x H x W) and flat "
                 "vectors (N x F) only. Wrap the part that works on other shapes (e.g. tokens) in one "
                 "module, which then becomes one opaque layer."
             )
@@ -834,14 +853,24 @@ def _torchvision(name: str) -> tuple[nn.Module, tuple[int, int, int], str]:
             f"torchvision has no classification model {name!r}.{hint} Its models: "
             "`python -c 'import torchvision; print(torchvision.models.list_models(torchvision.models))'`."
         )
-    with warnings.catch_warnings(), torch.device("meta"):
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # GoogLeNet's note on its initialisation, not the user's business
-        module = torchvision.models.get_model(name, weights=None)
+        module = _construct(lambda: torchvision.models.get_model(name, weights=None))
     try:  # the crop its published weights were evaluated at: 224, Inception v3 299 (metadata only)
         size = int(torchvision.models.get_model_weights(name).DEFAULT.transforms().crop_size[0])
     except Exception:
         size = 224
     return module, (3, size, size), f"torchvision's {name} (random weights)"
+
+
+def _construct(make: Callable[[], nn.Module]) -> nn.Module:
+    """A model built on the meta device (no weights made: VGG16's 138M parameters cost nothing), or
+    on the CPU when its constructor reads a tensor's value (RegNet's widths), which meta cannot give."""
+    try:
+        with torch.device("meta"):
+            return make()
+    except NotImplementedError:
+        return make()
 
 
 def _timm(name: str) -> tuple[nn.Module, tuple[int, int, int], str]:
@@ -856,8 +885,7 @@ def _timm(name: str) -> tuple[nn.Module, tuple[int, int, int], str]:
         close = timm.list_models(f"*{name}*")[:3]
         hint = f" Models with {name!r} in their name: {', '.join(close)}." if close else ""
         raise TraceError(f"timm has no model {name!r}.{hint} `timm.list_models('*pattern*')` lists them.")
-    with torch.device("meta"):
-        module = timm.create_model(name, pretrained=False)
+    module = _construct(lambda: timm.create_model(name, pretrained=False))
     c, h, w = (int(v) for v in module.pretrained_cfg.get("input_size", (3, 224, 224)))
     return module, (c, h, w), f"timm's {name} (random weights)"
 
