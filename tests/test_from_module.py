@@ -226,6 +226,18 @@ def test_tokens_with_no_module_around_them_become_one_opaque_span() -> None:
     assert any(f.layer == report.leaves[1].name for f in report.findings if f.severity == "warning")
 
 
+def test_densenets_blocks_are_opaque_where_the_spec_cannot_hold_their_joins() -> None:
+    module = torchvision_model("densenet121")
+    net = from_module(module)
+    report = analyze(net)
+    blocks = [r for r in report.leaves if isinstance(r.layer, Opaque)]
+    assert [r.name for r in blocks] == [f"features.denseblock{i}" for i in range(1, 5)]
+    assert all(r.layer.what == "torchvision.models.densenet._DenseBlock" for r in blocks)
+    assert {f.layer for f in report.findings if f.severity == "warning"} >= {r.name for r in blocks}
+    assert report.params == sum(p.numel() for p in module.parameters())
+    assert "DenseNet" in net.info.notes
+
+
 def test_untraceable_modules_give_a_one_paragraph_error() -> None:
     class ValueDependent(nn.Module):
         def forward(self, x):

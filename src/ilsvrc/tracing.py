@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import operator
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -505,13 +506,13 @@ class _Mapper:
 
 @dataclass
 class TracedGraph:
-    """What `trace_graph` gives: the flat graph for `nest`, its outputs (the main one first), and
-    notes on what was dropped or assumed (they go into the network's `info.notes`)."""
+    """What `trace_graph` gives: the flat graph for `nest`, its outputs (the main one first), the
+    tree `nest` made of it, and notes on what was dropped or assumed (the network's `info.notes`)."""
 
     nodes: list[Node]
     outputs: list[str]
+    layers: tuple[Layer, ...]  # the nested tree, as `nest` makes it of `nodes`
     notes: list[str] = field(default_factory=list)
-    module_params: int = 0
 
 
 def _output_nodes(value_of: dict[fx.Node, Any], out: fx.Node) -> list[fx.Node]:
@@ -660,10 +661,16 @@ class _Graph:
         name = self.mapper.unique(path)
         first = self.ops[inside[0]].first or self.ops[inside[0]].name
         unknown = dict.fromkeys(self.ops[n].what for n in inside if self.ops[n].op == "unknown")
-        self.notes.append(
-            f"{name} ({what}) holds operations no spec node holds ({', '.join(list(unknown)[:4])}"
-            f"{', ...' if len(unknown) > 4 else ''}): {how}."
-        )
+        if unknown:
+            self.notes.append(
+                f"{name} ({what}) holds operations no spec node holds ({', '.join(list(unknown)[:4])}"
+                f"{', ...' if len(unknown) > 4 else ''}): {how}."
+            )
+        else:
+            self.notes.append(
+                f"{name} ({what}) joins its layers in a way the spec's tree cannot hold (a branch that "
+                f"crosses or leaves and never rejoins, as DenseNet's concatenations): {how}."
+            )
         tensors = [p for n in inside for p in self.ops[n].tensors]
         for n in inside:
             del self.ops[n]
@@ -672,6 +679,24 @@ class _Graph:
         self.ops[last] = op
         self.ops = dict(sorted(self.ops.items(), key=lambda kv: self.index[kv[0]]))
         return True
+
+    def nest(self) -> tuple[Layer, ...]:
+        """The spec's tree of the graph (`networks.importers.graph.nest`). Where the graph is not one
+        the spec can hold (DenseNet's every-layer-to-every-layer concatenations), the smallest module
+        around the node `nest` names, with one input and one output, becomes one opaque layer, and so
+        on until it is."""
+        while True:
+            outputs = [self.ops[self.source(o)].name for o in self.outputs]
+            try:
+                return nest(self.nodes(), outputs)
+            except SpecError as exc:
+                names = {op.name: n for n, op in self.ops.items()}
+                named = [names[q] for q in re.findall(r"'([^']+)'", str(exc)) if q in names]
+                if not any(self.collapse(p) for n in named for p in reversed(self.ops[n].path)):
+                    raise TraceError(
+                        f"{type(self.module).__name__} does not fit the spec's tree, and no module around "
+                        f"the place has one input and one output to stand for it: {exc}"
+                    ) from None
 
     def readers(self, n: fx.Node) -> list[fx.Node]:
         """The calls that read `n`'s tensor, through tuples of tensors (a `chunk`, a `split`)."""
@@ -768,6 +793,7 @@ def trace_graph(module: nn.Module, input_shape: Sequence[int] = (3, 224, 224)) -
     graph.collapse_preprocessing()
     graph.prune()
     graph.opaque_modules()
+    layers = graph.nest()
     nodes = graph.nodes()
     outputs = [graph.ops[graph.source(o)].name for o in graph.outputs]
     notes = list(dict.fromkeys(graph.notes)) + _check_params(graph, module)
@@ -779,8 +805,7 @@ def trace_graph(module: nn.Module, input_shape: Sequence[int] = (3, 224, 224)) -
             + (f" and {len(dropped) - 6} more" if len(dropped) > 6 else "")
             + "."
         )
-    total = sum(p.numel() for p in module.parameters())
-    return TracedGraph(nodes, outputs, notes, total)
+    return TracedGraph(nodes, outputs, layers, notes)
 
 
 def from_module(
@@ -800,10 +825,7 @@ def from_module(
     or its graph cannot be held by a spec, with what to do.
     """
     traced = trace_graph(module, input_shape)
-    try:
-        layers = nest(traced.nodes, traced.outputs)
-    except IlsvrcError as exc:
-        raise TraceError(f"{type(module).__name__}: {exc}") from None
+    layers = traced.layers
     title = f"{_qualified(type(module))}, traced"
     base = info or ModelInfo(title=title)
     notes = " ".join(filter(None, [base.notes, *traced.notes]))
@@ -860,6 +882,7 @@ def _torchvision(name: str) -> tuple[nn.Module, tuple[int, int, int], str]:
         size = int(torchvision.models.get_model_weights(name).DEFAULT.transforms().crop_size[0])
     except Exception:
         size = 224
+    size = int(getattr(module, "image_size", size))  # a ViT built without weights is fixed at its own
     return module, (3, size, size), f"torchvision's {name} (random weights)"
 
 
