@@ -20,7 +20,7 @@ import ilsvrc
 from ilsvrc import analyze, get_spec, list_models
 from ilsvrc.analysis.compare import compare
 from ilsvrc.cli import main
-from ilsvrc.errors import IlsvrcError, ShapeError, SpecError
+from ilsvrc.errors import ShapeError, SpecError
 from ilsvrc.networks.spec import Aux, Opaque, walk
 from ilsvrc.networks.specfile import dumps, loads
 from ilsvrc.nn import build
@@ -339,19 +339,15 @@ def test_analysis_of_a_zoo_network_still_imports_no_torch() -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("name", torchvision.models.list_models(torchvision.models))
 def test_every_torchvision_classifier_traces_with_every_parameter(name: str) -> None:
-    """Each classification model of torchvision traces (at its weights' crop size) into a network
-    whose parameters are exactly the module's, or refuses with a TraceError saying why."""
+    """Each classification model of torchvision (80 in 0.29) traces, at its weights' crop size, into
+    a network whose parameters are exactly the module's; what does not map is opaque and warned of."""
     from ilsvrc.tracing import network_from_source
 
     try:
         module = torchvision_model(name)
     except NotImplementedError:  # its constructor reads a value (RegNet): on the CPU then
         module = torchvision.models.get_model(name, weights=None)
-    try:
-        net = network_from_source(f"torchvision:{name}")
-    except IlsvrcError as exc:
-        assert isinstance(exc, TraceError) and "\n" not in str(exc)
-        return
+    net = network_from_source(f"torchvision:{name}")
     report = analyze(net)
     assert report.params_with_aux == sum(p.numel() for p in module.parameters())
     assert all(f.layer in {n for n, _ in walk(net.layers)} for f in report.findings)

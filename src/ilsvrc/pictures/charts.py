@@ -182,7 +182,8 @@ def chart_figure(reports: Sequence[Report], log: bool = False, grouped: bool | N
             ax.set_axisbelow(True)
             total = getattr(report, attr)
             per = "per module or stage" if by_module[col] else "per layer"
-            title = f"{report.network.name}: {what} {per}, total {short(total)}"
+            bound = "at least " if attr == "macs" and not report.macs_exact else ""
+            title = f"{report.network.name}: {what} {per}, total {bound}{short(total)}"
             ax.set_title(title, fontsize=10, loc="left", color=figures.INK)
             if col == 0:
                 label = (
