@@ -306,6 +306,36 @@ def test_cli_file_and_function(capsys, tmp_path: Path) -> None:
         assert code == 2 and reason in err and err.count("\n") == 1 and not out
 
 
+def test_cli_pictures_of_a_network_with_opaque_layers(capsys, tmp_path: Path) -> None:
+    source = tmp_path / "odd.py"
+    source.write_text(
+        textwrap.dedent("""
+        from torch import nn
+
+        def build():
+            return nn.Sequential(nn.Conv2d(3, 8, 3), nn.GELU(), nn.Conv2d(8, 4, 3), nn.Flatten(),
+                                 nn.Linear(4 * 28 * 28, 10))
+    """)
+    )
+    svg, png = tmp_path / "odd.svg", tmp_path / "odd.png"
+    assert run("draw", f"{source}:build", "--input", "32", "-o", str(svg), capsys=capsys)[0] == 0
+    text = svg.read_text()
+    assert "MACs ?" in text and "at least" in text  # the GELU named, the total a lower bound
+    assert run("chart", f"{source}:build", "--input", "32", "-o", str(png), capsys=capsys)[0] == 0
+    assert png.stat().st_size > 0
+
+
+def test_cli_a_missing_file_fails_before_torch_is_imported(tmp_path: Path) -> None:
+    code = (
+        "import sys; from ilsvrc.cli import main; "
+        f"assert main(['summary', {str(tmp_path / 'nope.py')!r} + ':build']) == 2; "
+        "assert 'torch' not in sys.modules"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=HANG_GUARD)
+    assert done.returncode == 0, done.stderr
+    assert "does not exist" in done.stderr
+
+
 def test_cli_spec_refuses_a_bad_output_name_before_tracing(capsys, tmp_path: Path) -> None:
     code, _, err = run("spec", "torchvision:resnet18", "-o", str(tmp_path / "r18.txt"), capsys=capsys)
     assert code == 2 and ".yaml" in err

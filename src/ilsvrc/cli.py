@@ -46,6 +46,13 @@ def is_torch_source(name: str) -> bool:
 def _network(name: str, shape: tuple[int, ...] | None = None) -> Network:
     """A zoo network, a spec file, or a torch module traced at `shape` (default: its own input)."""
     if is_torch_source(name):
+        kind = name.partition(":")[0]
+        file = Path(name.rpartition(":")[0])
+        if kind not in ("torchvision", "timm") and not file.is_file():  # before torch is imported
+            raise IlsvrcError(
+                f"{file} {'is a folder' if file.is_dir() else 'does not exist'}; give a Python file and "
+                "the function in it that returns a torch module, e.g. models/mine.py:build."
+            )
         from .tracing import network_from_source  # imports torch: only for a torch model
 
         return network_from_source(name, shape)
