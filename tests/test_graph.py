@@ -160,6 +160,20 @@ def test_a_side_output_becomes_an_aux_after_the_node_it_leaves_from() -> None:
     assert report.aux_params == 8 * 6 * 6 * 10 + 10
 
 
+def test_side_outputs_in_any_order_are_named_by_their_modules() -> None:
+    """torchvision's GoogLeNet returns (logits, aux2, aux1), and its aux heads call functions (no
+    module prefix) beside modules (aux1.fc)."""
+    nodes = [Node("x", "input", ()), Node("a", "layer", ("x",), Conv("c", 4, 3)),
+             Node("b", "layer", ("a",), Conv("c", 4, 3)), Node("flat", "layer", ("b",), Flatten("f")),
+             Node("fc", "layer", ("flat",), Linear("l", 10))]  # fmt: skip
+    for attach, aux in (("a", "aux1"), ("b", "aux2")):
+        nodes += [Node(f"flatten_{aux}", "layer", (attach,), Flatten("f")),
+                  Node(f"{aux}.fc", "layer", (f"flatten_{aux}",), Linear("l", 10))]  # fmt: skip
+    layers = nest(nodes, ["fc", "aux2.fc", "aux1.fc"])
+    assert [x.name for x in layers] == ["a", "aux1", "b", "aux2", "flat", "fc"]
+    assert [x.name for x in layers[1].layers] == ["flatten_aux1", "fc"]
+
+
 def test_a_branch_that_never_rejoins_is_refused_by_name() -> None:
     nodes = [
         Node("x", "input", ()),

@@ -11,7 +11,7 @@ from typing import Any
 
 from .analysis import analyze, compare
 from .errors import IlsvrcError, ShapeError, SpecError, SpecFileError, UnknownModelError
-from .networks import get_spec, list_models, load_spec
+from .networks import from_prototxt, get_spec, list_models, load_spec
 
 __version__ = "0.1.0"
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "build",
     "create_model",
     "from_module",
+    "from_prototxt",
     "from_torchvision",
     "get_spec",
     "list_models",

@@ -25,6 +25,7 @@ EXAMPLES = """examples:
   ilsvrc summary alexnet-lecture --derive     every layer with the formula behind each number
   ilsvrc summary vgg16 --input 3x128x128 --batch 64 --format json
   ilsvrc summary my-net.yaml --strict         a spec file of your own
+  ilsvrc compare deploy.prototxt alexnet      a Caffe prototxt, read without Caffe (docs/caffe.md)
   ilsvrc compare zfnet-lecture alexnet-lecture
   ilsvrc summary torchvision:resnet50         any torch module, traced (also timm:NAME, file.py:build)
   ilsvrc spec alexnet > alexnet.yaml          a built-in network as an editable spec file
@@ -37,14 +38,20 @@ EXAMPLES = """examples:
 TORCH_SOURCE = re.compile(r"(torchvision|timm):.+|.+\.py:[A-Za-z_][A-Za-z0-9_]*")
 
 
+def _resolve(args: argparse.Namespace, name: str) -> Network:
+    """`name` as every command takes it; a Caffe .prototxt read for --phase (default test)."""
+    return resolve(name, phase=getattr(args, "phase", None) or "test")
+
+
 def is_torch_source(name: str) -> bool:
     """Whether a model argument names a torch module (`torchvision:resnet50`, `timm:resnet50`,
     `path/to/file.py:build`) rather than a zoo network or a spec file."""
     return TORCH_SOURCE.fullmatch(name) is not None
 
 
-def _network(name: str, shape: tuple[int, ...] | None = None) -> Network:
-    """A zoo network, a spec file, or a torch module traced at `shape` (default: its own input)."""
+def _network(args: argparse.Namespace, name: str, shape: tuple[int, ...] | None = None) -> Network:
+    """A zoo network, a spec file, a Caffe .prototxt (`_resolve`), or a torch module traced at
+    `shape` (default: its own input)."""
     if is_torch_source(name):
         kind = name.partition(":")[0]
         file = Path(name.rpartition(":")[0])
@@ -56,7 +63,7 @@ def _network(name: str, shape: tuple[int, ...] | None = None) -> Network:
         from .tracing import network_from_source  # imports torch: only for a torch model
 
         return network_from_source(name, shape)
-    return resolve(name)
+    return _resolve(args, name)
 
 
 def _shape(args: argparse.Namespace) -> tuple[int, ...] | None:
@@ -68,14 +75,15 @@ def _shape(args: argparse.Namespace) -> tuple[int, ...] | None:
 
 
 MODEL_HELP = (
-    "a zoo name (see `ilsvrc list`), a .yaml/.json spec file, or a torch module: torchvision:NAME, "
-    "timm:NAME (with the extra ilsvrc[timm]) or path/to/file.py:FUNCTION (a function returning a module)"
+    "a zoo name (see `ilsvrc list`), a .yaml/.json spec file, a Caffe .prototxt, or a torch module: "
+    "torchvision:NAME, timm:NAME (with the extra ilsvrc[timm]) or path/to/file.py:FUNCTION (a function "
+    "returning a module)"
 )
 
 
 def _analyze(args: argparse.Namespace, name: str) -> Report:
     shape = _shape(args)
-    net = _network(name, shape)
+    net = _network(args, name, shape)
     try:
         return analyze(net, shape, batch=args.batch, dtype=args.dtype)
     except ShapeError as exc:
@@ -152,7 +160,7 @@ def cmd_spec(args: argparse.Namespace) -> int:
     from .networks.specfile import dumps
 
     shape = _shape(args)
-    net = _network(args.model, shape)
+    net = _network(args, args.model, shape)
     if shape is not None and not is_torch_source(args.model):
         net = net.with_input(shape)  # type: ignore[arg-type]
     fmt = args.format or ("json" if args.out and args.out.lower().endswith(".json") else "yaml")
@@ -324,7 +332,7 @@ def cmd_report(args: argparse.Namespace) -> int:
                 "trained it, at its input size and classes. Leave out --input, or leave out --run to see "
                 "the network at another input."
             )
-        report = run_report(args.run, resolve(args.model) if args.model else None, args.model)
+        report = run_report(args.run, _resolve(args, args.model) if args.model else None, args.model)
         name = args.model or run_network(args.run).model
     elif args.model:
         report, name = _analyze(args, args.model), args.model
@@ -534,6 +542,7 @@ def parser() -> argparse.ArgumentParser:
         sp.add_argument("--batch", type=_positive, default=1, help="batch size for memory figures")
         sp.add_argument("--dtype", choices=list(DTYPE_BYTES), default="float32")
         _format_option(sp, render.FORMATS, "text")
+        _phase_option(sp)
 
     sp = sub.add_parser("list", help="the networks of the zoo (wildcards: 'vgg*')")
     sp.add_argument("pattern", nargs="?", default="*")
@@ -565,6 +574,7 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--input", metavar="CxHxW",
                     help="input volume, e.g. 3x224x224 (a torch model is traced at it); default: the "
                     "network's own")  # fmt: skip
+    _phase_option(sp)
     sp.set_defaults(func=cmd_spec, check=check_spec)
 
     sp = sub.add_parser("train", help="train a network with its paper's recipe (or --recipe cpu)",
@@ -656,6 +666,7 @@ def parser() -> argparse.ArgumentParser:
         )
         sp.add_argument("-o", "--out", help=f"file to write (default: {default})")
         sp.set_defaults(batch=1, dtype="float32")
+        _phase_option(sp)
 
     sp = sub.add_parser("draw", help="architecture diagram: the volumes as 3-D boxes (.svg or .png)",
                         description="Draw MODEL (a zoo name or spec file) as the AlexNet paper draws it: "
@@ -738,6 +749,11 @@ def _format_option(sp: argparse.ArgumentParser, choices: Sequence[str], default:
 
     sp.add_argument("--format", type=name, choices=choices, default=default,
                     metavar="FORMAT", help=f"{names} (default {default_text or default})")  # fmt: skip
+
+
+def _phase_option(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--phase", choices=["test", "train"], default="test",
+                    help="for a Caffe .prototxt: the layers of this phase (default test)")  # fmt: skip
 
 
 def _positive(text: str) -> int:

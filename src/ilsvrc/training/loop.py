@@ -59,7 +59,7 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ..errors import IlsvrcError
-from ..networks import specfile
+from ..networks import resolve, specfile
 from ..networks.spec import Aux, Network
 from ..networks.zoo import get_spec
 from ..nn import Model, ModelOutputs, create_model
@@ -153,8 +153,8 @@ def make_config(model: str, recipe: str | None = None, **overrides: Any) -> Trai
     recipe_fields = {f.name for f in dataclasses.fields(Recipe)}
     changes = {k: v for k, v in overrides.items() if k in recipe_fields and v is not None}
     rest = {k: v for k, v in overrides.items() if k not in recipe_fields and v is not None}
-    if specfile.looks_like_file(model):
-        rest["spec"] = specfile.load(model).to_dict()
+    if specfile.looks_like_file(model):  # a spec file, or a Caffe prototxt (its TRAIN phase)
+        rest["spec"] = resolve(model, phase="train").to_dict()
     config = TrainConfig(model=model, recipe=base.replace(**changes), **rest)
     check(config.recipe)
     problems = []

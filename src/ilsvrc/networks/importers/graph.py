@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -324,18 +325,19 @@ def _few(names: Sequence[str]) -> str:
 
 
 def _valid(name: str) -> str:
-    """`name` as a spec name: dots become underscores, a leading digit gets an underscore."""
+    """`name` as a spec name: dots become underscores (one, where the part after the dot begins with
+    one already), a leading digit gets an underscore."""
     if _NAME.fullmatch(name):
         return name
-    flat = re.sub(r"[^A-Za-z0-9_]", "_", name)
+    flat = re.sub(r"[^A-Za-z0-9_]", "_", name.replace("._", "_"))  # pool2._3x3 -> pool2_3x3
     return flat if _NAME.fullmatch(flat) else "_" + flat
 
 
 def _aux_name(items: list, i: int) -> str:
-    """A side classifier's name: the prefix its nodes share (`loss1`), else `aux1`, `aux2`, ..."""
-    heads = {_head(item.name) for item in items}
-    head = heads.pop() if len(heads) == 1 else None
-    return head if head is not None else f"aux{i}"
+    """A side classifier's name: the prefix most of its nodes share (`loss1`; torchvision's `aux2`,
+    whose functional calls have no prefix), else `aux1`, `aux2`, ... in the order of the outputs."""
+    heads = Counter(h for h in (_head(item.name) for item in items) if h is not None)
+    return heads.most_common(1)[0][0] if heads else f"aux{i}"
 
 
 def _head(name: str) -> str | None:
