@@ -127,6 +127,55 @@ def test_inception_v3_at_its_own_input_size_with_its_auxiliary_head() -> None:
     assert [h.name for h in net.aux_heads] == ["AuxLogits"]
 
 
+def test_functional_forms_are_the_same_layers_as_the_modules() -> None:
+    """F.relu in place, F.max_pool2d with ceil_mode, `+=`, torch.cat and x.view(N, -1) give the
+    network that nn.ReLU, nn.MaxPool2d, a residual sum, a concat and nn.Flatten give."""
+
+    class Functional(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 8, 3, padding=1)
+            self.a, self.b = nn.Conv2d(8, 8, 1), nn.Conv2d(8, 4, 3, padding=1)
+            self.fc = nn.Linear(12 * 8 * 8, 10)
+
+        def forward(self, x):
+            x = nn.functional.max_pool2d(torch.relu(self.conv(x)), 3, 2, ceil_mode=True)
+            y = self.a(x)
+            y += x
+            x = torch.cat([nn.functional.relu(y, inplace=True), self.b(x)], 1)
+            return self.fc(x.view(x.size(0), -1))
+
+    class Residual(nn.Module):
+        def __init__(self, body: nn.Module) -> None:
+            super().__init__()
+            self.body = body
+
+        def forward(self, x):
+            return self.body(x) + x
+
+    class Modules(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.stem = nn.Sequential(
+                nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(3, 2, ceil_mode=True)
+            )
+            self.res = Residual(nn.Conv2d(8, 8, 1))
+            self.relu, self.b = nn.ReLU(), nn.Conv2d(8, 4, 3, padding=1)
+            self.head = nn.Sequential(nn.Flatten(), nn.Linear(12 * 8 * 8, 10))
+
+        def forward(self, x):
+            x = self.stem(x)
+            return self.head(torch.cat([self.relu(self.res(x)), self.b(x)], 1))
+
+    def facts(module: nn.Module) -> list[tuple]:
+        report = analyze(from_module(module, (3, 16, 16)))
+        return [(r.kind, str(r.output), r.params, r.macs, r.receptive_field) for r in report.leaves]
+
+    assert facts(Functional()) == facts(Modules())
+    assert [k for k, *_ in facts(Functional())] == [
+        "conv", "relu", "maxpool", "conv", "relu", "conv", "flatten", "linear"]  # fmt: skip
+
+
 # ---------------------------------------------------------------------------------------------------
 # What does not map: opaque layers, named in warnings
 
