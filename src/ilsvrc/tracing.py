@@ -19,12 +19,14 @@ Three steps, top to bottom:
    output volume and parameter count the trace saw and its multiply-adds unknown (the analyzer warns,
    naming it). An operation with several inputs that is neither (an attention's matrix products, a
    squeeze-and-excitation's product) makes the smallest module around it that has one input and one
-   output one `Opaque` layer: the summary keeps one row per module.
+   output one `Opaque` layer: the summary keeps one row per module. Where no module will do (a ViT's
+   tokens), the calls between the nearest points every path passes through become one.
 
 The flat graph becomes the spec's nested tree by `networks.importers.graph.nest`, which the Caffe
 importer shares: dotted module paths become blocks (`layer3.4`, `inception3a`), a fork joined by a
-concat a `Concat`, an add a `Residual`, and outputs after the first `Aux` heads. Why fx and the meta
-device rather than torch.export or a forward pass with hooks: docs/from-module.md.
+concat a `Concat`, an add a `Residual`, and outputs after the first `Aux` heads. Where it cannot hold
+the joins (DenseNet's), the module around the node it names becomes an opaque layer, until it can.
+Why fx and the meta device rather than torch.export or a forward pass with hooks: docs/from-module.md.
 """
 
 from __future__ import annotations
@@ -125,7 +127,8 @@ class _MetaRun(nn.Module):
 def _meta_values(gm: fx.GraphModule, module: nn.Module, shape: tuple[int, int, int]) -> dict[fx.Node, Any]:
     """Each node's result on a meta batch of two (batch norm refuses one value per channel in training)."""
     run = _MetaRun(gm)
-    state = {f"gm.{k}": torch.empty_like(v, device="meta") for k, v in gm.state_dict(keep_vars=True).items()}
+    tensors = [*gm.named_parameters(), *gm.named_buffers()]  # non-persistent buffers too (index tables)
+    state = {f"gm.{k}": torch.empty_like(v, device="meta") for k, v in tensors}
     modes = {m: m.training for m in module.modules()}
     module.train()
     try:
@@ -532,6 +535,9 @@ def _output_nodes(value_of: dict[fx.Node, Any], out: fx.Node) -> list[fx.Node]:
 
 
 class _Graph:
+    """The traced calls as `_Op`s in graph order, reworked until the spec can hold them: the input's
+    preprocessing read as the input, dead calls pruned, unknown calls made opaque, then nested."""
+
     def __init__(self, gm: fx.GraphModule, values: dict[fx.Node, Any], module: nn.Module) -> None:
         self.mapper = _Mapper(gm, values, module)
         self.values = values
