@@ -89,14 +89,20 @@ def _symbolic_trace(module: nn.Module) -> fx.GraphModule:
     except Exception as exc:  # fx raises TraceError, TypeError, NotImplementedError... by the case
         raise TraceError(
             f"{type(module).__name__} cannot be traced by torch.fx: {type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else 'no message'}. Control flow that depends on "
-            "the values of tensors (an `if` on a tensor, a loop over its size) cannot be traced; move it "
-            "into a submodule of its own (it is then one opaque layer), or give a module without it."
+            f"{_first_line(exc)}. Control flow that depends on the values of tensors (an `if` on a "
+            "tensor, a loop over its size) cannot be traced; move it into a submodule of its own (it is "
+            "then one opaque layer), or give a module without it."
         ) from None
     finally:
         for m, mode in modes.items():
             m.training = mode
     return fx.GraphModule(module, graph)
+
+
+def _first_line(exc: BaseException) -> str:
+    """An exception's message, its first line without a closing full stop (ours follows it)."""
+    text = str(exc).strip()
+    return text.splitlines()[0].rstrip(".") if text else "no message"
 
 
 class _Recorder(fx.Interpreter):
@@ -140,7 +146,7 @@ def _meta_values(gm: fx.GraphModule, module: nn.Module, shape: tuple[int, int, i
         raise TraceError(
             f"{type(module).__name__} does not run on a {shape[0]}x{shape[1]}x{shape[2]} input (on the "
             f"meta device, which computes shapes only): {type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else 'no message'}. Check the input size "
+            f"{_first_line(exc)}. Check the input size "
             "(`input_shape`, or `--input`): the network may need another, e.g. 3x299x299 for Inception v3."
         ) from None
     finally:
