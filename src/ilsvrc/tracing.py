@@ -90,8 +90,8 @@ def _symbolic_trace(module: nn.Module) -> fx.GraphModule:
         raise TraceError(
             f"{type(module).__name__} cannot be traced by torch.fx: {type(exc).__name__}: "
             f"{_first_line(exc)}. Control flow that depends on the values of tensors (an `if` on a "
-            "tensor, a loop over its size) cannot be traced; move it into a submodule of its own (it is "
-            "then one opaque layer), or give a module without it."
+            "tensor, a loop over its value) cannot be traced: give ilsvrc the parts of the network "
+            "without it, or a version of forward whose branches depend on settings, not on data."
         ) from None
     finally:
         for m, mode in modes.items():
