@@ -15,7 +15,7 @@ import ilsvrc
 PACKAGE = Path(ilsvrc.__file__).parent
 
 # Bottom to top. A module may import its own layer and the layers below it, never one above.
-LAYERS = ["errors", "networks", "analysis", "nn", "training", "pictures", "cli"]
+LAYERS = ["errors", "networks", "analysis", "nn", "tracing", "training", "pictures", "cli"]
 TORCH_FREE = ("networks", "analysis")  # not even inside a function
 HEAVY = ("torch", "torchvision", "numpy", "matplotlib", "PIL", "safetensors")
 

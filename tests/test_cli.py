@@ -57,7 +57,7 @@ def test_json_is_stable_and_complete(capsys) -> None:
     assert len(data["info"]["mean"]) == len(data["info"]["std"]) == 3
     assert set(data["layers"][0]) == {
         "name", "type", "depth", "container", "aux", "config", "input", "output", "weights", "biases",
-        "params", "macs", "bias_adds", "output_bytes", "receptive_field", "formulas",
+        "params", "macs", "macs_known", "bias_adds", "output_bytes", "receptive_field", "formulas",
     }  # fmt: skip
     assert sum(layer["params"] for layer in data["layers"]) == data["totals"]["params"]
     assert data["totals"]["flops"] == 2 * data["totals"]["macs"]

@@ -1,7 +1,8 @@
 """ilsvrc: the classic ImageNet (ILSVRC) CNNs as data, analysed exactly and built as torch modules.
 
-`import ilsvrc` does not import torch: the analyzer and the zoo are pure Python. `create_model` and
-`from_torchvision` load the torch builder on first use.
+`import ilsvrc` does not import torch: the analyzer and the zoo are pure Python. `create_model`,
+`from_torchvision` and `from_module` (a torch module in, traced: `ilsvrc.tracing`) load torch on first
+use.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ __all__ = [
     "compare",
     "build",
     "create_model",
+    "from_module",
     "from_prototxt",
     "from_torchvision",
     "get_spec",
@@ -35,6 +37,10 @@ _TORCH_NAMES = {"create_model", "from_torchvision", "to_torchvision", "build"}
 
 
 def __getattr__(name: str) -> Any:
+    if name == "from_module":
+        from .tracing import from_module
+
+        return from_module
     if name in _TORCH_NAMES:
         from . import nn
 

@@ -7,6 +7,7 @@ file, a bad argument), with a one-paragraph message and no traceback (`--debug` 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,6 +27,7 @@ EXAMPLES = """examples:
   ilsvrc summary my-net.yaml --strict         a spec file of your own
   ilsvrc compare deploy.prototxt alexnet      a Caffe prototxt, read without Caffe (docs/caffe.md)
   ilsvrc compare zfnet-lecture alexnet-lecture
+  ilsvrc summary torchvision:resnet50         any torch module, traced (also timm:NAME, file.py:build)
   ilsvrc spec alexnet > alexnet.yaml          a built-in network as an editable spec file
   ilsvrc draw alexnet -o alexnet.svg          the volumes as boxes, the two-GPU split visible
   ilsvrc chart alexnet --vs vgg16 -o c.png    parameters and multiply-adds per layer
@@ -33,10 +35,26 @@ EXAMPLES = """examples:
 """
 
 
-def _resolve(args: argparse.Namespace, name: str, edit: bool = True) -> Network:
-    """`name` as every command takes it; a Caffe .prototxt read for --phase (default test); the
-    --set edits applied (with `edit`: the one network a command takes, or the second of two)."""
-    net = resolve(name, phase=getattr(args, "phase", None) or "test")
+TORCH_SOURCE = re.compile(r"(torchvision|timm):.+|.+\.py:[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _resolve(args: argparse.Namespace, name: str) -> Network:
+    """`name` as every command takes it; a Caffe .prototxt read for --phase (default test)."""
+    return resolve(name, phase=getattr(args, "phase", None) or "test")
+
+
+def is_torch_source(name: str) -> bool:
+    """Whether a model argument names a torch module (`torchvision:resnet50`, `timm:resnet50`,
+    `path/to/file.py:build`) rather than a zoo network or a spec file."""
+    return TORCH_SOURCE.fullmatch(name) is not None
+
+
+def _network(args: argparse.Namespace, name: str, shape: tuple[int, ...] | None = None,
+             edit: bool = True) -> Network:  # fmt: skip
+    """A zoo network, a spec file, a Caffe .prototxt (`_resolve`), or a torch module traced at
+    `shape` (default: its own input); with `edit` (the one network a command takes, or the second of
+    two), the --set edits applied."""
+    net = _source(args, name, shape)
     edits = getattr(args, "set", None)
     if edit and edits:
         from .networks.edit import apply_edits
@@ -45,13 +63,39 @@ def _resolve(args: argparse.Namespace, name: str, edit: bool = True) -> Network:
     return net
 
 
-def _analyze(args: argparse.Namespace, name: str, edit: bool = True) -> Report:
-    net = _resolve(args, name, edit)
-    shape = None
-    if args.input:
-        from .networks.specfile import parse_shape  # here: a zoo name at its own input does not load it
+def _source(args: argparse.Namespace, name: str, shape: tuple[int, ...] | None) -> Network:
+    if is_torch_source(name):
+        kind = name.partition(":")[0]
+        file = Path(name.rpartition(":")[0])
+        if kind not in ("torchvision", "timm") and not file.is_file():  # before torch is imported
+            raise IlsvrcError(
+                f"{file} {'is a folder' if file.is_dir() else 'does not exist'}; give a Python file and "
+                "the function in it that returns a torch module, e.g. models/mine.py:build."
+            )
+        from .tracing import network_from_source  # imports torch: only for a torch model
 
-        shape = tuple(parse_shape(args.input))
+        return network_from_source(name, shape)
+    return _resolve(args, name)
+
+
+def _shape(args: argparse.Namespace) -> tuple[int, ...] | None:
+    if not getattr(args, "input", None):
+        return None
+    from .networks.specfile import parse_shape  # here: a zoo name at its own input does not load it
+
+    return tuple(parse_shape(args.input))
+
+
+MODEL_HELP = (
+    "a zoo name (see `ilsvrc list`), a .yaml/.json spec file, a Caffe .prototxt, or a torch module: "
+    "torchvision:NAME, timm:NAME (with the extra ilsvrc[timm]) or path/to/file.py:FUNCTION (a function "
+    "returning a module)"
+)
+
+
+def _analyze(args: argparse.Namespace, name: str, edit: bool = True) -> Report:
+    shape = _shape(args)
+    net = _network(args, name, shape, edit)
     try:
         return analyze(net, shape, batch=args.batch, dtype=args.dtype)
     except ShapeError as exc:
@@ -127,7 +171,17 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_spec(args: argparse.Namespace) -> int:
     from .networks.specfile import dumps
 
-    _emit(dumps(_resolve(args, args.model), args.format))
+    shape = _shape(args)
+    net = _network(args, args.model, shape)
+    if shape is not None and not is_torch_source(args.model):
+        net = net.with_input(shape)  # type: ignore[arg-type]
+    fmt = args.format or ("json" if args.out and args.out.lower().endswith(".json") else "yaml")
+    text = dumps(net, fmt)
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
+        _emit(f"written: {args.out}\n")
+    else:
+        _emit(text)
     return 0
 
 
@@ -192,7 +246,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         from .networks.specfile import dumps
 
-        overrides["spec"] = json.loads(dumps(_resolve(args, args.model), "json"))
+        overrides["spec"] = json.loads(dumps(_network(args, args.model), "json"))
         overrides["edits"] = list(args.set)
     train(make_config(args.model, args.recipe, **overrides), stop_after_steps=args.max_steps,
           after_epoch=_draw_curves)  # fmt: skip
@@ -271,8 +325,14 @@ def cmd_visualize(args: argparse.Namespace) -> int:
 
 
 def _default_out(model: str, what: str, suffix: str) -> str:
-    """`alexnet-diagram.png`, `my-net-chart.png`: a file name from a zoo name or a spec file's stem."""
-    stem = Path(model).stem if looks_like_file(model) else model
+    """`alexnet-diagram.png`, `my-net-chart.png`: a file name from a zoo name or a spec file's stem
+    (`resnet50-diagram.png` for torchvision:resnet50, `mine-diagram.png` for models/mine.py:build)."""
+    if is_torch_source(model):
+        kind, _, rest = model.partition(":")
+        hub = kind in ("torchvision", "timm")
+        stem = rest.replace("/", "_") if hub else Path(model.rpartition(":")[0]).stem
+    else:
+        stem = Path(model).stem if looks_like_file(model) else model
     return f"{stem}-{what}{suffix}"
 
 
@@ -656,7 +716,7 @@ def check_train(args: argparse.Namespace) -> None:
         recipe = recipe.replace(**{k: getattr(args, k) for k in TRAIN_SETTINGS
                                    if k in fields and getattr(args, k) is not None})  # fmt: skip
         check(recipe)
-        network = _resolve(args, args.model)  # with its --set edits
+        network = _network(args, args.model)  # with its --set edits
         check_network_size(network, recipe.image_size or network.input_shape[1])
     if args.data is not None:
         _must_exist(args.data, "The data folder", DATA_HINT, folder=True)
@@ -679,6 +739,17 @@ def check_run_command(args: argparse.Namespace) -> None:
 def check_picture_command(args: argparse.Namespace) -> None:
     """`ilsvrc draw`, `chart`, `plot`: the picture's name and folder, before anything is drawn."""
     _picture_out(args.out)
+
+
+def check_spec(args: argparse.Namespace) -> None:
+    """`ilsvrc spec -o FILE`: a .yaml/.yml/.json name in a folder that exists, before any tracing."""
+    if args.out is None:
+        return
+    out = Path(args.out)
+    if not out.name.lower().endswith((".yaml", ".yml", ".json")):
+        raise IlsvrcError(f"-o {out}: a spec file's name ends in .yaml, .yml or .json.")
+    if not out.parent.is_dir():
+        raise IlsvrcError(f"-o {out}: the folder {out.parent} does not exist; create it first.")
 
 
 def check_report(args: argparse.Namespace) -> None:
@@ -730,7 +801,7 @@ def parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("summary", help="one network, layer by layer",
                         description="Analyse a zoo network or a .yaml/.json spec file.")  # fmt: skip
-    sp.add_argument("model", help="a zoo name (see `ilsvrc list`), a spec file path or a Caffe .prototxt")
+    sp.add_argument("model", help=MODEL_HELP)
     analysis_options(sp)
     sp.add_argument("--derive", action="store_true", help="show the formula behind each number")
     sp.add_argument("--expand", action="store_true",
@@ -741,17 +812,21 @@ def parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_summary)
 
     sp = sub.add_parser("compare", help="two networks side by side")
-    sp.add_argument("a")
-    sp.add_argument("b")
+    sp.add_argument("a", help=MODEL_HELP)
+    sp.add_argument("b", help="the second network, in any of the same forms")
     analysis_options(sp)
     sp.set_defaults(func=cmd_compare)
 
-    sp = sub.add_parser("spec", help="print a network as a YAML or JSON spec file")
-    sp.add_argument("model")
-    _format_option(sp, ("yaml", "json"), "yaml")
+    sp = sub.add_parser("spec", help="print a network as a YAML or JSON spec file (or write it: -o)")
+    sp.add_argument("model", help=MODEL_HELP)
+    _format_option(sp, ("yaml", "json"), None, "yaml; json for an -o name ending in .json")
+    sp.add_argument("-o", "--out", help="file to write (.yaml or .json); default: standard output")
+    sp.add_argument("--input", metavar="CxHxW",
+                    help="input volume, e.g. 3x224x224 (a torch model is traced at it); default: the "
+                    "network's own")  # fmt: skip
     _phase_option(sp)
     _set_option(sp)
-    sp.set_defaults(func=cmd_spec)
+    sp.set_defaults(func=cmd_spec, check=check_spec)
 
     sp = sub.add_parser("train", help="train a network with its paper's recipe (or --recipe cpu)",
                         description="Train MODEL (a zoo name or spec file) on --data (an ImageNet-style "
@@ -985,7 +1060,8 @@ def _set_option(sp: argparse.ArgumentParser) -> None:
                     "(wildcards in LAYER; repeatable; with two networks, the second is edited)")  # fmt: skip
 
 
-def _format_option(sp: argparse.ArgumentParser, choices: Sequence[str], default: str) -> None:
+def _format_option(sp: argparse.ArgumentParser, choices: Sequence[str], default: str | None,
+                   default_text: str | None = None) -> None:  # fmt: skip
     """--format with `choices`, any case, and the aliases of render.FORMAT_ALIASES ("md": markdown)."""
     aliases = [f"{a} ({b})" for a, b in render.FORMAT_ALIASES.items() if b in choices]
     names = ", ".join(choices) + (f"; also {', '.join(aliases)}" if aliases else "")
@@ -995,7 +1071,7 @@ def _format_option(sp: argparse.ArgumentParser, choices: Sequence[str], default:
         return render.FORMAT_ALIASES.get(text, text) if aliases else text
 
     sp.add_argument("--format", type=name, choices=choices, default=default,
-                    metavar="FORMAT", help=f"{names} (default {default})")  # fmt: skip
+                    metavar="FORMAT", help=f"{names} (default {default_text or default})")  # fmt: skip
 
 
 def _phase_option(sp: argparse.ArgumentParser) -> None:

@@ -50,6 +50,7 @@ from .networks.spec import (
     Linear,
     MaxPool,
     Network,
+    Opaque,
     ReLU,
     Residual,
     Sigmoid,
@@ -204,8 +205,8 @@ class Model(Chain):
         return tuple(m.loss_weight for m in self._modules.values() if isinstance(m, AuxHead))
 
     def forward(self, x: Tensor) -> Tensor | ModelOutputs:
-        if self.channels_last and x.dim() == 4:
-            x = x.contiguous(memory_format=torch.channels_last)  # a no-op when it already is
+        if self.channels_last:
+            x = _channels_last_input(x)
         aux: list[Tensor] = []
         for module in self._modules.values():
             if isinstance(module, AuxHead):
@@ -219,6 +220,17 @@ class Model(Chain):
         c, h, w = self.input_shape
         layout = ", channels_last" if self.channels_last else ""
         return f"spec={self.spec.name!r}, input={c}x{h}x{w}{layout}"
+
+
+def _channels_last_input(x: Tensor) -> Tensor:
+    """An N x C x H x W batch laid out channels-last (a no-op when it already is; other ranks pass).
+
+    A function of its own, wrapped for torch.fx (below), so that `ilsvrc.from_module` traces a built
+    model: the rank test cannot run on fx's symbolic values, and the trace records one call instead."""
+    return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
+
+
+torch.fx.wrap("_channels_last_input")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -325,6 +337,13 @@ def leaf_module(layer: Layer, channels: int, inplace: bool = True) -> nn.Module:
         return nn.Flatten(1)
     if isinstance(layer, Linear):
         return nn.Linear(channels, layer.out_features, bias=layer.bias)
+    if isinstance(layer, Opaque):
+        raise SpecError(
+            f"Layer {layer.name} is opaque ({layer.what or 'a layer ilsvrc does not know'}): a trace saw "
+            "its output and parameter count, not what it computes, so no torch module can be built for "
+            "it. Analyse, draw and compare the network as it is; to build it, replace the layer in the "
+            "spec by known layers (`ilsvrc spec MODEL -o net.yaml`, then edit)."
+        )
     raise SpecError(f"Layer {layer.name}: the torch builder does not know layer type {layer.kind!r}.")
 
 

@@ -41,6 +41,7 @@ from ..networks.spec import (
     Linear,
     MaxPool,
     Network,
+    Opaque,
     Pool,
     ReLU,
     Residual,
@@ -189,6 +190,9 @@ class LayerStats:
     findings: list[Finding] = field(default_factory=list)
     container: bool = False
     aux: bool = False  # inside an auxiliary classifier: run in training only, counted apart
+    # False for a layer whose multiply-adds are unknown (an `Opaque` one, or a container holding one):
+    # `macs` then counts only what is known, a lower bound
+    macs_known: bool = True
 
     @property
     def params(self) -> int:
@@ -229,6 +233,17 @@ class Report:
     def aux_leaves(self) -> list[LayerStats]:
         """The layers of the auxiliary classifiers (GoogLeNet's), run in training only."""
         return [r for r in self.rows if not r.container and r.aux]
+
+    @cached_property
+    def unknown_macs(self) -> list[LayerStats]:
+        """The layers (auxiliary classifiers' too) whose multiply-adds are unknown (`Opaque`): while
+        there are any, every MAC total is a lower bound."""
+        return [r for r in self.rows if not r.container and not r.macs_known]
+
+    @property
+    def macs_exact(self) -> bool:
+        """Whether the MAC totals are exact (no layer with unknown multiply-adds)."""
+        return not self.unknown_macs
 
     @property
     def aux_params(self) -> int:
@@ -469,6 +484,8 @@ def describe(layer: Layer) -> str:
         return f"{layer.out_features}"
     if isinstance(layer, Dropout):
         return f"p={layer.p:g}"
+    if isinstance(layer, Opaque):
+        return layer.what or "?"
     if isinstance(layer, Concat):
         return f"{len(layer.branches)} branches"
     if isinstance(layer, Residual):
@@ -672,6 +689,10 @@ class _Autograd:
 
     def leaf(self, stats: LayerStats, layer: Layer, flow: _Flow) -> _Flow:
         t, out, grad = flow.tensor, stats.output, flow.tensor.grad
+        if isinstance(layer, Opaque):  # unknown: assumed to keep its input, as most layers do
+            if grad or layer.params:
+                self.keep(t)
+            return _Flow(self.new(stats, out, grad or layer.params > 0, False), owned=True)
         if isinstance(layer, (Conv, Linear, BatchNorm)):  # the weights' gradients need the input
             self.keep(t)
             if isinstance(layer, Conv):
@@ -837,6 +858,7 @@ class _Walker:
 def _sum_children(head: LayerStats, children: list[LayerStats], out: Volume,
                   rf: ReceptiveField) -> None:  # fmt: skip
     leaves = [r for r in children if not r.container]
+    head.macs_known = all(r.macs_known for r in leaves)
     head.weights = sum(r.weights for r in leaves)
     head.biases = sum(r.biases for r in leaves)
     head.macs = sum(r.macs for r in leaves)
@@ -902,7 +924,9 @@ def _receptive_field(layer: Layer, vin: Volume, vout: Volume, rf: ReceptiveField
             start.append(rf.start[axis] + (first - 1) / 2 * rf.jump[axis])
             jump.append(rf.jump[axis] * n / o)
         return ReceptiveField(tuple(size), tuple(jump), tuple(start))
-    if isinstance(layer, (Flatten, Linear)) and not vin.flat:
+    if isinstance(layer, Opaque) and _same_grid(vin, vout):
+        return rf  # assumed: it works on each position alone (the analyzer's warning says so)
+    if isinstance(layer, (Flatten, Linear, Opaque)) and not vin.flat:
         # every output value sees every position of the input volume
         size, start = [], []
         for axis, n in enumerate((vin.height, vin.width)):
@@ -1126,6 +1150,41 @@ def _linear(stats: LayerStats, layer: Linear, vin: Volume) -> None:
     stats.formulas.append(f"MACs = {n_in}*{n_out} = {_c(stats.macs)}")
 
 
+def _opaque(stats: LayerStats, layer: Opaque, vin: Volume) -> None:
+    traced = _volume(layer.input)
+    if vin != traced:
+        raise ShapeError(
+            f"Layer {stats.name} (opaque: {layer.what or 'a layer ilsvrc does not know'}) was traced "
+            f"receiving {traced}, but here it receives {vin}: what it gives at another size is unknown. "
+            "Analyse the network at the input it was traced with, or trace it again at this input "
+            "(`ilsvrc.from_module(module, input_shape)`, or `--input` with a torch model)."
+        )
+    stats.output = _volume(layer.output)
+    stats.weights = layer.params  # weights and biases not told apart
+    stats.macs_known = False
+    what = layer.what or "a layer ilsvrc does not know"
+    field = "unchanged" if _same_grid(vin, stats.output) else "the whole input"
+    stats.formulas.append(
+        f"{what}: output {stats.output} and {_c(layer.params)} parameters as traced; multiply-adds unknown"
+    )
+    stats.findings.append(Finding(
+        "warning", stats.name,
+        f"{stats.name} ({what}) is not a layer ilsvrc knows: its output {stats.output} and its "
+        f"{_c(layer.params)} parameters are taken from the trace, its multiply-adds are unknown (left "
+        f"out of the totals, which are therefore lower bounds), and its receptive field is assumed "
+        f"{field}{' (as if it worked on each position alone)' if field == 'unchanged' else ''}.",
+    ))  # fmt: skip
+
+
+def _volume(shape: tuple[int, ...]) -> Volume:
+    """An `Opaque` layer's [channels, height, width] or [length] as a Volume."""
+    return Volume(shape[0], 1, 1, flat=True) if len(shape) == 1 else Volume(*shape)
+
+
+def _same_grid(vin: Volume, vout: Volume) -> bool:
+    return not vin.flat and not vout.flat and (vin.height, vin.width) == (vout.height, vout.width)
+
+
 _HANDLERS = {
     Conv: _conv,
     MaxPool: _pool,
@@ -1139,6 +1198,7 @@ _HANDLERS = {
     Dropout: _same,
     Flatten: _flatten,
     Linear: _linear,
+    Opaque: _opaque,
 }
 
 
@@ -1266,6 +1326,10 @@ def _sizes_along(layers: tuple[Layer, ...], sizes: dict[int, int], axis: int, fl
             sizes = {key: n if n == _FLAT else layer.output_size[axis] for key, n in sizes.items()}
         elif isinstance(layer, (Flatten, Linear)):
             sizes = dict.fromkeys(sizes, _FLAT)
+        elif isinstance(layer, Opaque):  # known at its traced input only
+            n_in = _FLAT if len(layer.input) == 1 else layer.input[1 + axis]
+            n_out = _FLAT if len(layer.output) == 1 else layer.output[1 + axis]
+            sizes = {key: n_out for key, n in sizes.items() if n == n_in}
     return sizes
 
 
@@ -1369,7 +1433,13 @@ def _note_first_linear(report: Report) -> None:
     adaptive = next((r for r in before if isinstance(r.layer, AdaptiveAvgPool)), None)
     spatial = [r for r in before if not r.output.flat]
     source = spatial[-1].output if spatial else report.input
-    if adaptive is not None:
+    # what gives the values the fully connected layer reads (past dropout and ReLU)
+    last = next((r for r in reversed(before) if not isinstance(r.layer, (Dropout, ReLU))), None)
+    if last is not None and isinstance(last.layer, Opaque):
+        text = (
+            f"{fc.name} takes the {fc.input.channels:,} values the opaque layer {last.name} gives, as traced."
+        )
+    elif adaptive is not None:
         text = (
             f"{fc.name} takes {fc.input.channels:,} values ({source}), fixed by the adaptive "
             f"pooling {adaptive.name} whatever the input size."

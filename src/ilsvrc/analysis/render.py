@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass, field
 
-from .analyzer import CONVENTIONS, Report
+from .analyzer import CONVENTIONS, LayerStats, Report
 from .compare import Comparison
 from .history import HistoryRow, largest_drop
 
@@ -83,7 +83,7 @@ def summary_table(report: Report, derive: bool = False, expand: bool = False) ->
             indent + row.name + ("/" if collapsed else ""), row.kind, row.hyper, str(row.input),
             str(row.output),
             n(row.weights) if row.weights else "", n(row.biases) if row.biases else "",
-            n(row.params) if row.params else "-", n(row.macs) if row.macs else "-",
+            n(row.params) if row.params else "-", macs_cell(row),
             human_bytes(report.output_bytes(row)), str(rf) if rf else "",
         ])  # fmt: skip
         if derive and row.formulas:
@@ -96,6 +96,19 @@ def summary_table(report: Report, derive: bool = False, expand: bool = False) ->
             "--expand shows every layer).",
         )
     return table
+
+
+def macs_cell(row: LayerStats) -> str:
+    """A row's multiply-adds: the number, '-' for none, '?' when unknown (an opaque layer), '>= N' for
+    a module holding one (what is known of it)."""
+    if row.macs_known:
+        return n(row.macs) if row.macs else "-"
+    return f">= {n(row.macs)}" if row.macs else "?"
+
+
+def _at_least(report: Report) -> str:
+    """'at least ' before a MAC total that leaves out unknown multiply-adds, else ''."""
+    return "" if report.macs_exact else "at least "
 
 
 def _summary_title(report: Report) -> str:
@@ -131,7 +144,8 @@ def summary_footer(report: Report) -> list[str]:
             if split["other"]["params"]
             else ""
         ),
-        f"Multiply-adds per image: {n(report.macs)} MACs ({short(report.macs, TABLE_DIGITS)}; "
+        f"Multiply-adds per image: {_at_least(report)}{n(report.macs)} MACs "
+        f"({short(report.macs, TABLE_DIGITS)}; "
         f"FLOPs = 2 x MACs = {short(report.flops, TABLE_DIGITS)}): conv "
         f"{split['conv']['macs_pct']:.1f}%, fully connected {split['fc']['macs_pct']:.1f}%; bias adds "
         f"{n(report.bias_adds)} not included (with them: {n(report.macs_with_bias_adds)}, torchinfo's count)",
@@ -151,6 +165,13 @@ def summary_footer(report: Report) -> list[str]:
             f"{n(report.params_with_aux)} parameters and {n(report.macs_with_aux)} MACs per image. The "
             "totals above and below leave them out (the network as it is tested).",
         )
+    if not report.macs_exact:
+        names = ", ".join(r.name for r in report.unknown_macs)
+        lines.insert(
+            len(lines) - 1,
+            f"Multiply-adds unknown (shown ?) for {len(report.unknown_macs)} layer(s) ilsvrc does not "
+            f"know: {names}. Every MAC total above is a lower bound (their multiply-adds left out).",
+        )
     for f in report.findings:
         lines.append(f"{f.severity.capitalize()}: {f.message}")
     return lines
@@ -165,7 +186,8 @@ def summary_json(report: Report) -> dict:
             "aux": row.aux,
             "config": row.hyper, "input": row.input.to_dict(), "output": row.output.to_dict(),
             "weights": row.weights, "biases": row.biases, "params": row.params,
-            "macs": row.macs, "bias_adds": row.bias_adds,
+            "macs": row.macs if row.macs_known else None, "macs_known": row.macs_known,
+            "bias_adds": row.bias_adds,
             "output_bytes": report.output_bytes(row),
             "receptive_field": None if rf is None else
             {"size": list(rf.size), "jump": list(rf.jump), "start": list(rf.start)},
@@ -195,6 +217,9 @@ def summary_json(report: Report) -> dict:
             "weight_layers": "convolutions and fully connected layers",
             "depth_lecture": "layers with weights along the longest path (the lecture's count)",
             "aux": "auxiliary classifiers (training only) are left out of the totals; *_with_aux has them",
+            "macs_known": "false for a layer ilsvrc does not know (opaque) and a module holding one: "
+            "their macs are null, and every MAC total counts the known ones only, a lower bound "
+            "(totals.macs_lower_bound)",
             "volume_order": "W x H x D in text; named axes here",
         },
         "layers": layers,
@@ -211,6 +236,8 @@ def summary_json(report: Report) -> dict:
             "macs_with_aux": report.macs_with_aux,
             "aux_params": report.aux_params,
             "aux_macs": report.aux_macs,
+            "macs_lower_bound": not report.macs_exact,
+            "layers_with_unknown_macs": [r.name for r in report.unknown_macs],
             "split": split,
             "memory_bytes": report.memory(),
         },  # fmt: skip
@@ -427,7 +454,8 @@ def compare_table(cmp: Comparison) -> Table:
             (p.a.hyper or p.a.kind) if p.a else "(none)", str(p.a.output) if p.a else "",
             (p.b.hyper or p.b.kind) if p.b else "(none)", str(p.b.output) if p.b else "",
             n(p.a.params) if p.a else "", n(p.b.params) if p.b else "",
-            _signed(p.difference("params")), _signed(p.difference("macs")),
+            _signed(p.difference("params")),
+            _signed(p.difference("macs")) if all(s is None or s.macs_known for s in (p.a, p.b)) else "?",
         ])  # fmt: skip
     t = cmp.totals()
     d = t["params"]["difference"]
@@ -435,8 +463,9 @@ def compare_table(cmp: Comparison) -> Table:
     table.footer = [
         f"Parameters: A {n(t['params']['a'])}, B {n(t['params']['b'])}; A has {n(abs(d))} "
         f"({short(abs(d), TABLE_DIGITS)}) {more} (weights only: {_signed(t['weights']['difference'])})",
-        f"MACs per image: A {n(t['macs']['a'])}, B {n(t['macs']['b'])}; A - B = "
-        f"{_signed(t['macs']['difference'])}",
+        f"MACs per image: A {_at_least(cmp.a)}{n(t['macs']['a'])}, B {_at_least(cmp.b)}"
+        f"{n(t['macs']['b'])}; A - B = {_signed(t['macs']['difference'])}"
+        + ("" if cmp.a.macs_exact and cmp.b.macs_exact else " (of the known multiply-adds; ? = unknown)"),
         f"Layers with weights: A {t['weight_layers']['a']}, B {t['weight_layers']['b']}",
         "* marks rows that differ in configuration, volume, parameters or MACs. " + CONVENTIONS,
     ]

@@ -310,6 +310,46 @@ class Linear(Layer):
         return True
 
 
+@dataclass(frozen=True)
+class Opaque(Layer):
+    """A layer whose arithmetic ilsvrc does not know: an attention block, a custom op, a torch module
+    with no spec node (what `ilsvrc.from_module` makes of them).
+
+    It holds what a trace saw: the volume it received (`input`) and gave (`output`), each as
+    [channels, height, width] or [length] for a flat vector, and its parameter count (`params`);
+    `what` says what it is (e.g. 'torch.nn.GELU'). Its multiply-adds are unknown, not zero: the
+    analyzer shows them as unknown, marks every total that includes them as a lower bound, and warns
+    naming the layer. It is only known at the input it was traced with, and it cannot be built into a
+    torch module (`ilsvrc.nn.build` refuses it).
+    """
+
+    input: tuple[int, ...] = (1,)
+    output: tuple[int, ...] = (1,)
+    params: int = 0
+    what: str = ""
+    kind: ClassVar[str] = "opaque"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for what in ("input", "output"):
+            shape = getattr(self, what)
+            if not isinstance(shape, tuple) or len(shape) not in (1, 3):
+                raise SpecError(
+                    f"Layer {self.name} (opaque): {what} must be [channels, height, width] or [length] "
+                    f"(a flat vector), got {shown(shape)}."
+                )
+            _check_whole(self, 1, pairs=True, **{what: shape})
+        _check_whole(self, 0, params=self.params)
+        if not isinstance(self.what, str) or not self.what.isprintable():
+            raise SpecError(
+                f"Layer {self.name} (opaque): what must be printable text, got {shown(self.what)}."
+            )
+
+    @property
+    def has_parameters(self) -> bool:
+        return self.params > 0
+
+
 def _check_children(owner: Layer, layers: tuple[Layer, ...], what: str) -> None:
     if not isinstance(layers, tuple) or not all(isinstance(x, Layer) for x in layers):
         raise SpecError(f"Layer {owner.name} ({owner.kind}): {what} must be a tuple of layers.")
@@ -419,6 +459,7 @@ NODE_TYPES: dict[str, type[Layer]] = {
         Dropout,
         Flatten,
         Linear,
+        Opaque,
         Block,
         Concat,
         Residual,

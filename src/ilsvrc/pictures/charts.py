@@ -92,6 +92,8 @@ def share_lines(report: Report) -> list[str]:
         part = split[key]
         if part["params"] or part["macs"]:
             lines.append(f"{label}: {part['params_pct']:.1f}% of params, {part['macs_pct']:.1f}% of MACs")
+    if not report.macs_exact:
+        lines.append(f"MACs unknown for {len(report.unknown_macs)} layer(s): shares of the known MACs")
     if report.aux_params:
         lines.append(
             f"auxiliary classifiers (training only): +{short(report.aux_params)} params, "
@@ -180,7 +182,8 @@ def chart_figure(reports: Sequence[Report], log: bool = False, grouped: bool | N
             ax.set_axisbelow(True)
             total = getattr(report, attr)
             per = "per module or stage" if by_module[col] else "per layer"
-            title = f"{report.network.name}: {what} {per}, total {short(total)}"
+            bound = "at least " if attr == "macs" and not report.macs_exact else ""
+            title = f"{report.network.name}: {what} {per}, total {bound}{short(total)}"
             ax.set_title(title, fontsize=10, loc="left", color=figures.INK)
             if col == 0:
                 label = (

@@ -52,6 +52,7 @@ from ..networks.spec import (
     Flatten,
     Layer,
     Linear,
+    Opaque,
     Pool,
     ReLU,
     Residual,
@@ -102,6 +103,8 @@ def op_label(layer: Layer, count: int = 1) -> str:
         return f"avg {describe(layer)}"
     if isinstance(layer, Linear):
         return "fc"
+    if isinstance(layer, Opaque):
+        return f"{layer.what.rpartition('.')[2]} (MACs ?)"
     return layer.kind
 
 
@@ -113,7 +116,15 @@ def extra_label(layer: Layer) -> str:
         return "BN"
     if isinstance(layer, Dropout):
         return f"dropout {layer.p:g}"
+    if isinstance(layer, Opaque):  # what a trace could not map: its parameters, MACs unknown
+        size = f"{short(layer.params)} params, " if layer.params else ""
+        return f"opaque {layer.what.rpartition('.')[2]} ({size}MACs ?)"
     return layer.kind
+
+
+def _new_volume(layer: Layer, row: LayerStats) -> bool:
+    """An opaque layer (one a trace could not map) that makes a volume of its own: drawn as a box."""
+    return isinstance(layer, Opaque) and not row.output.flat and row.output != row.input
 
 
 def _kind_colour(layer: Layer | None) -> str:
@@ -720,7 +731,7 @@ def _nodes(layers: tuple[Layer, ...], prefix: str, stats: dict[str, LayerStats])
         elif isinstance(layer, Aux):
             row = Row(_nodes(layer.layers, name + ".", stats))
             node = AuxHead(layer, [stats[name]], row=row, weight=layer.weight)
-        elif isinstance(layer, (Conv, Pool, AdaptiveAvgPool)):
+        elif isinstance(layer, (Conv, Pool, AdaptiveAvgPool)) or _new_volume(layer, stats[name]):
             node = Box(layer, [stats[name]])
         elif isinstance(layer, Linear):
             node = Bar(layer, [stats[name]])
@@ -919,7 +930,7 @@ def _title_texts(report: Report) -> tuple[str, str]:
         )
     sub = (
         f"input {i.width}x{i.height}x{i.channels}; {report.params:,} parameters ({short(report.params)}); "
-        f"{short(report.macs)} multiply-adds per image; {layers}"
+        f"{'' if report.macs_exact else 'at least '}{short(report.macs)} multiply-adds per image; {layers}"
     )
     if report.aux_params:
         sub += f"; auxiliary classifiers +{short(report.aux_params)} parameters (training only)"

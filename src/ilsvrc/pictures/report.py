@@ -90,6 +90,7 @@ def _header(report: Report, run: Path | None = None) -> str:
     split = report.split()
     mem = report.memory()
     fc, conv = split["fc"], split["conv"]
+    unknown = report.unknown_macs
     facts = [
         ("year", str(info.year) if info.year else ""),
         ("paper", info.paper),
@@ -99,7 +100,11 @@ def _header(report: Report, run: Path | None = None) -> str:
         ("input", f"{i.width}x{i.height}x{i.channels} (W x H x D)"),
         ("outputs (classes)", f"{report.output.elements:,}"),
         ("parameters", f"{report.params:,} ({short(report.params)}), weights {report.weights:,}"),
-        ("multiply-adds per image", f"{report.macs:,} ({short(report.macs)}; FLOPs = 2 x MACs)"),
+        (
+            "multiply-adds per image",  # a lower bound while some layer's are unknown
+            f"{'' if report.macs_exact else 'at least '}{report.macs:,} ({short(report.macs)}; FLOPs = 2 x "
+            "MACs)" + ("" if report.macs_exact else "; unknown for " + ", ".join(r.name for r in unknown)),
+        ),
         ("layers with weights", f"{report.weight_layers}" if report.depth == report.weight_layers else ""),
         (
             "depth (the lecture's count)",
