@@ -13,7 +13,8 @@ Three steps, top to bottom:
    run (a module built under `torch.device("meta")` runs as it is).
 3. **Map** each call to a spec leaf (`_Mapper`): Conv2d, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d,
    LocalResponseNorm, ReLU, Tanh, Sigmoid, BatchNorm2d, Dropout, Flatten (also `torch.flatten`,
-   `x.view(N, -1)`), Linear; `torch.cat` along the channels is a concat, the sum of two tensors a residual add; what
+   `x.view(N, -1)`), Linear; `torch.cat` along the channels is a concat, the sum of two tensors a
+   residual add; what
    changes nothing the analysis sees (`nn.Identity`, `.contiguous()`, a product with a constant) is
    dropped and listed in the network's notes. What does not map becomes an `Opaque` layer, with the
    output volume and parameter count the trace saw and its multiply-adds unknown (the analyzer warns,
