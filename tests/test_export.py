@@ -102,7 +102,7 @@ def bn_spec(tmp_path_factory) -> str:
 # fold_batchnorm
 
 
-@pytest.mark.parametrize("name, size", [("vgg11-bn", 32), ("resnet18", 64)])
+@pytest.mark.parametrize("name, size", [("vgg11-bn", 32), ("resnet18", 32)])
 def test_folded_bn_net_computes_what_the_unfolded_one_does(name: str, size: int) -> None:
     torch.manual_seed(0)
     model = randomise_batchnorms(create_model(name, input_size=size)).eval()
@@ -256,6 +256,17 @@ def test_a_run_is_exported_with_its_averaged_weights(averaged_run: Path, tmp_pat
             assert not agree(got, trained(x))  # not the last trained weights
 
 
+def test_a_checkpoint_directory_exports_to_torchscript(averaged_run: Path, tmp_path: Path) -> None:
+    where = checkpoint.resolve(averaged_run, "best")
+    out = tmp_path / "best.pt"
+    assert main(["export", str(where), "-o", str(out)]) == 0
+    model = load_trained(where)[0]
+    loaded = torch.jit.load(str(out))
+    for x in inputs((3, 32, 32)):
+        with torch.no_grad():
+            assert agree(loaded(x), model(x))
+
+
 # ---------------------------------------------------------------------------------------------------
 # A file that disagrees is not written; bad input
 
@@ -311,7 +322,8 @@ def _nothing_written(folder: Path) -> bool:
             ["alexnet", "-o", "{tmp}/a.onnx", "--weights", "{tmp}/none.safetensors"],
             "weights file .* not exist",
         ),
-        (["{tmp}", "-o", "{tmp}/a.onnx"], "settings file .*config.json does not exist"),
+        (["{tmp}", "-o", "{tmp}/a.onnx"], "holds neither config.json nor model.safetensors"),
+        (["{tmp}/runs/nope"], "neither a run directory nor a spec file"),
     ],
 )
 def test_bad_input_exits_2_with_one_paragraph(args: list[str], match: str, tmp_path: Path, capsys) -> None:

@@ -475,7 +475,14 @@ def check_export(args: argparse.Namespace) -> None:
 
     source = Path(args.model)
     if source.is_dir():
-        _must_exist(str(source / "config.json"), "The run's settings file", RUN_HINT, folder=False)
+        if not ((source / "config.json").is_file() or (source / "model.safetensors").is_file()):
+            raise IlsvrcError(f"{source} holds neither config.json nor model.safetensors, so it is not a "
+                              f"run or a checkpoint to export; {RUN_HINT}")  # fmt: skip
+    elif looks_like_file(args.model) and not source.exists():
+        raise IlsvrcError(
+            f"{source} does not exist: it is neither a run directory nor a spec file. Give a zoo name "
+            f"(`ilsvrc list`), a .yaml/.json spec file, or {RUN_HINT.removeprefix('give ')}"
+        )
     else:
         resolve(args.model)  # an unknown name or a bad spec file fails here
     if args.weights is not None:
