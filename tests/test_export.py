@@ -144,18 +144,21 @@ def test_folding_a_training_module_returns_an_eval_copy_and_keeps_the_original_t
 # ONNX
 
 
-def test_alexnet_as_published_exports_to_onnx_with_a_dynamic_batch(tmp_path: Path) -> None:
-    out = tmp_path / "alexnet.onnx"
-    torch.manual_seed(3)
-    model = create_model("alexnet", input_size=99).eval()  # LRN, groups=2; 99 px keeps it small
-    done = export_module(model, out, source="alexnet")
-    assert done.path == out and done.files == [out] and sorted(tmp_path.iterdir()) == [out]
-    assert done.opset == DEFAULT_OPSET and done.max_difference <= done.tolerance
-    assert done.bytes == out.stat().st_size
+def test_alexnet_as_published_exports_to_onnx_with_a_dynamic_batch(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "alexnet.onnx"  # LRN, groups=2; at 99 px to keep it small
+    assert main(["export", "alexnet", "-o", str(out), "--input", "99", "--seed", "3"]) == 0
+    said = capsys.readouterr().out
+    assert sorted(tmp_path.iterdir()) == [out]  # no temporary folder left beside it
     proto = onnx.load(str(out))
     assert {o.domain: o.version for o in proto.opset_import}[""] == DEFAULT_OPSET
     record = json.loads({p.key: p.value for p in proto.metadata_props}[METADATA_KEY])
     assert record["input_shape"] == [3, 99, 99] and record["opset"] == DEFAULT_OPSET
+    assert record["weights"] == "random weights, seed 3"
+    for words in (f"ONNX, opset {DEFAULT_OPSET}", "N x 3 x 99 x 99 (N dynamic)", "0 of 0 folded",
+                  f"({out.stat().st_size:,} bytes)", "at batch 1 and 3: max |difference|"):  # fmt: skip
+        assert words in said, said
+    torch.manual_seed(3)
+    model = create_model("alexnet", input_size=99).eval()  # the same seeded random weights
     for x in inputs((3, 99, 99)):
         with torch.no_grad():
             assert agree(onnx_logits(out, x), model(x))
@@ -219,10 +222,10 @@ def test_torchvision_weights_are_exported_as_torchvision_computes(tmp_path: Path
     reference = torchvision.models.resnet18(weights=None, num_classes=10).eval()
     randomise_batchnorms(reference)
     save_file(reference.state_dict(), tmp_path / "tv.safetensors")
-    out = tmp_path / "r18.pt"
-    export("resnet18", out, "torchscript", weights=tmp_path / "tv.safetensors")
+    out = tmp_path / "r18.pt"  # at 64 px: a ResNet takes any size, its weights do not change
+    export("resnet18", out, "torchscript", weights=tmp_path / "tv.safetensors", input_size=(3, 64, 64))
     loaded = torch.jit.load(str(out))
-    for x in inputs((3, 224, 224)):
+    for x in inputs((3, 64, 64)):
         with torch.no_grad():
             assert agree(loaded(x), reference(x))
 
@@ -238,20 +241,20 @@ def averaged_run(bn_spec: str, tmp_path_factory) -> Path:
 
 
 def test_a_run_is_exported_with_its_averaged_weights(averaged_run: Path, tmp_path: Path, capsys) -> None:
-    out = tmp_path / "run.onnx"
+    out = tmp_path / "run.pt"
     assert main(["export", str(averaged_run), "-o", str(out)]) == 0
     said = capsys.readouterr().out
-    assert "averaged weights" in said and "2 of 3 folded" in said and f"opset {DEFAULT_OPSET}" in said
+    assert "averaged weights" in said and "2 of 3 folded" in said and "TorchScript (torch.jit.trace)" in said
     model, _, classes, _ = load_trained(averaged_run)  # the averaged weights, as eval uses them
-    proto = onnx.load(str(out))
-    record = json.loads({p.key: p.value for p in proto.metadata_props}[METADATA_KEY])
+    extra = {f"{METADATA_KEY}.json": ""}
+    loaded = torch.jit.load(str(out), _extra_files=extra)
+    record = json.loads(extra[f"{METADATA_KEY}.json"])
     assert [c["id"] for c in record["classes"]] == [c.id for c in classes]
     trained = copy.deepcopy(model)
     trained.load_state_dict(checkpoint.load(averaged_run)[0])  # the weights as the last step left them
-    trained.eval()
     for x in inputs((3, 32, 32)):
-        got = onnx_logits(out, x)
         with torch.no_grad():
+            got = loaded(x)
             assert agree(got, model(x))
             assert not agree(got, trained(x))  # not the last trained weights
 

@@ -255,22 +255,26 @@ def _with_weights(network: Any, path: Path, input_size: tuple[int, int, int] | N
             "model.safetensors of a run's checkpoint, or a state dict saved with safetensors' save_file."
         ) from None
     model = build(network.with_num_classes(_num_classes(state, str(path))), input_size)
-    if set(state) == set(model.state_dict()):
-        try:
-            model.load_state_dict(state)
-            return model
-        except RuntimeError as exc:
-            raise ExportError(
-                f"The weights in {path} do not fit {network.name} at input "
-                f"{'x'.join(map(str, model.input_shape))}: {str(exc).splitlines()[-1].strip()}. A fully "
-                "connected layer's size follows the input: give the --input the weights were trained at."
-            ) from None
-    if network.name in TORCHVISION_NAMES and input_size is None:
-        return from_torchvision(network.name, _in_torchvision_order(network.name, state))
-    raise ExportError(
-        f"The tensors in {path} ({', '.join(list(state)[:3])}, ...) are not {network.name}'s "
-        f"({', '.join(list(model.state_dict())[:3])}, ...); give a state dict of this network."
-    )
+    if set(state) != set(model.state_dict()) and network.name in TORCHVISION_NAMES:
+        theirs = from_torchvision(network.name, _in_torchvision_order(network.name, state))
+        if input_size is None or tuple(input_size) == theirs.input_shape:
+            return theirs
+        model, state = build(theirs.spec, input_size), theirs.state_dict()  # e.g. a ResNet at 128 px
+    if set(state) != set(model.state_dict()):
+        raise ExportError(
+            f"The tensors in {path} ({', '.join(list(state)[:3])}, ...) are not {network.name}'s "
+            f"({', '.join(list(model.state_dict())[:3])}, ...); give a state dict of this network."
+        )
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        why = str(exc).strip().splitlines()[-1].strip().rstrip(".")
+        raise ExportError(
+            f"The weights in {path} do not fit {network.name} at input "
+            f"{'x'.join(map(str, model.input_shape))}: {why}. A "
+            "fully connected layer's size follows the input: give the --input the weights were trained at."
+        ) from None
+    return model
 
 
 def _in_torchvision_order(name: str, state: dict[str, Any]) -> dict[str, Any]:
