@@ -327,6 +327,7 @@ def _nothing_written(folder: Path) -> bool:
         ),
         (["{tmp}", "-o", "{tmp}/a.onnx"], "holds neither config.json nor model.safetensors"),
         (["{tmp}/runs/nope"], "neither a run directory nor a spec file"),
+        (["alexnet-lecture", "-o", "{tmp}/a.onnx", "--input", "99"], "takes inputs from 195x195 up"),
     ],
 )
 def test_bad_input_exits_2_with_one_paragraph(args: list[str], match: str, tmp_path: Path, capsys) -> None:

@@ -483,8 +483,6 @@ def check_export(args: argparse.Namespace) -> None:
             f"{source} does not exist: it is neither a run directory nor a spec file. Give a zoo name "
             f"(`ilsvrc list`), a .yaml/.json spec file, or {RUN_HINT.removeprefix('give ')}"
         )
-    else:
-        resolve(args.model)  # an unknown name or a bad spec file fails here
     if args.weights is not None:
         _must_exist(args.weights, "The weights file", "give a .safetensors state dict.", folder=False)
     args.input_shape = None
@@ -492,6 +490,9 @@ def check_export(args: argparse.Namespace) -> None:
         from .networks.specfile import parse_shape
 
         args.input_shape = tuple(parse_shape(args.input))
+    if not source.is_dir():  # an unknown name, a bad spec file or an input it cannot take fails here
+        args.batch, args.dtype = 1, "float32"
+        _analyze(args, args.model)
     args.format = export.format_for(args.out, args.format)
     if args.out is None:
         args.out = Path(args.model).stem + export.SUFFIXES[args.format]  # alexnet.onnx, my-net.pt, RUN.onnx
