@@ -32,6 +32,7 @@ EXAMPLES = """examples:
   ilsvrc draw alexnet -o alexnet.svg          the volumes as boxes, the two-GPU split visible
   ilsvrc chart alexnet --vs vgg16 -o c.png    parameters and multiply-adds per layer
   ilsvrc report --run runs/x -o report.html    a run and the network it trained, as one page
+  ilsvrc export resnet50 -o resnet50.onnx      batch norms folded, checked in onnxruntime
 """
 
 
@@ -597,6 +598,30 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from .training.export import TITLES, export
+
+    done = export(args.model, args.out, args.format, fold=args.fold, opset=args.opset, weights=args.weights,
+                  input_size=args.input_shape, seed=args.seed, which=args.which)  # fmt: skip
+    c, h, w = done.input_shape
+    opset = f", opset {done.opset}" if done.opset is not None else ""
+    folded = (f"{done.folded} of {done.batchnorms} folded into the convolution before them" if args.fold
+              else f"{done.batchnorms} kept (--no-fold)")  # fmt: skip
+    size = render.human_bytes(done.bytes) + (f" in {len(done.files)} files" if len(done.files) > 1 else "")
+    _emit(
+        f"exported {done.source}\n"
+        f"format: {TITLES[done.format]}{opset} ({done.exporter}), eval mode, input x: N x {c} x {h} x {w} "
+        f"(N dynamic), output logits: N x {done.num_classes}\n"
+        f"batch norms: {folded}\n"
+        f"size: {size} ({render.n(done.bytes)} bytes)\n"
+        f"checked in {done.runtime} against torch at batch {' and '.join(map(str, done.batches))}: max "
+        f"|difference| {done.max_difference:.3g} <= tolerance {done.tolerance:.3g} (1e-4 x max(1, largest "
+        f"|logit| {done.logit_scale:.3g}))\n"
+        f"written: {', '.join(str(p) for p in done.files)}\n"
+    )
+    return 0
+
+
 def cmd_cache(args: argparse.Namespace) -> int:
     """`ilsvrc cache list|clear`: the decoded-image cache's entries (see ilsvrc.cache); no torch."""
     import time
@@ -762,6 +787,40 @@ def check_report(args: argparse.Namespace) -> None:
         figures.check_folder(args.out)
     if args.image is not None:
         _must_exist(args.image, "The image", "check the path (a .jpg, .png, ... file).", folder=False)
+
+
+def check_export(args: argparse.Namespace) -> None:
+    """`ilsvrc export`: the model or run, the format, the destination, the opset and the packages, before
+    torch is imported or anything is written."""
+    from .training import export
+
+    source = Path(args.model)
+    if source.is_dir():
+        if not ((source / "config.json").is_file() or (source / "model.safetensors").is_file()):
+            raise IlsvrcError(f"{source} holds neither config.json nor model.safetensors, so it is not a "
+                              f"run or a checkpoint to export; {RUN_HINT}")  # fmt: skip
+    elif looks_like_file(args.model) and not source.exists():
+        raise IlsvrcError(
+            f"{source} does not exist: it is neither a run directory nor a spec file. Give a zoo name "
+            f"(`ilsvrc list`), a .yaml/.json spec file, or {RUN_HINT.removeprefix('give ')}"
+        )
+    if args.weights is not None:
+        _must_exist(args.weights, "The weights file", "give a .safetensors state dict.", folder=False)
+    args.input_shape = None
+    if args.input:
+        from .networks.specfile import parse_shape
+
+        args.input_shape = tuple(parse_shape(args.input))
+    if not source.is_dir():  # an unknown name, a bad spec file or an input it cannot take fails here
+        args.batch, args.dtype = 1, "float32"
+        _analyze(args, args.model)
+    args.format = export.format_for(args.out, args.format)
+    if args.out is None:
+        args.out = Path(args.model).stem + export.SUFFIXES[args.format]  # alexnet.onnx, my-net.pt, RUN.onnx
+    export.check_destination(args.out)
+    export.check_opset(args.opset, args.format)
+    if args.format == "onnx":
+        export.require_onnx()
 
 
 class _Parser(argparse.ArgumentParser):
@@ -1030,6 +1089,28 @@ def parser() -> argparse.ArgumentParser:
     )
     picture_options(sp, "MODEL-report.html")
     sp.set_defaults(func=cmd_report, check=check_report)
+
+    sp = sub.add_parser("export", help="a network or trained run as an ONNX or TorchScript file, checked",
+                        description="Export MODEL_OR_RUN (a zoo name or spec file, with random weights or "
+                        "--weights; or a run directory, with its trained or averaged weights) in eval mode, "
+                        "batch norms folded into the convolutions, with a dynamic batch size. The file is "
+                        "run (onnxruntime, or torch.jit.load) against torch at batch 1 and 3 before it is "
+                        "put in place; a file that disagrees (beyond 1e-4 x max(1, largest |logit|)) is "
+                        "not written and the exit code is 2.")  # fmt: skip
+    sp.add_argument("model", metavar="MODEL_OR_RUN", help="zoo name, spec file or run directory")
+    sp.add_argument("-o", "--out", help="file to write (default: MODEL.onnx, or MODEL.pt for torchscript)")
+    sp.add_argument("--format", choices=["onnx", "torchscript"],
+                    help="default: from the file name (.pt, .pth, .ts: torchscript), else onnx")  # fmt: skip
+    sp.add_argument("--no-fold", dest="fold", action="store_false",
+                    help="keep the batch norms instead of folding them into the convolutions")  # fmt: skip
+    sp.add_argument("--opset", type=_positive, help="ONNX opset (default 18, the exporter's own)")
+    sp.add_argument("--weights", metavar="FILE", help="a .safetensors state dict (ours or torchvision's) "
+                    "instead of random weights (zoo name or spec file only)")  # fmt: skip
+    sp.add_argument("--input", metavar="CxHxW", help="input volume (default: the network's or the run's)")
+    sp.add_argument("--seed", type=int, default=0, help="random weights and the check's input (default 0)")
+    sp.add_argument("--which", "--checkpoint", dest="which", choices=["last", "best"], default="last",
+                    help="a run's last checkpoint (default) or the best by validation error")  # fmt: skip
+    sp.set_defaults(func=cmd_export, check=check_export)
 
     sp = sub.add_parser("cache", help="the decoded-image cache: list its entries, clear them",
                         description="The decoded-image cache in ILSVRC_CACHE_DIR (default ~/.cache/ilsvrc), "

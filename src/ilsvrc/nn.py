@@ -25,6 +25,7 @@ registers GoogLeNet's aux1 and aux2 after inception5b; our spec has them where t
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -32,6 +33,7 @@ from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from .analysis.analyzer import LayerStats, analyze, channels_last_layout
 from .errors import SpecError
@@ -66,6 +68,7 @@ __all__ = [
     "WeightMappingError",
     "build",
     "create_model",
+    "fold_batchnorm",
     "from_torchvision",
     "init_weights",
     "LocalResponseNorm",
@@ -247,11 +250,16 @@ def _window_sum(t: Tensor, front: int, back: int) -> Tensor:
     return out
 
 
+def _lrn_denominator(x: Tensor, size: int, alpha: float, k: float) -> Tensor:
+    """k + alpha * (sum of x^2 over the `size` channels around each channel)."""
+    return _window_sum(x * x, size // 2, (size - 1) // 2).mul_(alpha).add_(k)
+
+
 class _LRNFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, size: int, alpha: float, beta: float, k: float) -> Tensor:  # type: ignore[override]
         front, back = size // 2, (size - 1) // 2
-        d = _window_sum(x * x, front, back).mul_(alpha).add_(k)
+        d = _lrn_denominator(x, size, alpha, k)
         y = x * d.pow(-beta)
         ctx.save_for_backward(x, d)  # not y: an in-place ReLU may follow
         ctx.settings = (front, back, alpha, beta)
@@ -284,6 +292,8 @@ class LocalResponseNorm(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() != 4:
             raise ValueError(f"LocalResponseNorm expects N x C x H x W, got {tuple(x.shape)}")
+        if torch.jit.is_tracing():  # a TorchScript file cannot hold a Python autograd.Function
+            return x * _lrn_denominator(x, self.size, self.alpha, self.k).pow(-self.beta)
         return _LRNFunction.apply(x, self.size, self.alpha, self.beta, self.k)
 
     def extra_repr(self) -> str:
@@ -518,6 +528,38 @@ def create_model(
     network = network.with_num_classes(num_classes)
     model = build(network, _input_shape(network, input_size))
     return init_weights(model, zero_init_residual=zero_init_residual)  # type: ignore[return-value]
+
+
+def fold_batchnorm(module: nn.Module) -> nn.Module:
+    """A copy of `module`, in eval mode, with every batch norm folded into the convolution before it.
+
+    A `BatchNorm2d` that directly follows a `Conv2d` in a chain (an `nn.Sequential`: a `Model`, a
+    block, a branch, a residual body or shortcut) computes, in eval mode, an affine map per channel:
+    y = gamma * (x - mean) / sqrt(var + eps) + beta. Folded, the convolution's filters of channel c are
+    scaled by s_c = gamma_c / sqrt(var_c + eps) and its bias becomes s_c * (b_c - mean_c) + beta_c (a
+    convolution without bias gets one), and the batch norm becomes an `nn.Identity`, so the submodule
+    names stay. torch's `fuse_conv_bn_eval` does the arithmetic. The result computes what `module`
+    computes in eval mode (the running statistics, not a batch's), up to float rounding; it is meant
+    for inference and export, not for training on. A batch norm after anything else (a fully
+    connected layer, a ReLU, a concatenation), or one without running statistics, stays. `module` is
+    not changed; count `nn.BatchNorm2d` modules before and after to see how many were folded.
+    """
+    folded = copy.deepcopy(module).eval()
+    for chain in folded.modules():
+        if not isinstance(chain, nn.Sequential):
+            continue
+        names = list(chain._modules)
+        for first, second in zip(names, names[1:]):
+            conv, norm = chain._modules[first], chain._modules[second]
+            if (
+                isinstance(conv, nn.Conv2d)
+                and isinstance(norm, nn.BatchNorm2d)
+                and norm.running_mean is not None
+                and norm.running_var is not None
+            ):
+                chain._modules[first] = fuse_conv_bn_eval(conv, norm)
+                chain._modules[second] = nn.Identity()
+    return folded
 
 
 # ---------------------------------------------------------------------------------------------------
