@@ -114,9 +114,11 @@ def test_predict_ranks_as_the_evaluation_does(runs, tmp_path, capsys) -> None:
 
 def test_the_same_seed_gives_identical_features_and_svms(tmp_path, monkeypatch) -> None:
     made = []
+    small = {**SMALL, "synthetic_train": 160, "synthetic_val": 60}
+    sift = {"words": 32, "sample": 5_000}
     for attempt in ("a", "b"):  # separate caches: both compute their descriptors
         monkeypatch.setenv("ILSVRC_CACHE_DIR", str(tmp_path / f"cache-{attempt}"))
-        run = classical.train_classical("sift-bow", tmp_path / attempt, seed=3, **SMALL, **SIFT)
+        run = classical.train_classical("sift-bow", tmp_path / attempt, seed=3, **small, **sift)
         with np.load(run / classical.MODEL_FILE) as z:
             model = {k: z[k] for k in z.files}
         chunks = sorted((tmp_path / f"cache-{attempt}").rglob("chunk-*.npz"))
@@ -130,7 +132,7 @@ def test_the_same_seed_gives_identical_features_and_svms(tmp_path, monkeypatch) 
         assert np.array_equal(m1[key], m2[key]), key
     assert l1["val_top1_error"] == l2["val_top1_error"]
     monkeypatch.setenv("ILSVRC_CACHE_DIR", str(tmp_path / "cache-a"))
-    other = classical.train_classical("sift-bow", tmp_path / "seed4", seed=4, **SMALL, **SIFT)
+    other = classical.train_classical("sift-bow", tmp_path / "seed4", seed=4, **small, **sift)
     with np.load(other / classical.MODEL_FILE) as z:
         assert not np.array_equal(z["codebook"], m1["codebook"])
 
@@ -154,6 +156,16 @@ def test_a_second_run_uses_the_cache_and_a_killed_extraction_keeps_its_chunks(ru
     rest = classical.extract(data, "train", settings, progress=False, log=lambda _: None)
     assert rest.complete and rest.extracted == 2 * classical.CHUNK and len(rest.labels) == len(data)
     assert np.array_equal(rest.values[: classical.CHUNK], part.values)
+
+
+def test_a_time_limit_trains_on_the_images_it_had_time_to_describe(tmp_path) -> None:
+    said = []
+    small = {**SMALL, "synthetic_train": 300, "log": said.append}  # 3 chunks, not cached by another test
+    run = classical.train_classical("hog-svm", tmp_path / "limited", time_limit=1e-4, workers=1, **small)
+    line = last_line(run)
+    assert line["train_images"] == classical.CHUNK < small["synthetic_train"]  # the first chunk only
+    assert line["val_images"] == small["synthetic_val"]  # the validation set whole
+    assert any(f"{classical.CHUNK} of 300 training images" in x for x in said)
 
 
 def test_resume_finishes_a_run_stopped_before_its_model(runs, tmp_path, capsys) -> None:

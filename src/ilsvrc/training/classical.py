@@ -133,7 +133,7 @@ class Settings:
     step: int = 8
     patches: tuple[int, ...] = (16, 24)
     words: int | None = None  # default: 512 (bow), 64 (fisher)
-    levels: int | None = None  # default: 3 (bow), 2 (fisher)
+    levels: int | None = None  # default: 3 (bow), 1 (fisher: 8,192 values for the whole image already)
     sample: int = 100_000
     pca: int = 64
     orientations: int = 9
@@ -148,7 +148,7 @@ class Settings:
             self,
             patches=tuple(int(p) for p in self.patches),
             words=self.words if self.words is not None else (64 if fisher else 512),
-            levels=self.levels if self.levels is not None else (2 if fisher else 3),
+            levels=self.levels if self.levels is not None else (1 if fisher else 3),
             svm_c=self.svm_c if self.svm_c is not None else (1.0 if self.pipeline == "sift-bow" else 0.1),
         )
 
