@@ -202,6 +202,7 @@ def test_without_the_extras_the_command_says_how_to_install_them(monkeypatch, ca
     [
         (["train", "sift-bow", "--lr", "0.1"], "--lr is a setting of a network's training"),
         (["train", "hog-svm", "--encoding", "fisher"], "--encoding is a setting of sift-bow"),
+        (["train", "hog-svm", "--codebook", "64"], "--codebook is a setting of sift-bow"),
         (["train", "sift-bow", "--image-size", "20"], "--image-size of at least 32"),
         (["train", "hog-svm", "--svm-c", "-1"], "--svm-c must be a positive number"),
         (["train", "alexnet", "--codebook", "64"], "not of a network's training"),

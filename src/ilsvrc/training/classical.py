@@ -143,12 +143,12 @@ class Settings:
 
     def resolved(self) -> Settings:
         """The settings with every default filled in."""
-        fisher = self.encoding == "fisher"
+        fisher, sift = self.encoding == "fisher", self.pipeline == "sift-bow"
         return dataclasses.replace(
             self,
             patches=tuple(int(p) for p in self.patches),
-            words=self.words if self.words is not None else (64 if fisher else 512),
-            levels=self.levels if self.levels is not None else (1 if fisher else 3),
+            words=self.words if self.words is not None or not sift else (64 if fisher else 512),
+            levels=self.levels if self.levels is not None or not sift else (1 if fisher else 3),
             svm_c=self.svm_c if self.svm_c is not None else (1.0 if self.pipeline == "sift-bow" else 0.1),
         )
 
@@ -162,15 +162,17 @@ class Settings:
             problems.append(f"--encoding takes {' or '.join(ENCODINGS)}, not {s.encoding!r}")
         if s.pipeline == "hog-svm" and s.encoding != "bow":
             problems.append("--encoding is a setting of sift-bow; hog-svm feeds HOG to the SVM as it is")
+        if s.pipeline == "hog-svm" and self.words is not None:
+            problems.append("--codebook is a setting of sift-bow; hog-svm learns no codebook")
         if s.pipeline == "sift-bow" and s.image_size < max(s.patches) + s.step:
             problems.append(f"sift-bow needs --image-size of at least {max(s.patches) + s.step} (two grid "
                             f"points of {max(s.patches)}-pixel patches), got {s.image_size}")  # fmt: skip
         if s.pipeline == "hog-svm" and s.image_size < s.cell * s.block:
             problems.append(f"hog-svm needs --image-size of at least {s.cell * s.block} (one block), "
                             f"got {s.image_size}")  # fmt: skip
-        if not 2 <= (s.words or 0) <= 65536:
+        if s.pipeline == "sift-bow" and not 2 <= (s.words or 0) <= 65536:
             problems.append(f"--codebook takes 2 to 65536 words (Gaussians), got {s.words}")
-        if not 1 <= (s.levels or 0) <= 4:
+        if s.pipeline == "sift-bow" and not 1 <= (s.levels or 0) <= 4:
             problems.append(f"the spatial pyramid takes 1 to 4 levels, got {s.levels}")
         if not (isinstance(s.svm_c, (int, float)) and math.isfinite(s.svm_c) and s.svm_c > 0):
             problems.append(f"--svm-c must be a positive number, got {s.svm_c}")
@@ -456,11 +458,10 @@ def extract(
         finally:
             if bar is not None:
                 bar.close()
-    return _join(done, len(chunks), folder, extracted, complete=len(done) == len(chunks), settings=settings)
+    return _join(done, len(chunks), folder, extracted, complete=len(done) == len(chunks))
 
 
-def _join(done: dict[int, dict[str, Any]], n: int, folder: Path, extracted: int, complete: bool,
-          settings: Settings) -> Features:  # fmt: skip
+def _join(done: dict[int, dict[str, Any]], n: int, folder: Path, extracted: int, complete: bool) -> Features:
     parts = [done[k] for k in range(n) if k in done]
     skipped = [tuple(x) for p in parts for x in json.loads(str(p["skipped"]))]
     if not parts:
