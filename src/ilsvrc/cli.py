@@ -16,7 +16,7 @@ from typing import NoReturn
 from .analysis import render
 from .analysis.analyzer import DTYPE_BYTES, Report, analyze, check_strict, smallest_input
 from .analysis.compare import compare
-from .errors import IlsvrcError, ShapeError
+from .errors import IlsvrcError, ShapeError, UnknownModelError
 from .networks import Network, get_spec, list_models, looks_like_file, resolve
 
 EXAMPLES = """examples:
@@ -40,8 +40,16 @@ TORCH_SOURCE = re.compile(r"(torchvision|timm):.+|.+\.py:[A-Za-z_][A-Za-z0-9_]*"
 
 
 def _resolve(args: argparse.Namespace, name: str) -> Network:
-    """`name` as every command takes it; a Caffe .prototxt read for --phase (default test)."""
-    return resolve(name, phase=getattr(args, "phase", None) or "test")
+    """`name` as every command takes it; a Caffe .prototxt read for --phase (default test). A
+    classical pipeline's name (sift-bow) is no network: the error says so."""
+    try:
+        return resolve(name, phase=getattr(args, "phase", None) or "test")
+    except UnknownModelError:
+        from .training.classical import is_classical, not_a_network  # here: summary stays light
+
+        if is_classical(name):
+            raise not_a_network(name) from None
+        raise
 
 
 def is_torch_source(name: str) -> bool:
@@ -229,7 +237,25 @@ TRAIN_SETTINGS = (
 )  # fmt: skip
 
 
+# options of the networks' training only, and of the classical pipelines only (`ilsvrc train sift-bow`)
+NETWORK_ONLY = (
+    "recipe", "epochs", "batch_size", "crop_fraction", "lr", "momentum", "weight_decay", "schedule",
+    "warmup_epochs", "label_smoothing", "augmentation", "init", "dropout", "zero_init_residual", "device",
+    "amp", "compile", "channels_last", "cache", "max_steps", "checkpoint_every",
+)  # fmt: skip
+CLASSICAL_ONLY = ("encoding", "codebook", "svm_c")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
+    from .training import classical
+
+    if args.resume and classical.is_classical_run(args.resume):
+        _draw_curves(classical.resume_classical(args.resume))
+        return 0
+    if args.model and classical.is_classical(args.model):
+        run = classical.train_classical(args.model, args.out, **_classical_options(args))
+        _draw_curves(run)
+        return 0
     from .training.loop import make_config, train
 
     overrides = {name: getattr(args, name) for name in TRAIN_SETTINGS}
@@ -252,6 +278,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     train(make_config(args.model, args.recipe, **overrides), stop_after_steps=args.max_steps,
           after_epoch=_draw_curves)  # fmt: skip
     return 0
+
+
+def _classical_options(args: argparse.Namespace) -> dict:
+    """train_classical's keyword arguments from `ilsvrc train sift-bow|hog-svm`'s options."""
+    from .training.classical import DEFAULT_IMAGE_SIZE
+
+    options = {"data": args.data, "image_size": args.image_size or DEFAULT_IMAGE_SIZE, "seed": args.seed or 0,
+               "time_limit": args.time_limit, "synthetic_train": args.synthetic_train,
+               "synthetic_val": args.synthetic_val, "synthetic_classes": args.synthetic_classes,
+               "workers": args.workers, "encoding": args.encoding or "bow", "words": args.codebook,
+               "svm_c": args.svm_c}  # fmt: skip
+    return options
 
 
 def _draw_curves(run_dir: Path) -> None:
@@ -720,8 +758,18 @@ def check_train(args: argparse.Namespace) -> None:
     """The model, recipe, settings and folders of `ilsvrc train`, checked without torch."""
     import dataclasses
 
+    from .training import classical
     from .training.recipes import Recipe, check, check_network_size, default_recipe, get_recipe
 
+    if args.model and classical.is_classical(args.model) and not args.resume:
+        check_classical_train(args)
+        return
+    given = [name for name in CLASSICAL_ONLY if getattr(args, name) is not None]
+    if given:
+        raise IlsvrcError(
+            f"--{given[0].replace('_', '-')} is a setting of the classical pipelines (`ilsvrc train "
+            "sift-bow` or `hog-svm`), not of a network's training; leave it out."
+        )
     if args.resume:
         run = Path(args.resume)
         if not (run / "config.json").is_file():
@@ -743,6 +791,37 @@ def check_train(args: argparse.Namespace) -> None:
         check(recipe)
         network = _network(args, args.model)  # with its --set edits
         check_network_size(network, recipe.image_size or network.input_shape[1])
+    if args.data is not None:
+        _must_exist(args.data, "The data folder", DATA_HINT, folder=True)
+
+
+def check_classical_train(args: argparse.Namespace) -> None:
+    """`ilsvrc train sift-bow|hog-svm`: only the options a classical pipeline takes, in range, its
+    libraries installed, the data folder there."""
+    from .training import classical
+
+    given = [name for name in NETWORK_ONLY if getattr(args, name, None) not in (None, False)]
+    if given:
+        names = ", ".join("--" + name.replace("_", "-") for name in given)
+        raise IlsvrcError(
+            f"{names} {'is a setting' if len(given) == 1 else 'are settings'} of a network's training; "
+            f"{args.model} is a classical pipeline (features and linear SVMs) and takes --data, --out, "
+            "--seed, --image-size, --time-limit, --workers, --synthetic-classes/-train/-val, --codebook, "
+            "--svm-c and (sift-bow) --encoding bow|fisher. Leave them out."
+        )
+    options = _classical_options(args)
+    config = classical.ClassicalConfig(
+        model=args.model, settings=classical.Settings(pipeline=args.model, image_size=options["image_size"],
+                                                      encoding=options["encoding"], words=options["words"],
+                                                      svm_c=options["svm_c"]),
+        seed=options["seed"], time_limit=args.time_limit, workers=args.workers,
+    )  # fmt: skip
+    config.check()
+    if args.synthetic_classes is not None and not 2 <= args.synthetic_classes <= 10:
+        raise IlsvrcError(
+            f"--synthetic-classes takes 2 to 10 (the built-in data's), got {args.synthetic_classes}."
+        )
+    classical.require_extras()
     if args.data is not None:
         _must_exist(args.data, "The data folder", DATA_HINT, folder=True)
 
@@ -887,10 +966,14 @@ def parser() -> argparse.ArgumentParser:
     _set_option(sp)
     sp.set_defaults(func=cmd_spec, check=check_spec)
 
-    sp = sub.add_parser("train", help="train a network with its paper's recipe (or --recipe cpu)",
+    sp = sub.add_parser("train", help="train a network with its paper's recipe (or --recipe cpu), or a "
+                        "classical pipeline (sift-bow, hog-svm)",
                         description="Train MODEL (a zoo name or spec file) on --data (an ImageNet-style "
                         "folder with train/ and val/) or, without --data, on the built-in shapes data. "
-                        "Every recipe setting can be overridden.")  # fmt: skip
+                        "Every recipe setting can be overridden. MODEL may also be a pre-deep-era "
+                        "pipeline: sift-bow (dense SIFT, a visual-word codebook or Fisher vectors, linear "
+                        "SVMs) or hog-svm (HOG, linear SVMs); they need `pip install -e '.[classic]'` "
+                        "(docs/classical.md).")  # fmt: skip
     sp.add_argument("model", nargs="?", help="zoo name or spec file (not needed with --resume)")
     _set_option(sp)
     sp.add_argument("--data", help="folder with train/<class>/ and val/<class>/ (default: built-in data)")
@@ -927,10 +1010,24 @@ def parser() -> argparse.ArgumentParser:
                     help="channels-last memory layout (default on)")  # fmt: skip
     sp.add_argument("--cache", action=argparse.BooleanOptionalAction, default=None,
                     help="decode --data images once into ILSVRC_CACHE_DIR (default on)")  # fmt: skip
-    sp.add_argument("--workers", type=int, help="data loading processes (default 2)")
+    sp.add_argument("--workers", type=int, help="data loading processes (default 2); sift-bow, hog-svm: "
+                    "feature extraction processes (default: one per core)")  # fmt: skip
     sp.add_argument("--synthetic-classes", type=int, help="classes of the built-in data (2-10)")
     sp.add_argument("--synthetic-train", type=_positive, help="training images of the built-in data")
     sp.add_argument("--synthetic-val", type=_positive, help="validation images of the built-in data")
+    sp.add_argument(
+        "--encoding",
+        choices=["bow", "fisher"],
+        help="sift-bow: bag of visual words over a spatial pyramid (default), or Fisher vectors",
+    )
+    sp.add_argument(
+        "--codebook",
+        type=_positive,
+        metavar="WORDS",
+        help="sift-bow: visual words (default 512), or Gaussians with --encoding fisher (64)",
+    )
+    sp.add_argument("--svm-c", type=float, metavar="C",
+                    help="sift-bow, hog-svm: the linear SVMs' C (default 1 and 0.01)")  # fmt: skip
     sp.set_defaults(func=cmd_train, check=check_train)
 
     sp = sub.add_parser("eval", help="top-1/top-5 error of a trained run (center, 10crop or dense)")

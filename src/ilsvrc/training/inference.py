@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ import torch
 
 from ..errors import IlsvrcError
 from .checkpoint import write_json_atomic
+from .classical import evaluate_classical, is_classical_run, predict_classical
 from .data import Augmented, ClassInfo, open_dataset
 from .evaluate import (
     EvalResult,
@@ -78,6 +80,8 @@ def evaluate_run(
     Writes eval-PROTOCOL.json and confusion-PROTOCOL.png into the run directory (next to the
     checkpoints when given a checkpoint directory).
     """
+    if is_classical_run(run):
+        return _evaluate_classical_run(run, data, protocol, workers)
     model, config, classes, where = load_trained(run, which)
     loader, qs = _val_loader(config, classes, data, protocol, scales, workers, batch_size)
     size = config.image_size
@@ -85,11 +89,9 @@ def evaluate_run(
     run_dir = where.parent.parent if where.parent.name == "checkpoints" else where
     given = Path(run).resolve()
     named = None if where.resolve() in (given, given.parent) else which  # a checkpoint given itself
-    written = [run_dir / f"eval-{protocol}.json", run_dir / f"confusion-{protocol}.png"]
-    done = RunEvaluation(result, where, named, data or config.data or "built-in", written)
-    write_json_atomic(written[0], done.to_dict())
-    plot_confusion(result, [c.name for c in classes], written[1])
-    return done
+    return _write(
+        RunEvaluation(result, where, named, data or config.data or "built-in", []), run_dir, classes
+    )
 
 
 def _val_loader(
@@ -195,10 +197,36 @@ def evaluate_ensemble(
     )
 
 
+def _write(done: RunEvaluation, run_dir: Path, classes: list[ClassInfo]) -> RunEvaluation:
+    """Write eval-PROTOCOL.json and confusion-PROTOCOL.png into `run_dir`; `done` with their paths."""
+    protocol = done.result.protocol
+    done.written = [run_dir / f"eval-{protocol}.json", run_dir / f"confusion-{protocol}.png"]
+    write_json_atomic(done.written[0], done.to_dict())
+    plot_confusion(done.result, [c.name for c in classes], done.written[1])
+    return done
+
+
+def _evaluate_classical_run(run: str | Path, data: str | None, protocol: str, workers: int) -> RunEvaluation:
+    """A classical pipeline's run (`ilsvrc.training.classical`): the centre protocol only."""
+    if protocol != "center":
+        raise IlsvrcError(
+            f"{run} is a run of a classical pipeline, evaluated with the center protocol only: its features "
+            f"describe the whole centre crop, and the {protocol} protocol needs a network to run on "
+            "other crops (10crop) or to slide over the image (dense). Use `--protocol center` (the default)."
+        )
+    result, where, classes = evaluate_classical(run, data, workers=workers or None)
+    config = json.loads((Path(run) / "config.json").read_text(encoding="utf-8"))
+    return _write(RunEvaluation(result, where, None, data or config.get("data") or "built-in", []), Path(run),
+                  classes)  # fmt: skip
+
+
 def predict_images(
     run: str | Path, images: list[str], which: str = "last", k: int = 5
 ) -> list[tuple[str, list[tuple[ClassInfo, float]]]]:
-    """The k most probable classes of each image (centre crop at the run's size)."""
+    """The k most probable classes of each image (centre crop at the run's size). A classical
+    pipeline's run gives the softmax of its SVMs' scores (`classical.predict_classical`)."""
+    if is_classical_run(run):
+        return predict_classical(run, images, k)
     model, config, classes, _ = load_trained(run, which)
     net = config.network()
     transform = eval_input_transform("center", config.image_size, net.info.mean, net.info.std,

@@ -64,6 +64,7 @@ from ..networks.spec import Aux, Network
 from ..networks.zoo import get_spec
 from ..nn import Model, ModelOutputs, create_model
 from . import checkpoint, distributed
+from .classical import is_classical_run
 from .data import (
     Augmented,
     ClassInfo,
@@ -1215,6 +1216,11 @@ def load_trained(path: str | Path, which: str = "last") -> tuple[Model, TrainCon
     A run that averaged its weights (recipe `polyak_decay`, GoogLeNet's) is evaluated with the average,
     as the paper's final model was: the model carries the averaged weights (and batch-norm statistics).
     """
+    if is_classical_run(path):
+        raise IlsvrcError(
+            f"{path} is a run of a classical pipeline (features and linear SVMs): it has no network to "
+            f"load. `ilsvrc eval {path}`, `ilsvrc predict {path} IMAGE` and `ilsvrc plot {path}` work on it."
+        )
     weights, state, where = checkpoint.load(path, which)
     averaged = checkpoint.load_averaged(where)
     if averaged is not None:

@@ -123,6 +123,12 @@ def run_network(run_dir: str | Path) -> RunNetwork:
             f"{run}: {CONFIG_FILE} names no model or {CLASSES_FILE} lists no classes; they are not the "
             "files `ilsvrc train` writes."
         )
+    if config.get("classical") is True:
+        raise RunError(
+            f"{run} is a run of the classical pipeline {model} (features and linear SVMs), not of a "
+            f"network: there is no network to show. `ilsvrc plot {run}`, `ilsvrc eval {run}` and `ilsvrc "
+            "predict` work on it."
+        )
     spec = config.get("spec")
     network = specfile.from_dict(spec, source=f"{run / CONFIG_FILE} (spec)") if spec else get_spec(model)
     recipe_size = recipe.get("image_size") if isinstance(recipe, dict) else None

@@ -148,12 +148,19 @@ def train_variant(
     """Train `variant` into `run` under `settings`, or go on with the run that is there."""
     if variant.classical:
         try:
-            from .classical import train_classical
+            from .classical import resume_classical, train_classical
         except ImportError:
             raise StudyError(
                 f"The classical pipeline {variant.model!r} is not part of this installation; leave it out, "
                 "or install the classical extras (pip install -e '.[classic]')."
             ) from None
+        if (run / "model.npz").exists():
+            return  # finished: its model and its validation are written
+        if (run / "config.json").exists():
+            resume_classical(run, progress, log)  # stopped part of the way: its cached features are kept
+            return
+        if run.exists():
+            shutil.rmtree(run)  # stopped before it wrote its config: nothing to keep
         train_classical(
             variant.model, run, data=settings.data, image_size=settings.image_size, seed=settings.seed,
             time_limit=settings.minutes, synthetic_train=settings.synthetic_train,
