@@ -104,7 +104,7 @@ def test_an_entry_stopped_before_its_first_checkpoint_starts_again(tmp_path: Pat
 
 def test_the_command_line_writes_the_table_and_the_chart(tmp_path: Path, capsys) -> None:
     out = tmp_path / "replay"
-    args = ["history", "--entries", "resnet18,alexnet", "--minutes", "0.04", "--image-size", "67",
+    args = ["history", "--entries", "resnet18,sift-bow,alexnet", "--minutes", "0.04", "--image-size", "67",
             "--synthetic-train", "32", "--synthetic-val", "16", "-o", str(out)]  # fmt: skip
     assert main(args) == 0
     printed = capsys.readouterr().out
@@ -116,7 +116,8 @@ def test_the_command_line_writes_the_table_and_the_chart(tmp_path: Path, capsys)
         assert r.name in printed
     image = np.asarray(Image.open(out / "history.png").convert("RGB"))
     assert image.shape[1] > 1000 and (image < 250).any(axis=2).mean() > 0.03
-    # the run directories are ordinary runs: `ilsvrc eval` takes them
+    assert [r.name for r in results] == ["sift-bow", "alexnet", "resnet18"]  # 2010, 2012, 2015
+    # the run directories are ordinary runs: `ilsvrc eval` takes them (the classical one too)
     assert main(["eval", results[0].run, "--format", "json", "--workers", "0"]) == 0
     assert json.loads(capsys.readouterr().out)["top1_error"] == pytest.approx(results[0].top1_error, abs=1e-6)
     # asked again with other settings, the replay refuses instead of mixing them
