@@ -290,6 +290,22 @@ def test_googlenet_cuts_the_lr_by_4_percent_every_8_epochs() -> None:
     assert schedule.lr(2499, 0.0) == pytest.approx(lr * 0.96**31)  # 250 epochs: 28% of the start
 
 
+@pytest.mark.parametrize("model", ["resnet18", "googlenet-torchvision", "alexnet"])
+def test_another_batch_scales_the_recipes_lr_linearly_and_a_larger_one_warms_up(model: str) -> None:
+    """Goyal et al. 2017: lr = the recipe's lr x batch / the recipe's batch; warm-up only when it rises."""
+    paper = default_recipe(model)
+    assert make_config(model).recipe.lr == paper.lr and make_config(model).lr_rule is None
+    smaller = make_config(model, batch_size=paper.batch_size // 16)
+    assert smaller.recipe.lr == pytest.approx(paper.lr / 16) and smaller.recipe.warmup_epochs == 0
+    assert f"x batch {paper.batch_size // 16} / {paper.batch_size}" in smaller.lr_rule
+    larger = make_config(model, batch_size=paper.batch_size * 2, epochs=20)
+    assert larger.recipe.lr == pytest.approx(paper.lr * 2) and larger.recipe.warmup_epochs == 2  # 20 / 10
+    assert make_config(model, batch_size=paper.batch_size * 2).recipe.warmup_epochs == 5  # Goyal's 5
+    given = make_config(model, batch_size=paper.batch_size // 16, lr=0.3)  # --lr: used as given
+    assert given.recipe.lr == 0.3 and given.lr_rule is None
+    assert make_config(model, "cpu", batch_size=64).recipe.warmup_epochs == 0  # one-cycle rises already
+
+
 def test_resnet_divides_the_lr_by_10_when_the_validation_error_plateaus() -> None:
     schedule = LRSchedule(get_recipe("resnet"), steps_per_epoch=10)
     assert schedule.lr(0, 0.0) == 0.1
