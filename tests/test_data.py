@@ -216,7 +216,7 @@ def test_synthetic_is_deterministic_per_seed_split_and_index():
     assert not any(torch.equal(a[i][0], val[i][0]) for i in range(40))
     assert [a[i][1] for i in range(12)] == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1]
     assert len(SyntheticShapes("train")) == 2000 and len(SyntheticShapes("val")) == 500
-    assert [c.id for c in SyntheticShapes(num_classes=3).classes] == ["circle", "square", "triangle"]
+    assert [c.id for c in SyntheticShapes(num_classes=3).classes] == ["circle", "hstripes", "square"]
     labels = [SyntheticShapes("val", num_classes=7, length=70)[i][1] for i in range(70)]
     assert np.bincount(labels).tolist() == [10] * 7  # balanced
     for size in (16, 17, 50, 129):
@@ -225,6 +225,30 @@ def test_synthetic_is_deterministic_per_seed_split_and_index():
     for bad in (dict(num_classes=1), dict(num_classes=11), dict(image_size=15), dict(split="test")):
         with pytest.raises(DataError):
             SyntheticShapes(**bad)
+
+
+def test_synthetic_first_k_classes_mix_shapes_and_textures_each_drawn_as_its_id_says():
+    """Classes alternate shape and texture, so every subset a run takes (the first k) has both; each
+    class is drawn as its id says wherever it sits in the list: stripes change across their direction,
+    a shape leaves the border of the image its background (one colour up to noise and shading)."""
+    data = SyntheticShapes("train", image_size=48, length=200)
+    ids = [c.id for c in data.classes]
+    stripes = {"hstripes": 1, "vstripes": 2}  # the image axis along which the colour changes
+    shapes = {"circle", "square", "triangle", "ring", "cross"}
+    for k in range(2, 11):
+        assert shapes & set(ids[:k]) and set(ids[:k]) - shapes, ids[:k]
+    for index in range(len(data)):
+        image, label = data[index]
+        x = image.float()
+        if ids[label] in stripes:
+            along = stripes[ids[label]]
+            across = 3 - along
+            change = x.diff(dim=along).abs().mean()
+            assert change > 2 * x.diff(dim=across).abs().mean(), (index, ids[label])
+        border = torch.cat([x[:, 0], x[:, -1], x[:, :, 0], x[:, :, -1]], dim=1)  # 3 x 192
+        inner = x[:, 12:-12, 12:-12].flatten(1)
+        if ids[label] in shapes:  # the border is background; the middle holds the shape's colour too
+            assert border.std(1).max() < inner.std(1).max(), (index, ids[label])
 
 
 def test_synthetic_mean_colour_says_little_but_a_small_cnn_learns_it():

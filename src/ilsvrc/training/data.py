@@ -51,18 +51,28 @@ class ClassInfo:
 # The generated dataset
 
 
+# Shapes and textures alternate, so that the first k classes (`num_classes=k`) always mix the two:
+# the four-class subset is circle, hstripes, square, vstripes, not four outlines. Measured (ResNet-18,
+# batch 16, 32 px, 192 images, 72 steps): the four shapes alone stay at chance (75% val error; the
+# network memorises the images by their random colours before it learns outlines), the mixed four
+# reach 34%. `_DRAWN_AS` keeps each class drawn as before whatever its place in this list.
 SHAPE_CLASSES: tuple[tuple[str, str], ...] = (
     ("circle", "filled circle"),
-    ("square", "filled square"),
-    ("triangle", "filled triangle"),
-    ("ring", "ring"),
-    ("cross", "cross"),
     ("hstripes", "horizontal stripes"),
+    ("square", "filled square"),
     ("vstripes", "vertical stripes"),
+    ("triangle", "filled triangle"),
     ("checkerboard", "checkerboard"),
+    ("ring", "ring"),
     ("dstripes", "diagonal stripes"),
+    ("cross", "cross"),
     ("dots", "grid of dots"),
 )
+
+# the drawing (`_shape_distance`'s kind) of each class id: shapes 0-4, textures 5-9
+_DRAWN_AS: dict[str, int] = {cid: kind for kind, cid in enumerate(
+    ("circle", "square", "triangle", "ring", "cross", "hstripes", "vstripes", "checkerboard", "dstripes",
+     "dots"))}  # fmt: skip
 
 _SPLIT_LENGTHS = {"train": 2000, "val": 500}
 
@@ -78,7 +88,7 @@ def _triangle_wave(t: np.ndarray) -> np.ndarray:
 
 
 def _shape_distance(kind: int, u: np.ndarray, v: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Signed distance (in image half-widths, positive inside) of shape class `kind` at points (u, v).
+    """Signed distance (in image half-widths, positive inside) of drawing `kind` (`_DRAWN_AS`) at (u, v).
 
     Shapes (circle ... cross) get a random centre, size and rotation; textures (stripes ... dots) a
     random period, phase and, within their class's orientation, a small tilt.
@@ -134,8 +144,9 @@ def _shape_distance(kind: int, u: np.ndarray, v: np.ndarray, rng: np.random.Gene
 class SyntheticShapes(Dataset):
     """Procedurally drawn images of up to ten classes; needs no download, deterministic, any size.
 
-    Classes (ids): circle, square, triangle, ring, cross (one shape: random centre, size, rotation),
-    hstripes, vstripes, checkerboard, dstripes, dots (textures: random period, phase, small tilt).
+    Classes (ids), in label order: circle, hstripes, square, vstripes, triangle, checkerboard, ring,
+    dstripes, cross, dots: shapes (one shape: random centre, size, rotation) and textures (random
+    period, phase, small tilt) alternate, so that any first-k subset mixes the two.
     Every image has a random background colour, a foreground colour that differs from it by 0.3 to
     0.7 in every channel, a faint brightness gradient and pixel noise, so the mean colour says almost
     nothing about the class: the shape has to be seen.
@@ -189,7 +200,7 @@ class SyntheticShapes(Dataset):
 
     def _draw(self, index: int, label: int) -> np.ndarray:
         rng = np.random.default_rng([self.seed, self._split_code, index])
-        distance = _shape_distance(label, self._u, self._v, rng)
+        distance = _shape_distance(_DRAWN_AS[self.classes[label].id], self._u, self._v, rng)
         # Anti-aliased coverage: a one-pixel ramp across the edge (a pixel is 2/size half-widths).
         coverage = distance.astype(np.float32, copy=False)
         coverage *= self.image_size / 2.0

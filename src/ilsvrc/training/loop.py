@@ -120,6 +120,8 @@ class TrainConfig:
     synthetic_val: int | None = None
     spec: dict[str, Any] | None = None  # the network itself when it came from a spec file or --set edits
     edits: list[str] = dataclasses.field(default_factory=list)  # --set edits made to `model` (in `spec`)
+    # how the learning rate was set when the batch is not the recipe's (see scale_lr), for the log
+    lr_rule: str | None = None
     # resumes that gave the run more epochs or time, in order: when, the new and old totals, and how the
     # learning rate went on (see LRSchedule.extend)
     extensions: list[dict[str, Any]] = dataclasses.field(default_factory=list)
@@ -159,6 +161,8 @@ def make_config(model: str, recipe: str | None = None, **overrides: Any) -> Trai
         rest["spec"] = resolve(model, phase="train").to_dict()
     config = TrainConfig(model=model, recipe=base.replace(**changes), **rest)
     check(config.recipe)
+    if "lr" not in changes:
+        config.recipe, config.lr_rule = scale_lr(base, config.recipe)
     problems = []
     if not 0 <= config.seed < 2**32:
         problems.append(f"seed must be a whole number from 0 to 2**32 - 1, got {config.seed}")
@@ -169,6 +173,33 @@ def make_config(model: str, recipe: str | None = None, **overrides: Any) -> Trai
     if problems:
         raise IlsvrcError("Bad training settings: " + "; ".join(problems) + ".")
     return config
+
+
+def scale_lr(paper: Recipe, recipe: Recipe) -> tuple[Recipe, str | None]:
+    """`recipe` with its lr scaled to its batch, and a sentence saying so (None when nothing changed).
+
+    A recipe's lr belongs to its batch (`paper.batch_size`: the ResNet paper's 0.1 to 256 images).
+    With another batch the lr follows the linear scaling rule of Goyal et al. (2017), lr = paper.lr *
+    batch / paper.batch_size: the same average step per image. Unscaled, ResNet-18's 0.1 at batch 16
+    diverges on the built-in data (loss 1.4 to 49 in 13 steps). A larger batch (a larger lr) also gets
+    their gradual warm-up from lr/10, 5 epochs as in the paper but at most a tenth of the run, unless
+    the recipe or the command line sets one or the schedule already rises (one-cycle). A smaller batch
+    lowers the lr: nothing to warm up. An lr given explicitly is used as it is.
+    """
+    batch = recipe.batch_size
+    if batch == paper.batch_size:
+        return recipe, None
+    lr = paper.lr * batch / paper.batch_size
+    changes: dict[str, Any] = {"lr": lr}
+    warm = ""
+    if batch > paper.batch_size and recipe.warmup_epochs == 0 and recipe.schedule != "onecycle":
+        changes["warmup_epochs"] = min(5.0, recipe.epochs / 10)
+        warm = f", warmed up from lr/10 over {changes['warmup_epochs']:g} epochs"
+    rule = (
+        f"lr {lr:.3g} = the {paper.name} recipe's {paper.lr:g} x batch {batch} / {paper.batch_size} "
+        f"(the linear scaling rule, Goyal et al. 2017){warm}; --lr sets it as given"
+    )
+    return recipe.replace(**changes), rule
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -791,6 +822,7 @@ def _announce(run: Run) -> None:
         f"train / {len(run.val_set)} val images at {config.image_size} px, recipe {r.name}, batch "
         f"{r.batch_size}, {_count(r.epochs, 'epoch')} of {_count(run.steps_per_epoch, 'step')}"
         + (f", time limit {config.time_limit:g} min" if run.limit else "")
+        + (f"; {config.lr_rule}" if config.lr_rule else "")
         + "".join(
             f"; {name} adds {w:g} of its loss"
             for name, w in zip(_aux_names(run.model), run.model.aux_weights)

@@ -1,7 +1,9 @@
 """Training recipes: each paper's optimizer, schedule, initialisation and augmentation, as plain values.
 
 A `Recipe` is a frozen set of defaults; `ilsvrc train` starts from the model's paper recipe (or the one
-named by `--recipe`) and overrides any field from the command line. Figures from the papers
+named by `--recipe`) and overrides any field from the command line. A recipe's lr is for its batch: with
+another `--batch-size` and no `--lr`, `ilsvrc.training.loop.scale_lr` scales it linearly (Goyal et al.
+2017). Figures from the papers
 (../shared/docs/facts.md):
 
 - AlexNet: SGD, batch 128, momentum 0.9, weight decay 5e-4, lr 0.01 divided by 10 when the validation
