@@ -432,12 +432,20 @@ def extract(
 
         try:
             if workers == 1:
+                import cv2
+                import torch
+
+                threads = (torch.get_num_threads(), cv2.getNumThreads())
                 _start_worker(dataset, settings)
-                for k in todo:
-                    if time_up():
-                        stopped = True
-                        break
-                    finish(k, _chunk(chunks[k]))
+                try:
+                    for k in todo:
+                        if time_up():
+                            stopped = True
+                            break
+                        finish(k, _chunk(chunks[k]))
+                finally:  # in this process: the threads a network trained next will want, given back
+                    torch.set_num_threads(threads[0])
+                    cv2.setNumThreads(threads[1])
             else:
                 with ProcessPoolExecutor(workers, mp_context=_context(), initializer=_start_worker,
                                          initargs=(dataset, settings)) as pool:  # fmt: skip
