@@ -1122,41 +1122,39 @@ def parser() -> argparse.ArgumentParser:
     replay.add_argument("--resume", metavar="OUT", help="go on with the replay in OUT where it stopped")
     sp.set_defaults(func=cmd_history, check=check_history)
 
+    def study_options(sp: argparse.ArgumentParser, kind: str, default_out: str) -> None:
+        """What every study of several runs takes: the data, its settings, its directory."""
+        sp.add_argument("--data", help="an image folder with train/ and val/ (default: the built-in data)")
+        sp.add_argument("--image-size", type=_positive, default=128, help="pixels (default 128)")
+        sp.add_argument("--seed", type=int, default=0)
+        sp.add_argument("--recipe", default="cpu", help="the recipe, the same for all (default cpu)")
+        sp.add_argument(
+            "--synthetic-classes", type=_positive, default=10, help="classes of the built-in data"
+        )
+        sp.add_argument("--synthetic-train", type=_positive, help="training images of the built-in data")
+        sp.add_argument("--synthetic-val", type=_positive, help="validation images of the built-in data")
+        sp.add_argument("-o", "--out", help=f"the {kind}'s directory (default: {default_out})")
+        sp.add_argument("--resume", metavar="OUT", help=f"go on with the {kind} in OUT where it stopped")
+
     sp = sub.add_parser("sweep", help="train variants of a network (--set LAYER.FIELD=V1,V2,...) on the "
                         "same data and budget: costs first, then a ranking by val error")  # fmt: skip
     sp.add_argument("model", nargs="?", help="zoo name or spec file (not with --resume)")
     sp.add_argument("--set", action="append", metavar="LAYER.FIELD=V1,V2,...",
                     help="values to try, e.g. conv1.kernel=7,9,11 (repeatable: the grid of all)")  # fmt: skip
     sp.add_argument("--random", type=int, metavar="N", help="draw N variants of the grid (seeded) instead")
-    sp.add_argument("--data", help="an image folder with train/ and val/ (default: the built-in data)")
     sp.add_argument("--minutes", type=float, help="each variant's budget (default 10)")
     sp.add_argument("--epochs", type=_positive, help="or each variant's epochs")
-    sp.add_argument("--image-size", type=_positive, default=128, help="pixels (default 128)")
-    sp.add_argument("--seed", type=int, default=0)
-    sp.add_argument("--recipe", default="cpu", help="the recipe, the same for all (default cpu)")
-    sp.add_argument("--synthetic-classes", type=_positive, default=10, help="classes of the built-in data")
-    sp.add_argument("--synthetic-train", type=_positive, help="training images of the built-in data")
-    sp.add_argument("--synthetic-val", type=_positive, help="validation images of the built-in data")
     sp.add_argument("--dry-run", action="store_true", help="print the variants' costs and stop")
-    sp.add_argument("-o", "--out", help="the sweep's directory (default: runs/sweep-DATE-TIME)")
-    sp.add_argument("--resume", metavar="OUT", help="go on with the sweep in OUT where it stopped")
+    study_options(sp, "sweep", "runs/sweep-DATE-TIME")
     sp.set_defaults(func=cmd_sweep, check=check_sweep)
 
     sp = sub.add_parser("ablation", help="a paper's ablation (relu-vs-tanh, lrn, overlapping-pooling, "
                         "dropout, zfnet-conv1, vgg-depth, vgg-1x1, degradation), by its claim")  # fmt: skip
     sp.add_argument("name", nargs="?", help="the ablation (`--list` shows them)")
     sp.add_argument("--list", action="store_true", help="the ablations, their questions and sources")
-    sp.add_argument("--data", help="an image folder with train/ and val/ (default: the built-in data)")
     sp.add_argument("--epochs", type=_positive, help="each variant's epochs (default 10)")
     sp.add_argument("--minutes", type=float, help="or each variant's minutes")
-    sp.add_argument("--image-size", type=_positive, default=128, help="pixels (default 128)")
-    sp.add_argument("--seed", type=int, default=0)
-    sp.add_argument("--recipe", default="cpu", help="the recipe, the same for all (default cpu)")
-    sp.add_argument("--synthetic-classes", type=_positive, default=10, help="classes of the built-in data")
-    sp.add_argument("--synthetic-train", type=_positive, help="training images of the built-in data")
-    sp.add_argument("--synthetic-val", type=_positive, help="validation images of the built-in data")
-    sp.add_argument("-o", "--out", help="the ablation's directory (default: runs/ablation-NAME-DATE-TIME)")
-    sp.add_argument("--resume", metavar="OUT", help="go on with the ablation in OUT where it stopped")
+    study_options(sp, "ablation", "runs/ablation-NAME-DATE-TIME")
     sp.set_defaults(func=cmd_ablation, check=check_ablation)
 
     sp = sub.add_parser("plot", help="loss and top-1/top-5 error of runs, against epochs and wall time")
