@@ -35,7 +35,7 @@ REPLAY_FILE = "replay.json"
 # one entry per era, cheapest of its family where the family has several: the classical baseline,
 # then 2012 to 2015 (googlenet-torchvision: batch norm, and adaptive pooling for small images)
 DEFAULT_ENTRIES = ("sift-bow", "alexnet", "zfnet", "vgg11", "googlenet-torchvision", "resnet18")
-CLASSICAL = {"sift-bow": "NEC-UIUC", "hog-svm": "NEC-UIUC", "sift-fisher": "XRCE"}
+CLASSICAL = {"sift-bow": "NEC-UIUC", "hog-svm": "NEC-UIUC"}  # the pipelines of training/classical.py
 FAMILIES = {"alexnet": "SuperVision", "zfnet": "Clarifai", "vgg": "VGG", "googlenet": "GoogLeNet",
             "resnet": "MSRA"}  # fmt: skip
 ReplayError = StudyError  # a replay that cannot be planned or resumed as asked

@@ -32,7 +32,7 @@ from .checkpoint import write_json_atomic
 from .metrics import METRICS_FILE, read_metrics
 
 EPOCHS = 10_000  # with a time budget, the time ends every run long before this
-CLASSICAL = ("sift-bow", "hog-svm", "sift-fisher")  # pipelines of ilsvrc.training.classical
+CLASSICAL = ("sift-bow", "hog-svm")  # pipelines of ilsvrc.training.classical
 
 
 class StudyError(IlsvrcError):
