@@ -228,6 +228,69 @@ def cmd_tour(args: argparse.Namespace) -> int:
     return main(["train", *TOUR_TRAIN])
 
 
+TODAY_GPUS = ("v100", "a100", "h100")  # `ilsvrc estimate`'s hardware lines when no --gpu or --rate is given
+
+
+def cmd_estimate(args: argparse.Namespace) -> int:
+    from .analysis import estimate
+
+    cost, size, data = args.cost, args.image_size_used, args.data_size
+    if args.rate is not None:
+        lines = [estimate.given_rate(args.rate, args.gpus)]
+    else:
+        lines = [estimate.hardware(key, args.gpus, args.precision, args.utilisation) for key in args.gpu_keys]
+    timed = [estimate.time_on(cost, hw) for hw in lines]
+    papers = []
+    run = estimate.paper_run(args.model)
+    if run is not None and size == args.default_size and data.name == estimate.DATASETS["imagenet"].name:
+        paper_cost = estimate.RunCost(cost.train_macs, cost.eval_macs, cost.train_images, cost.val_images,
+                                      run.epochs, cost.views)  # fmt: skip
+        papers.append(estimate.compare_paper(run, paper_cost))
+    table_args = (args.model, data, size, cost, timed, papers, args.protocol)
+    if args.format == "json":
+        _emit(render.dump_json(render.estimate_json(*table_args)))
+    else:
+        _emit(render.render(render.estimate_table(*table_args), args.format))
+    return 0
+
+
+def check_estimate(args: argparse.Namespace) -> None:
+    """`ilsvrc estimate`: the model, the data, the hardware and the numbers, checked and resolved (into
+    args.cost, args.data_size, args.image_size_used, args.gpu_keys) before anything is printed."""
+    from .analysis import estimate
+    from .errors import SpecError
+    from .training.recipes import check_network_size, default_recipe, get_recipe
+
+    recipe = get_recipe(args.recipe) if args.recipe else default_recipe(args.model)
+    args.data_size = estimate.data_size(args.data, args.images, args.val_images)
+    estimate.check_count(args.gpus)
+    if args.utilisation is not None:
+        estimate.check_utilisation(args.utilisation)
+    if args.rate is not None:
+        estimate.given_rate(args.rate)
+        if args.gpu or args.utilisation is not None:
+            raise IlsvrcError("--rate is the rate reached, in TFLOP/s: it replaces --gpu and --utilisation; "
+                              "give either --rate or --gpu (with --utilisation), not both.")  # fmt: skip
+    keys = [k.strip().lower() for value in (args.gpu or []) for k in value.split(",") if k.strip()]
+    for key in keys:
+        estimate.hardware(key, 1, args.precision)  # an unknown GPU or precision fails here
+    args.gpu_keys = keys or list(TODAY_GPUS)
+    network = _network(args, args.model, (3, args.image_size, args.image_size) if args.image_size else None)
+    size = args.image_size or recipe.image_size or network.input_shape[1]
+    check_network_size(network, size)
+    if args.data_size.classes:
+        try:
+            network = network.with_num_classes(args.data_size.classes)
+        except SpecError:  # no fully connected layer on top: the classes change nothing counted
+            pass
+    report = analyze(network, (network.input_shape[0], size, size), suggest=False)
+    scales = tuple(int(q) for q in args.scales.split(",")) if args.scales else (256, 384, 512)
+    views = estimate.protocol_views(args.protocol, size, scales)
+    epochs = args.epochs or recipe.epochs
+    args.cost = estimate.RunCost.of(report, args.data_size.train, args.data_size.val, epochs, views)
+    args.image_size_used, args.default_size = size, network.input_shape[1]  # the paper's runs: at the latter
+
+
 # `ilsvrc train` options that override the config or the recipe (None: keep the default)
 TRAIN_SETTINGS = (
     "data", "out", "seed", "device", "amp", "workers", "time_limit", "checkpoint_every", "epochs",
@@ -1029,6 +1092,40 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--svm-c", type=float, metavar="C",
                     help="sift-bow, hog-svm: the linear SVMs' C (default 1 and 0.01)")  # fmt: skip
     sp.set_defaults(func=cmd_train, check=check_train)
+
+    sp = sub.add_parser("estimate", help="what training MODEL costs: FLOPs per image, per epoch and for the "
+                        "run, and the time on GPUs (the papers' runs on today's hardware)",
+                        description="The FLOPs of training MODEL (3 x 2 x the analyzer's forward "
+                        "multiply-adds an image, 2 x for each test image) over a data set for the recipe's "
+                        "epochs, and the time they take on GPUs at a fraction of their peak "
+                        "(docs/estimate.md).")  # fmt: skip
+    sp.add_argument("model", help=MODEL_HELP)
+    sp.add_argument("--data", help="imagenet (default: 1,281,167 train + 50,000 val images), imagenette, "
+                    "or a folder with train/<class>/ and val/<class>/ (its images counted)")  # fmt: skip
+    sp.add_argument("--images", type=_positive, help="training images of another data set (not --data)")
+    sp.add_argument("--val-images", type=int, help="validation images evaluated after each epoch")
+    sp.add_argument("--epochs", type=_positive, help="default: the recipe's (AlexNet 90, VGG 74, ResNet 120)")
+    sp.add_argument("--recipe", help="the recipe whose epochs and image size are the defaults (default: the "
+                    "model's paper recipe)")  # fmt: skip
+    sp.add_argument("--image-size", type=_positive, help="training crop in pixels (default: the recipe's or "
+                    "the network's)")  # fmt: skip
+    sp.add_argument("--gpu", action="append", metavar="NAME",
+                    help="gtx580, titan-black, v100, a100 or h100 (repeatable or comma-separated; default: "
+                    "v100,a100,h100)")  # fmt: skip
+    sp.add_argument("--gpus", type=_positive, default=1, help="GPUs per line (linear scaling assumed)")
+    sp.add_argument("--precision", choices=["fp32", "tf32", "bf16", "fp16"], default="bf16",
+                    help="default bf16 (mixed precision; a GPU without it: fp16, then fp32)")  # fmt: skip
+    sp.add_argument("--utilisation", "--utilization", type=float, metavar="U",
+                    help="fraction of peak reached (default 0.5 fp32, 0.25 tensor cores)")  # fmt: skip
+    sp.add_argument("--rate", type=float, metavar="TFLOPS",
+                    help="the rate reached, in TFLOP/s, instead of the GPU table")  # fmt: skip
+    sp.add_argument("--protocol", choices=["center", "10crop", "dense"], default="center",
+                    help="the evaluation after each epoch: its views per image (default center)")  # fmt: skip
+    sp.add_argument("--scales", help="dense: the shorter sides Q (default 256,384,512)")
+    _format_option(sp, ("text", "markdown", "json"), "text")
+    _phase_option(sp)
+    _set_option(sp)
+    sp.set_defaults(func=cmd_estimate, check=check_estimate)
 
     sp = sub.add_parser("eval", help="top-1/top-5 error of a trained run (center, 10crop or dense)")
     sp.add_argument("run", metavar="RUN_DIR_OR_CHECKPOINT")

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from .analyzer import CONVENTIONS, LayerStats, Report
 from .compare import Comparison
+from .estimate import DEFAULT_UTILISATION, DataSize, PaperComparison, RunCost, Timed
 from .history import HistoryRow, largest_drop
 
 FORMATS = ("text", "markdown", "csv", "json", "latex")
@@ -245,6 +246,117 @@ def summary_json(report: Report) -> dict:
             {"severity": f.severity, "layer": f.layer, "message": f.message} for f in report.findings
         ],  # fmt: skip
     }
+
+
+# ---------------------------------------------------------------------------------------------------
+# Cost of a run (`ilsvrc estimate`, `ilsvrc train`'s estimate)
+
+ESTIMATE_SCHEMA = "ilsvrc.estimate/1"
+
+
+def flops(value: float) -> str:
+    """FLOPs with a decimal prefix, 4 significant digits: 4.347e9 -> '4.347 GFLOP', 5.07e17 -> '507 PFLOP'."""
+    for unit, size in (("E", 1e18), ("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6)):
+        if abs(value) >= size:
+            return f"{value / size:.4g} {unit}FLOP"
+    return f"{value:.4g} FLOP"
+
+
+def rate(flops_per_s: float) -> str:
+    """FLOP/s with a decimal prefix: 9.2e12 -> '9.2 TFLOP/s'."""
+    return flops(flops_per_s) + "/s"
+
+
+def duration(seconds: float) -> str:
+    """A time the way one says it, 3 significant digits: '45.2 s', '12.5 min', '3.21 h', '5.63 days'."""
+    for unit, size in (("days", 86400.0), ("h", 3600.0), ("min", 60.0)):
+        if seconds >= size * (1.5 if unit == "days" else 1):
+            return f"{seconds / size:.3g} {unit}"
+    return f"{seconds:.3g} s"
+
+
+def cost_lines(cost: RunCost, protocol: str = "center") -> list[str]:
+    """The formulas behind a run's FLOPs, one line each (per image, per epoch, the run)."""
+    views = f"{cost.views:g} view{'s' if cost.views != 1 else ''} ({protocol})"
+    return [
+        f"training image: 3 x 2 x {short(cost.train_macs, TABLE_DIGITS)} MACs = {flops(cost.train_flops)} "
+        "(3: the forward pass, the gradients for the layers' inputs, the gradients for their weights)",
+        f"test image: 2 x {short(cost.eval_macs, TABLE_DIGITS)} MACs x {views} = {flops(cost.eval_flops)}",
+        f"epoch: {cost.train_images:,} x {flops(cost.train_flops)} + {cost.val_images:,} x "
+        f"{flops(cost.eval_flops)} = {flops(cost.epoch_flops)}",
+        f"run: {cost.epochs:g} epochs x {flops(cost.epoch_flops)} = {flops(cost.run_flops)}",
+    ]
+
+
+def _days(lo: float, hi: float) -> str:
+    return f"{lo:g} days" if lo == hi else f"{lo:g}-{hi:g} days"
+
+
+def estimate_table(model: str, data: DataSize, size: int, cost: RunCost, lines: list[Timed],
+                   papers: list[PaperComparison], protocol: str = "center") -> Table:  # fmt: skip
+    """`ilsvrc estimate`: a row per hardware line (time per epoch and for the run), the papers' own
+    hardware with their reported time last; the formulas and the sources below."""
+    table = Table(
+        f"{model}: {cost.epochs:g} epochs of {data.name} ({data.train:,} train + {data.val:,} val images) "
+        f"at {size} px",
+        ["hardware", "precision", "peak TFLOP/s", "utilisation", "reached", "epoch", "run", "paper"],
+        [],
+        numeric={2, 3, 4, 5, 6},
+    )
+    sources: dict[str, int] = {}
+
+    def row(t: Timed, paper: str = "") -> list[str]:
+        hw = t.hardware
+        mark = ""
+        if hw.accelerator is not None:
+            mark = f" [{sources.setdefault(hw.accelerator.source, len(sources) + 1)}]"
+        peak = f"{hw.peak:g}" if hw.accelerator is not None else "-"
+        util = f"{hw.utilisation:.0%}" if hw.accelerator is not None else "-"
+        return [hw.label + mark, hw.precision or "-", peak, util, rate(hw.rate), duration(t.epoch_seconds),
+                duration(t.run_seconds), paper]  # fmt: skip
+
+    for t in lines:
+        table.rows.append(row(t))
+    for p in papers:
+        lo, hi = p.implied_utilisation
+        share = f"{lo:.0%}-{hi:.0%}" if lo != hi else f"{lo:.0%}"
+        said = f"{_days(*p.run.days)} (so {share} of peak)"
+        table.rows.append(row(p.estimate, said))
+        table.details[len(table.rows) - 1] = [
+            f"{p.run.paper}, {p.run.where}: {p.run.said}; at 100% of peak: {duration(p.peak_seconds)}"
+        ]
+    defaults = ", ".join(f"{k} {v:.0%}" for k, v in DEFAULT_UTILISATION.items())
+    table.footer = [
+        *cost_lines(cost, protocol),
+        "time = FLOPs / (peak x utilisation x GPUs); several GPUs are assumed to scale linearly. Peaks are "
+        f"dense (no sparsity); a precision a GPU lacks falls back (bf16 -> fp16 -> fp32). Utilisation "
+        f"by default: {defaults}, measured for ResNet-50 training on a V100 (docs/estimate.md); "
+        "--utilisation sets it.",
+        "Not counted: batch norm, ReLU, pooling, LRN, the loss, the optimizer's update, the data pipeline.",
+        *(f"[{i}] {source}" for source, i in sources.items()),
+    ]
+    return table
+
+
+def estimate_json(model: str, data: DataSize, size: int, cost: RunCost, lines: list[Timed],
+                  papers: list[PaperComparison], protocol: str = "center") -> dict:  # fmt: skip
+    def hw(t: Timed) -> dict:
+        h = t.hardware
+        return {"hardware": h.label, "accelerator": h.accelerator.key if h.accelerator else None,
+                "count": h.count, "precision": h.precision, "peak_tflops": h.peak if h.accelerator else None,
+                "utilisation": h.utilisation, "flops_per_s": h.rate, "epoch_seconds": t.epoch_seconds,
+                "run_seconds": t.run_seconds}  # fmt: skip
+
+    return {
+        "schema": ESTIMATE_SCHEMA, "model": model, "data": data.name, "train_images": data.train,
+        "val_images": data.val, "image_size": size, "epochs": cost.epochs, "protocol": protocol,
+        "views": cost.views, "train_macs": cost.train_macs, "eval_macs": cost.eval_macs,
+        "train_flops_per_image": cost.train_flops, "eval_flops_per_image": cost.eval_flops,
+        "epoch_flops": cost.epoch_flops, "run_flops": cost.run_flops, "hardware": [hw(t) for t in lines],
+        "papers": [{**hw(p.estimate), "paper": p.run.paper, "paper_days": list(p.run.days),
+                    "peak_seconds": p.peak_seconds, "implied_utilisation": list(p.implied_utilisation)}
+                   for p in papers],
+    }  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------------

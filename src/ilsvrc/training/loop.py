@@ -58,6 +58,9 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from ..analysis import render
+from ..analysis.analyzer import analyze
+from ..analysis.estimate import RunCost, StepEstimate
 from ..errors import IlsvrcError
 from ..networks import resolve, specfile
 from ..networks.spec import Aux, Network
@@ -638,6 +641,33 @@ class _Unread:
         return loss_sum, images
 
 
+# The estimate of a run's time (`_estimate`): this process's first ESTIMATE_WARMUP steps are not timed (the
+# first allocates the buffers and sets up the kernels, and waits for the loader's workers to start); the
+# next are, and the estimate is made after ESTIMATE_AFTER steps in all, a sync point (SYNC_EVERY), so that
+# a GPU's queued work is inside the timed span. An epoch with fewer steps gives the estimate at its end.
+ESTIMATE_WARMUP = 2
+ESTIMATE_AFTER = SYNC_EVERY
+
+
+@dataclass
+class _Timing:
+    """The steps this process has taken since it started (or resumed) the run, and those timed for the
+    estimate (steps, images, seconds: data waits included)."""
+
+    steps: int = 0
+    images: int = 0
+    seconds: float = 0.0
+    timed: list = dataclasses.field(default_factory=lambda: [0, 0, 0.0])
+    estimate: StepEstimate | None = None
+    made_after: int = 0  # the steps taken when the estimate was made
+    written: bool = False  # the estimate is in a metrics line
+
+    def add(self, images: int, seconds: float) -> None:
+        self.steps, self.images, self.seconds = self.steps + 1, self.images + images, self.seconds + seconds
+        if self.steps > ESTIMATE_WARMUP:
+            self.timed = [self.timed[0] + 1, self.timed[1] + images, self.timed[2] + seconds]
+
+
 @dataclass
 class Run:
     """What a run is made of, set up once: its settings, data, model and optimizer, process group,
@@ -663,6 +693,7 @@ class Run:
     log: Callable[..., None]
     progress: bool
     after_epoch: Callable[[Path], None] | None
+    cost: RunCost  # the analyzer's FLOPs of an image, an epoch and the run (the estimate's arithmetic)
 
     @property
     def time_up(self) -> str:
@@ -692,6 +723,7 @@ class RunState:
     time_allows: int = 0  # with a time limit, the last step it leaves room for, as the ranks last agreed
     epoch_skipped: list = dataclasses.field(default_factory=list)  # this epoch's unreadable files
     skip_log: SkipLog = dataclasses.field(default_factory=SkipLog)  # each unreadable file logged once
+    timing: _Timing = dataclasses.field(default_factory=lambda: _Timing())  # the steps the estimate times
 
     def seconds(self) -> float:
         """Wall-clock seconds of the run so far (evaluations and checkpoints included)."""
@@ -748,6 +780,10 @@ def _set_up(config: TrainConfig, resume: str | Path | None, ctx: distributed.Con
     if config.compile:
         net = torch.compile(net)  # the same parameters; checkpoints hold `model`'s plain state dict
     run_dir = Path(resume) if resume is not None else _new_run(config, classes, ctx)
+    network = config.network()
+    size = (network.input_shape[0], config.image_size, config.image_size)
+    report = analyze(network.with_num_classes(len(classes)), size, suggest=False)
+    val_share = len(range(ctx.rank, len(val_set), ctx.world)) if ctx.enabled else len(val_set)
     return Run(
         config=config, ctx=ctx, device=device, train_set=train_set, val_set=val_set, classes=classes,
         model=model, averaged=averaged, net=net, optimizer=optimizer,
@@ -755,7 +791,7 @@ def _set_up(config: TrainConfig, resume: str | Path | None, ctx: distributed.Con
         scaler=torch.amp.GradScaler(device.type, enabled=config.amp == "fp16"),
         criterion=nn.CrossEntropyLoss(label_smoothing=r.label_smoothing), steps_per_epoch=steps_per_epoch,
         limit=limit, stop_after_steps=stop_after_steps, run_dir=run_dir, log=log, progress=progress,
-        after_epoch=after_epoch,
+        after_epoch=after_epoch, cost=RunCost.of(report, len(train_set), val_share, r.epochs),
     )  # fmt: skip
 
 
@@ -834,6 +870,14 @@ def _announce(run: Run) -> None:
         )
         + "."
     )
+    c = run.cost
+    run.log(
+        f"Cost: {render.flops(c.train_flops)} a training image (3 x 2 x {render.short(c.train_macs, 4)} "
+        f"MACs: forward, input and weight gradients), {render.flops(c.eval_flops)} a validation image; an "
+        f"epoch {render.flops(c.epoch_flops)}, the run {render.flops(c.run_flops)}"
+        + (f" (this process's share, of {run.ctx.world})" if run.ctx.enabled else "")
+        + f". Its time is estimated after the first {ESTIMATE_AFTER} steps, timed on this machine."
+    )
 
 
 def _train_epoch(run: Run, state: RunState, signals: StopRequest) -> None:
@@ -864,8 +908,11 @@ def _train_epoch(run: Run, state: RunState, signals: StopRequest) -> None:
         bar.advance()
         now = _now()
         state.sums.seconds += now - start
+        state.timing.add(0 if targets is None else len(targets), now - start)
         start = now
         state.step_seconds = state.sums.seconds / state.sums.steps
+        if state.timing.estimate is None and state.timing.steps >= ESTIMATE_AFTER:
+            _estimate(run, state)
         if synced or not ctx.enabled:  # alone, the check waits for no one: after every step
             _agree_to_stop(run, state, signals)
             if state.stopped is not None:
@@ -875,6 +922,43 @@ def _train_epoch(run: Run, state: RunState, signals: StopRequest) -> None:
             _save(run, state, _totals(run, state))
             start = _now()  # writing a checkpoint is not training time
     bar.close()
+    if state.timing.estimate is None and state.timing.steps:
+        _estimate(run, state)  # an epoch shorter than ESTIMATE_AFTER steps (or a run stopped early)
+
+
+def _estimate(run: Run, state: RunState) -> None:
+    """The run's time, from this process's steps timed so far (`_Timing`) and the analyzer's FLOPs
+    (`StepEstimate`): logged once, and written into the next metrics line (`estimate`)."""
+    t = state.timing
+    steps, images, seconds = t.timed if t.timed[0] else (t.steps, t.images, t.seconds)
+    which = (f"steps {ESTIMATE_WARMUP + 1}-{t.steps} timed" if t.timed[0] else
+             f"all {t.steps} timed, the first {ESTIMATE_WARMUP} included: too few to leave out")  # fmt: skip
+    if seconds <= 0:
+        return
+    c = run.cost
+    e = StepEstimate(steps, images, seconds, run.steps_per_epoch, c.val_images, run.config.recipe.epochs,
+                     c.train_flops, c.eval_flops)  # fmt: skip
+    t.estimate, t.made_after = e, t.steps
+    left = e.remaining_seconds(state.epoch, state.offset)
+    text = (
+        f"Estimate after {_count(t.steps, 'step')} ({which}: {_count(steps, 'step')}, {images:,} images in "
+        f"{seconds:.3g} s, data waits included): {e.step_seconds:.3g} s a step; measured "
+        f"{render.rate(e.rate)} = {images:,} x {render.flops(c.train_flops)} / {seconds:.3g} s; an epoch = "
+        f"{run.steps_per_epoch} steps x {e.step_seconds:.3g} s + {c.val_images:,} validation images x "
+        f"{render.flops(c.eval_flops)} at that rate = {render.duration(e.train_seconds)} + "
+        f"{render.duration(e.eval_seconds)} = {render.duration(e.epoch_seconds)}; the run, "
+        f"{_count(e.epochs, 'epoch')}: {render.duration(e.run_seconds)}"
+    )
+    if state.epoch or state.offset > t.steps:  # resumed: what is left
+        text += f" ({render.duration(left)} left from epoch {state.epoch + 1}, step {state.step})"
+    if run.limit:
+        room = run.limit - state.seconds()
+        fit = state.epoch + state.offset / run.steps_per_epoch + max(room, 0.0) / e.epoch_seconds
+        text += (f"; the time limit of {run.config.time_limit:g} min ({render.duration(max(room, 0.0))} "
+                 f"left) has room for about {fit:.2g} of the {e.epochs} epochs")  # fmt: skip
+    if run.ctx.enabled:
+        text += f" (this process's steps; {run.ctx.world} processes share each batch)"
+    run.log(text + ".")
 
 
 def _step(run: Run, state: RunState, images: torch.Tensor | None, targets: torch.Tensor | None) -> None:
@@ -1023,11 +1107,15 @@ def _end_epoch(run: Run, state: RunState, totals: EpochSums) -> tuple[EpochSums,
         "data_wait_fraction": round(totals.data_seconds / max(totals.seconds, 1e-9), 4),
         "seconds": round(state.seconds(), 3),  # wall time of the run so far, evaluations included
         "eval_seconds": round(eval_seconds, 3),
+        "train_seconds": round(totals.seconds, 3),  # this epoch's steps (this process's), data waits in
         "complete": finished,
         "skipped_images": totals.skipped + len(val_skipped),  # unreadable files, train + val
         "skipped_train": totals.skipped,  # left out of this epoch's training batches so far
         "skipped_val": len(val_skipped),  # left out of this evaluation
     }
+    if state.timing.estimate is not None and not state.timing.written:  # made during this epoch
+        line["estimate"] = {"after_steps": state.timing.made_after, **state.timing.estimate.to_dict()}
+        state.timing.written = True
     improved = measured and result.top1_error < state.best
     if measured:
         state.best = min(state.best, result.top1_error)
