@@ -933,7 +933,7 @@ def _estimate(run: Run, state: RunState) -> None:
     steps, images, seconds = t.timed if t.timed[0] else (t.steps, t.images, t.seconds)
     which = (f"steps {ESTIMATE_WARMUP + 1}-{t.steps} timed" if t.timed[0] else
              f"all {t.steps} timed, the first {ESTIMATE_WARMUP} included: too few to leave out")  # fmt: skip
-    if seconds <= 0:
+    if seconds <= 0 or images <= 0:  # nothing timed yet (a process whose shares were all unreadable)
         return
     c = run.cost
     e = StepEstimate(steps, images, seconds, run.steps_per_epoch, c.val_images, run.config.recipe.epochs,
@@ -955,7 +955,7 @@ def _estimate(run: Run, state: RunState) -> None:
         room = run.limit - state.seconds()
         fit = state.epoch + state.offset / run.steps_per_epoch + max(room, 0.0) / e.epoch_seconds
         text += (f"; the time limit of {run.config.time_limit:g} min ({render.duration(max(room, 0.0))} "
-                 f"left) has room for about {fit:.2g} of the {e.epochs} epochs")  # fmt: skip
+                 f"left) has room for about {fit:.1f} of the {e.epochs} epochs")  # fmt: skip
     if run.ctx.enabled:
         text += f" (this process's steps; {run.ctx.world} processes share each batch)"
     run.log(text + ".")

@@ -6,7 +6,9 @@ A run directory's `metrics.jsonl` holds one JSON object per line, written once p
 `val_top1_error`, `val_top5_error` (errors as fractions in [0, 1]; null when no validation image could
 be read), `lr`, `images_per_s` (training images over the time of the training steps, data waits
 included, evaluations and checkpoints not), `seconds` (wall-clock seconds since the run started,
-evaluations included), `eval_seconds`, `complete` (false for a line written by a run stopped
+evaluations included), `eval_seconds`, `train_seconds` (the epoch's training steps, data waits
+included), `estimate` (in the line of the epoch in which `ilsvrc train` estimated the run's time: see
+`ilsvrc.analysis.estimate.StepEstimate`), `complete` (false for a line written by a run stopped
 mid-epoch), and counters such as `skipped_images`. Every line has the `step` of the state it describes.
 """
 
