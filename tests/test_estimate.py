@@ -219,6 +219,21 @@ def test_train_prints_an_estimate_that_follows_from_its_timed_steps(tmp_path: Pa
     cost = next(x for x in printed.splitlines() if x.startswith("Cost:"))
     run_flops = 2 * (40 * 6 * report.macs + 8 * 2 * report.macs)  # 2 epochs of 40 train and 8 val images
     assert render.flops(6 * report.macs) in cost and render.flops(run_flops) in cost
+    # resumed, the run times its own steps again (9 left: the estimate at the epoch's end, 7 timed) and
+    # says what is left from where it resumed
+    assert main(["train", "--resume", str(tmp_path / "run")]) == 0
+    resumed = capsys.readouterr().out
+    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    e2 = lines[-1]["estimate"]
+    assert lines[-1]["step"] == 20 and e2["after_steps"] == 9 and e2["timed_steps"] == 7
+    assert e2["step_seconds"] == pytest.approx(e2["timed_seconds"] / 7, rel=1e-4)
+    said = next(x for x in resumed.splitlines() if x.startswith("Estimate after 9 steps"))
+    # what is left after the epoch's last step: 2 epochs - 1 - 10 steps = its evaluation
+    again = estimate.StepEstimate(e2["timed_steps"], e2["timed_images"], e2["timed_seconds"], 10, 8, 2,
+                                  e2["train_flops_per_image"], e2["eval_flops_per_image"])  # fmt: skip
+    left = again.remaining_seconds(1, 10)
+    assert left == pytest.approx(e2["eval_seconds"])
+    assert f"({render.duration(left)} left from epoch 2, step 20)" in said
 
 
 def test_train_with_fewer_steps_than_the_warm_up_times_them_all(tmp_path: Path, capsys) -> None:
@@ -226,7 +241,7 @@ def test_train_with_fewer_steps_than_the_warm_up_times_them_all(tmp_path: Path, 
                               "--time-limit", "30")  # fmt: skip
     e = line["estimate"]
     assert e["after_steps"] == 2 and e["timed_steps"] == 2  # both steps, said so
-    assert e["timed_seconds"] == pytest.approx(line["train_seconds"], rel=1e-3)  # the whole epoch's steps
+    assert e["timed_seconds"] == pytest.approx(line["train_seconds"], abs=1e-5)  # the whole epoch's steps
     said = next(x for x in printed.splitlines() if x.startswith("Estimate after 2 steps"))
     assert "the first 2 included" in said and "the time limit of 30 min" in said
     fits = float(re.search(r"room for about ([0-9.e+]+) of the 1 epochs", said).group(1))

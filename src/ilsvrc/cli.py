@@ -246,7 +246,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
         paper_cost = estimate.RunCost(cost.train_macs, cost.eval_macs, cost.train_images, cost.val_images,
                                       run.epochs, cost.views)  # fmt: skip
         papers.append(estimate.compare_paper(run, paper_cost))
-    table_args = (args.model, data, size, cost, timed, papers, args.protocol)
+    table_args = (args.model, data, size, cost, timed, papers, args.protocol, args.epochs_from)
     if args.format == "json":
         _emit(render.dump_json(render.estimate_json(*table_args)))
     else:
@@ -287,6 +287,7 @@ def check_estimate(args: argparse.Namespace) -> None:
     scales = tuple(int(q) for q in args.scales.split(",")) if args.scales else (256, 384, 512)
     views = estimate.protocol_views(args.protocol, size, scales)
     epochs = args.epochs or recipe.epochs
+    args.epochs_from = "--epochs" if args.epochs else f"the {recipe.name} recipe's"
     args.cost = estimate.RunCost.of(report, args.data_size.train, args.data_size.val, epochs, views)
     args.image_size_used, args.default_size = size, network.input_shape[1]  # the paper's runs: at the latter
 

@@ -431,12 +431,12 @@ class StepEstimate:
         return (self.epochs - epoch) * self.epoch_seconds - offset * self.step_seconds
 
     def to_dict(self) -> dict[str, float | int]:
+        """The figures, unrounded (a metrics line's `estimate`)."""
         return {
             "timed_steps": self.timed_steps, "timed_images": self.timed_images,
-            "timed_seconds": round(self.timed_seconds, 6), "step_seconds": round(self.step_seconds, 6),
+            "timed_seconds": self.timed_seconds, "step_seconds": self.step_seconds,
             "train_flops_per_image": self.train_flops, "eval_flops_per_image": self.eval_flops,
-            "flops_per_s": round(self.rate, 1), "steps_per_epoch": self.steps_per_epoch,
-            "val_images": self.val_images, "train_seconds": round(self.train_seconds, 3),
-            "eval_seconds": round(self.eval_seconds, 3), "epoch_seconds": round(self.epoch_seconds, 3),
-            "epochs": self.epochs, "run_seconds": round(self.run_seconds, 3),
+            "flops_per_s": self.rate, "steps_per_epoch": self.steps_per_epoch, "val_images": self.val_images,
+            "train_seconds": self.train_seconds, "eval_seconds": self.eval_seconds,
+            "epoch_seconds": self.epoch_seconds, "epochs": self.epochs, "run_seconds": self.run_seconds,
         }  # fmt: skip

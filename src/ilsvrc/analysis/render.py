@@ -293,12 +293,13 @@ def _days(lo: float, hi: float) -> str:
 
 
 def estimate_table(model: str, data: DataSize, size: int, cost: RunCost, lines: list[Timed],
-                   papers: list[PaperComparison], protocol: str = "center") -> Table:  # fmt: skip
+                   papers: list[PaperComparison], protocol: str = "center",
+                   recipe: str = "") -> Table:  # fmt: skip
     """`ilsvrc estimate`: a row per hardware line (time per epoch and for the run), the papers' own
     hardware with their reported time last; the formulas and the sources below."""
     table = Table(
-        f"{model}: {cost.epochs:g} epochs of {data.name} ({data.train:,} train + {data.val:,} val images) "
-        f"at {size} px",
+        f"{model}: {cost.epochs:g} epochs{f' ({recipe})' if recipe else ''} of {data.name} ({data.train:,} "
+        f"train + {data.val:,} val images) at {size} px",
         ["hardware", "precision", "peak TFLOP/s", "utilisation", "reached", "epoch", "run", "paper"],
         [],
         numeric={2, 3, 4, 5, 6},
@@ -339,7 +340,8 @@ def estimate_table(model: str, data: DataSize, size: int, cost: RunCost, lines: 
 
 
 def estimate_json(model: str, data: DataSize, size: int, cost: RunCost, lines: list[Timed],
-                  papers: list[PaperComparison], protocol: str = "center") -> dict:  # fmt: skip
+                  papers: list[PaperComparison], protocol: str = "center",
+                  recipe: str = "") -> dict:  # fmt: skip
     def hw(t: Timed) -> dict:
         h = t.hardware
         return {"hardware": h.label, "accelerator": h.accelerator.key if h.accelerator else None,
@@ -349,7 +351,8 @@ def estimate_json(model: str, data: DataSize, size: int, cost: RunCost, lines: l
 
     return {
         "schema": ESTIMATE_SCHEMA, "model": model, "data": data.name, "train_images": data.train,
-        "val_images": data.val, "image_size": size, "epochs": cost.epochs, "protocol": protocol,
+        "val_images": data.val, "image_size": size, "epochs": cost.epochs, "epochs_from": recipe,
+        "protocol": protocol,
         "views": cost.views, "train_macs": cost.train_macs, "eval_macs": cost.eval_macs,
         "train_flops_per_image": cost.train_flops, "eval_flops_per_image": cost.eval_flops,
         "epoch_flops": cost.epoch_flops, "run_flops": cost.run_flops, "hardware": [hw(t) for t in lines],

@@ -1107,7 +1107,7 @@ def _end_epoch(run: Run, state: RunState, totals: EpochSums) -> tuple[EpochSums,
         "data_wait_fraction": round(totals.data_seconds / max(totals.seconds, 1e-9), 4),
         "seconds": round(state.seconds(), 3),  # wall time of the run so far, evaluations included
         "eval_seconds": round(eval_seconds, 3),
-        "train_seconds": round(totals.seconds, 3),  # this epoch's steps (this process's), data waits in
+        "train_seconds": round(totals.seconds, 6),  # this epoch's steps (this process's), data waits in
         "complete": finished,
         "skipped_images": totals.skipped + len(val_skipped),  # unreadable files, train + val
         "skipped_train": totals.skipped,  # left out of this epoch's training batches so far
