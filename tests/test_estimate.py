@@ -166,6 +166,7 @@ def test_cli_rate_epochs_data_and_image_size(capsys, tmp_path: Path) -> None:
         (["--data", "no/such/folder"], "does not exist"),
         (["--utilisation", "1.5"], "--utilisation is a fraction"),
         (["--images", "100", "--val-images", "-1"], "--val-images 0 or more"),
+        (["--protocol", "dense", "--scales", "256,big"], "--scales takes shorter sides"),
     ],
 )
 def test_cli_errors_are_one_paragraph_exit_2(args: list[str], words: str, capsys) -> None:

@@ -284,7 +284,14 @@ def check_estimate(args: argparse.Namespace) -> None:
         except SpecError:  # no fully connected layer on top: the classes change nothing counted
             pass
     report = analyze(network, (network.input_shape[0], size, size), suggest=False)
-    scales = tuple(int(q) for q in args.scales.split(",")) if args.scales else (256, 384, 512)
+    scales = (256, 384, 512)
+    if args.scales:
+        try:
+            scales = tuple(int(q) for q in args.scales.split(","))
+        except ValueError:
+            scales = ()
+        if not scales or min(scales) <= 0:
+            raise IlsvrcError(f"--scales takes shorter sides in pixels (256,384,512), not {args.scales!r}.")
     views = estimate.protocol_views(args.protocol, size, scales)
     epochs = args.epochs or recipe.epochs
     args.epochs_from = "--epochs" if args.epochs else f"the {recipe.name} recipe's"

@@ -277,7 +277,7 @@ def duration(seconds: float) -> str:
 
 def cost_lines(cost: RunCost, protocol: str = "center") -> list[str]:
     """The formulas behind a run's FLOPs, one line each (per image, per epoch, the run)."""
-    views = f"{cost.views:g} view{'s' if cost.views != 1 else ''} ({protocol})"
+    views = f"{cost.views:.4g} view{'s' if cost.views != 1 else ''} ({protocol})"
     return [
         f"training image: 3 x 2 x {short(cost.train_macs, TABLE_DIGITS)} MACs = {flops(cost.train_flops)} "
         "(3: the forward pass, the gradients for the layers' inputs, the gradients for their weights)",
