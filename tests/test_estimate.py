@@ -131,6 +131,13 @@ def test_cli_table_shows_per_image_epoch_and_run_with_formulas(capsys) -> None:
     assert "NVIDIA A100 datasheet" in out  # its source
 
 
+def test_asking_for_the_papers_gpus_gives_one_row_with_the_paper_beside_it(capsys) -> None:
+    code, out, _ = run("estimate", "alexnet", "--gpu", "gtx580", "--gpus", "2", capsys=capsys)
+    assert code == 0
+    rows = [x for x in out.splitlines() if x.startswith("2 x GeForce GTX 580")]
+    assert len(rows) == 1 and "5-6 days" in rows[0]
+
+
 def test_cli_json_agrees_and_shows_the_paper_beside_today(capsys) -> None:
     code, out, _ = run("estimate", "vgg16", "--gpu", "h100", "--format", "json", capsys=capsys)
     assert code == 0

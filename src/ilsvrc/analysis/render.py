@@ -316,8 +316,13 @@ def estimate_table(model: str, data: DataSize, size: int, cost: RunCost, lines: 
         return [hw.label + mark, hw.precision or "-", peak, util, rate(hw.rate), duration(t.epoch_seconds),
                 duration(t.run_seconds), paper]  # fmt: skip
 
+    def key(t: Timed) -> tuple:
+        return t.hardware.label, t.hardware.precision, t.hardware.rate
+
+    shown_with_paper = {key(p.estimate) for p in papers}  # asked for the paper's own GPUs: one row, not two
     for t in lines:
-        table.rows.append(row(t))
+        if key(t) not in shown_with_paper:
+            table.rows.append(row(t))
     for p in papers:
         lo, hi = p.implied_utilisation
         share = f"{lo:.0%}-{hi:.0%}" if lo != hi else f"{lo:.0%}"
