@@ -39,7 +39,26 @@ def test_taking_a_layer_out() -> None:
 
 def test_epochs_to_a_training_error_reads_the_curve() -> None:
     outcome = {"curve": [[1, 0.8, 0.7], [2, 0.3, 0.4], [3, 0.2, 0.35], [4, 0.1, 0.3]]}
-    assert epochs_to(outcome, 0.25) == 3 and epochs_to(outcome, 0.05) is None
+    assert epochs_to(outcome, 0.05) is None
+    assert epochs_to(outcome, 0.3) == 2  # reached at an epoch's end
+    assert epochs_to(outcome, 0.25) == pytest.approx(2.5)  # halfway from 0.3 to 0.2 in epoch 3
+    assert epochs_to(outcome, 0.9) == 1  # under it after the first epoch: the curve says no finer
+
+
+def test_a_stated_target_error_replaces_the_papers(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "ab"
+    assert main(["ablation", "relu-vs-tanh", *TINY, "-o", str(out), "--target-error", "60"]) == 0
+    plan, results = read_study(out, "ablation")
+    assert plan["target"] == pytest.approx(0.6)
+    table = (out / "ablation.md").read_text()
+    assert "epochs to 60% train error" in table
+    capsys.readouterr()
+    assert main(["ablation", "--resume", str(out), "--target-error", "70"]) == 0  # measured again, not trained
+    assert "epochs to 70% train error" in capsys.readouterr().out
+    for r in results:
+        reached = epochs_to(r, 0.7)
+        assert ("not reached" if reached is None else f"{reached:.1f}") in (out / "ablation.md").read_text()
+    assert main(["ablation", "relu-vs-tanh", *TINY, "--target-error", "250"]) == 2
 
 
 def test_an_ablation_trains_its_variants_and_sets_them_beside_the_claim(tmp_path: Path, capsys) -> None:
@@ -57,7 +76,7 @@ def test_an_ablation_trains_its_variants_and_sets_them_beside_the_claim(tmp_path
     for r in results:
         assert f"| {r['label']} | {100 * r['top1_error']:.1f} |" in table
         reached = epochs_to(r, 0.25)
-        assert ("not reached" if reached is None else f"{reached:g}") in table
+        assert ("not reached" if reached is None else f"{reached:.1f}") in table
     assert (out / "ablation.png").stat().st_size > 0
 
 

@@ -608,7 +608,7 @@ def check_sweep(args: argparse.Namespace) -> None:
 def cmd_ablation(args: argparse.Namespace) -> int:
     import time
 
-    from .training.ablations import ABLATIONS, KIND, ablation_variants, get_ablation, with_measures
+    from .training.ablations import ABLATIONS, KIND, ablation_variants, get_ablation, target_of, with_measures
 
     if args.list:
         table = render.Table("The papers' ablations", ["name", "question", "variants", "the paper"], [])
@@ -620,9 +620,17 @@ def cmd_ablation(args: argparse.Namespace) -> int:
     from .training.checkpoint import write_text_atomic
     from .training.study import run_study, settings_from
 
+    def measured(plan: dict) -> tuple[dict, dict]:
+        """The plan with the training error asked now (`--target-error`, also on --resume), and the
+        ablation's description with the target its table and chart use."""
+        if args.target_error is not None:
+            plan = {**plan, "target": args.target_error / 100}
+        return plan, {**get_ablation(plan["ablation"]).to_dict(), "target": target_of(plan)}
+
     def written(out: Path, plan: dict, results: list) -> None:
         """OUT/ablation.md and OUT/ablation.png, after every variant."""
-        info, rows = get_ablation(plan["ablation"]).to_dict(), with_measures(plan, results)
+        plan, info = measured(plan)
+        rows = with_measures(plan, results)
         write_text_atomic(
             out / "ablation.md", render.render(render.ablation_table(info, plan, rows), "markdown")
         )
@@ -638,9 +646,8 @@ def cmd_ablation(args: argparse.Namespace) -> int:
         plan = args.plan
     plan, results = run_study(out, KIND, plan, ablation_variants, settings_from, after_each=written)
     written(out, plan, results)
-    table = render.ablation_table(
-        get_ablation(plan["ablation"]).to_dict(), plan, with_measures(plan, results)
-    )
+    plan, info = measured(plan)
+    table = render.ablation_table(info, plan, with_measures(plan, results))
     _emit(render.render(table, "text") + f"written: {out / 'ablation.md'}, {out / 'ablation.png'}\n")
     return 0
 
@@ -648,11 +655,15 @@ def cmd_ablation(args: argparse.Namespace) -> int:
 def check_ablation(args: argparse.Namespace) -> None:
     if args.list:
         return
+    if args.target_error is not None and not 0 < args.target_error < 100:
+        raise IlsvrcError(f"--target-error {args.target_error:g} is not a training error: give a percentage "
+                          "between 0 and 100, e.g. --target-error 50.")  # fmt: skip
     if args.data is not None:
         _must_exist(args.data, "The data folder", DATA_HINT, folder=True)
     if args.resume:
         if args.name or args.data is not None:
-            raise IlsvrcError("--resume goes on with the ablation's own settings; give only --resume OUT.")
+            raise IlsvrcError("--resume goes on with the ablation's own settings; give only --resume OUT "
+                              "(and --target-error, which only changes what is measured).")
         return
     from .training.ablations import ABLATIONS, check_plan, get_ablation
     from .training.study import settings_from
@@ -664,7 +675,9 @@ def check_ablation(args: argparse.Namespace) -> None:
     args.plan = dict(ablation=args.name, minutes=args.minutes, epochs=epochs, data=args.data,
                      image_size=args.image_size, seed=args.seed, recipe=args.recipe,
                      synthetic_classes=args.synthetic_classes, synthetic_train=args.synthetic_train,
-                     synthetic_val=args.synthetic_val)  # fmt: skip
+                     synthetic_val=args.synthetic_val, target=None)  # fmt: skip
+    if args.target_error is not None:
+        args.plan["target"] = args.target_error / 100
     settings_from(args.plan)
     check_plan(args.plan)
 
@@ -1257,6 +1270,9 @@ def parser() -> argparse.ArgumentParser:
                         "dropout, zfnet-conv1, vgg-depth, vgg-1x1, degradation), by its claim")  # fmt: skip
     sp.add_argument("name", nargs="?", help="the ablation (`--list` shows them)")
     sp.add_argument("--list", action="store_true", help="the ablations, their questions and sources")
+    sp.add_argument("--target-error", type=float, metavar="PERCENT",
+                    help="measure the epochs each variant needs to reach this training top-1 error "
+                    "(default: the paper's, 25%% for relu-vs-tanh; also with --resume)")  # fmt: skip
     sp.add_argument("--epochs", type=_positive, help="each variant's epochs (default 10)")
     sp.add_argument("--minutes", type=float, help="or each variant's minutes")
     study_options(sp, "ablation", "runs/ablation-NAME-DATE-TIME")

@@ -547,9 +547,12 @@ def ablation_table(ablation: dict, plan: dict, results: list[dict]) -> Table:
                f"{r['minutes']:.1f}"]  # fmt: skip
         if target is not None:
             reached = r.get("epochs_to_target")
-            row.insert(3, "not reached" if reached is None else f"{reached:g}")
+            row.insert(3, "not reached" if reached is None else f"{reached:.1f}")
         table.rows.append(row)
     table.footer = [f"the paper: {ablation['claim']} ({ablation['source']})"]
+    if target is not None:
+        table.footer.append("epochs to the target: read from the per-epoch training errors, linearly "
+                            "between two epoch ends")  # fmt: skip
     if len(results) > 1:
         first = results[0]
         diffs = [f"{r['label']} {100 * (r['top1_error'] - first['top1_error']):+.1f}" for r in results[1:]]
