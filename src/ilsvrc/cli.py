@@ -662,8 +662,10 @@ def check_ablation(args: argparse.Namespace) -> None:
         _must_exist(args.data, "The data folder", DATA_HINT, folder=True)
     if args.resume:
         if args.name or args.data is not None:
-            raise IlsvrcError("--resume goes on with the ablation's own settings; give only --resume OUT "
-                              "(and --target-error, which only changes what is measured).")
+            raise IlsvrcError(
+                "--resume goes on with the ablation's own settings; give only --resume OUT "
+                "(and --target-error, which only changes what is measured)."
+            )
         return
     from .training.ablations import ABLATIONS, check_plan, get_ablation
     from .training.study import settings_from
