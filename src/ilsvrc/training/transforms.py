@@ -13,7 +13,9 @@ normalises the whole batch at once (`Augmented.__getitems__`), with the same val
 
 The random resized crop of "rrc", "light" and "googlenet" is `RandomResizedCropFlip`: torchvision's
 RandomResizedCrop and RandomHorizontalFlip in one call, with OpenCV's bilinear resize where the crop
-is enlarged and torch's antialiased one where it is shrunk (why, and what each costs: its docstring).
+is enlarged and torch's antialiased one where it is shrunk (why, and what each costs: `resize_uint8`);
+the papers' fixed or jittered resizes go through `resize_uint8` too, and their crop and flip are
+`RandomCropFlip`, whose random numbers are drawn in one call.
 
 Sizes scale with `image_size` as the papers' sizes do with 224: AlexNet resizes to 256 (256/224 of the
 crop), VGG draws the shorter side from [256, 512], ResNet from [256, 480]. The evaluation transforms
@@ -30,7 +32,6 @@ import numpy as np
 import torch
 from torch import Tensor
 from torchvision.transforms import v2
-from torchvision.transforms.v2 import functional as F
 
 from ..errors import IlsvrcError
 
@@ -113,13 +114,54 @@ class RandomShorterSide(torch.nn.Module):
 
 
 def resize_shorter(image: Tensor, size: int) -> Tensor:
-    """Resize `image` (C x H x W, uint8) so its shorter side is `size`, keeping the aspect ratio.
+    """Resize `image` (3 x H x W, uint8) so its shorter side is `size`, keeping the aspect ratio (the
+    longer side rounded down, as torchvision rounds it).
 
-    Bilinear with antialiasing (as PIL resizes), uint8 in and out.
+    Bilinear, antialiased where it shrinks (as PIL resizes), uint8 in and out (`resize_uint8`).
     """
     if size < 1:
         raise IlsvrcError(f"Cannot resize to a shorter side of {size} pixels.")
-    return F.resize(image, [size], interpolation=v2.InterpolationMode.BILINEAR, antialias=True)
+    height, width = image.shape[-2:]
+    if height <= width:
+        return resize_uint8(image, size, int(size * width / height))
+    return resize_uint8(image, int(size * height / width), size)
+
+
+class Resize(torch.nn.Module):
+    """Resize to `size` = [height, width] (`resize_uint8`): AlexNet's 256 x 256 before its crops."""
+
+    def __init__(self, size: Sequence[int]) -> None:
+        super().__init__()
+        self.size = [int(size[0]), int(size[1])]
+
+    def forward(self, image: Tensor) -> Tensor:
+        return resize_uint8(image, *self.size)
+
+    def extra_repr(self) -> str:
+        return f"size={self.size}"
+
+
+class RandomCropFlip(torch.nn.Module):
+    """v2.RandomCrop(size) then v2.RandomHorizontalFlip(), with the three random numbers (top, left,
+    flip) drawn in one call from torch's global generator: uint8 3 x H x W in (H, W >= size), uint8
+    3 x size x size out. The position is uniform and the flip has probability 1/2, as torchvision's."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = int(size)
+
+    def forward(self, image: Tensor) -> Tensor:
+        height, width = image.shape[-2:]
+        if height < self.size or width < self.size:
+            raise IlsvrcError(f"Cannot cut a {self.size}-pixel crop from a {height} x {width} image.")
+        top, left, flip = torch.rand(3).tolist()
+        top = min(int(top * (height - self.size + 1)), height - self.size)
+        left = min(int(left * (width - self.size + 1)), width - self.size)
+        crop = image[:, top : top + self.size, left : left + self.size]
+        return crop.flip(-1) if flip < 0.5 else crop
+
+    def extra_repr(self) -> str:
+        return f"size={self.size}, flip=0.5"
 
 
 def resize_uint8(image: Tensor, height: int, width: int) -> Tensor:
@@ -325,16 +367,15 @@ def train_transform(kind: str, image_size: int, mean: Sequence[float], std: Sequ
     """
     _check(image_size, mean, std)
     base = round(image_size * 256 / 224)
-    flip = v2.RandomHorizontalFlip()
-    bilinear = v2.InterpolationMode.BILINEAR
+    crop_flip = RandomCropFlip(image_size)
     if kind == "alexnet":
-        steps = [v2.Resize([base, base], bilinear, antialias=True), v2.RandomCrop(image_size), flip]
+        steps = [Resize([base, base]), crop_flip]
         lighting: PCALighting | None = PCALighting(0.1)
     elif kind == "vgg":
-        steps = [RandomShorterSide(base, round(image_size * 512 / 224)), v2.RandomCrop(image_size), flip]
+        steps = [RandomShorterSide(base, round(image_size * 512 / 224)), crop_flip]
         lighting = PCALighting(0.1)
     elif kind == "resnet":
-        steps = [RandomShorterSide(base, round(image_size * 480 / 224)), v2.RandomCrop(image_size), flip]
+        steps = [RandomShorterSide(base, round(image_size * 480 / 224)), crop_flip]
         lighting = PCALighting(0.1)
     elif kind == "googlenet":
         steps = [RandomResizedCropFlip(image_size, (0.08, 1.0)), v2.ColorJitter(**HOWARD_JITTER)]
