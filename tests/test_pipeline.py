@@ -12,6 +12,7 @@ from PIL import Image
 from scipy import stats
 from torch.utils.data import DataLoader
 from torchvision import transforms as T
+from torchvision.transforms import v2
 
 from ilsvrc.errors import IlsvrcError
 from ilsvrc.training.data import Augmented, Batch, Skipped, SyntheticShapes, collate_skipping
@@ -22,7 +23,9 @@ from ilsvrc.training.transforms import (
     NormalisedFloat,
     PCALighting,
     Pipeline,
+    RandomCropFlip,
     RandomResizedCropFlip,
+    resize_shorter,
     resize_uint8,
     train_transform,
 )
@@ -252,3 +255,40 @@ def test_evaluation_batches_hold_each_items_values_and_resize_too(protocol: str)
     assert torch.equal(images, torch.stack([ds[i][0] for i in range(6)]))
     ds.set_image_size(32)
     assert torch.equal(ds[2][0], eval_input_transform(protocol, 32, MEAN, STD)(base[2][0]))
+
+
+@pytest.mark.parametrize(
+    "shape, side", [((224, 224), 146), ((100, 150), 160), ((300, 200), 128), ((37, 91), 64)]
+)
+def test_the_papers_shorter_side_resize_keeps_torchvisions_sizes_and_values(shape, side) -> None:
+    """torchvision's sizes; its values exactly where the image shrinks, within 1 level where it grows
+    (OpenCV's bilinear there: its 11-bit fixed-point weights put about a quarter of the values 1 level
+    off); PIL's within 2 levels (torch's antialiased filter differs from PIL's by up to 2 at some
+    factors, 1.5625 here)."""
+    height, width = shape
+    hwc = photo(height, width, seed=side)
+    ours = resize_shorter(channels_last(hwc), side)
+    theirs = v2.functional.resize(channels_last(hwc), [side], antialias=True)
+    assert ours.shape == theirs.shape and min(ours.shape[1:]) == side
+    difference = (ours.int() - theirs.int()).abs().max()
+    assert difference == 0 if side < min(shape) else difference <= 1
+    reference = np.array(Image.fromarray(hwc).resize((ours.shape[2], ours.shape[1]), Image.BILINEAR))
+    from_pil = (ours.permute(1, 2, 0).int() - torch.from_numpy(reference).int()).abs()
+    assert from_pil.max() <= 2 and from_pil.float().mean() < 0.5
+
+
+def test_the_papers_random_crop_and_flip_cover_every_position_evenly() -> None:
+    step = RandomCropFlip(4)
+    image = torch.arange(6 * 7, dtype=torch.uint8).view(1, 6, 7).expand(3, 6, 7)
+    torch.manual_seed(0)
+    corners, flips = [], 0
+    for _ in range(3000):
+        crop = step(image)
+        first, last = int(crop[0, 0, 0]), int(crop[0, 0, -1])
+        flips += first > last
+        corners.append(min(first, last))  # the top-left pixel's value gives the position: 7 * top + left
+    counts = np.bincount(corners, minlength=7 * 6)[[7 * t + left for t in range(3) for left in range(4)]]
+    assert stats.chisquare(counts).pvalue > 1e-3 and len(counts) == 12 and counts.min() > 0
+    assert abs(flips - 1500) < 4 * math.sqrt(750)
+    with pytest.raises(IlsvrcError, match="4-pixel crop"):
+        step(torch.zeros(3, 3, 9, dtype=torch.uint8))
