@@ -168,14 +168,16 @@ def resize_uint8(image: Tensor, height: int, width: int) -> Tensor:
     """Resize `image` (uint8 3 x h x w, any strides) to 3 x height x width uint8, bilinear.
 
     Where the image is shrunk along either axis: torch's bilinear resize with antialiasing (the
-    filter widened by the shrink factor, as PIL resizes, so PIL's values to within 1 level). Where
-    it is enlarged (or kept) along both: OpenCV's INTER_LINEAR on H x W x 3 pixels, which is plain
-    bilinear with half-pixel centres, what antialiasing comes to when nothing is shrunk (the same
-    values as torch's and PIL's to within 1 level of rounding), at about a third of torch's time
+    filter widened by the shrink factor, as PIL resizes: nearly every value PIL's, none more than 2
+    levels of 255 off). Where it is enlarged (or kept) along both: OpenCV's INTER_LINEAR on
+    H x W x 3 pixels, plain bilinear with half-pixel centres, which is what antialiasing comes to
+    when nothing shrinks; every value within 1 level of torch's and PIL's (OpenCV's 11-bit
+    fixed-point weights put about a quarter of them 1 off), at about a third of torch's time
     (benchmarks/RESULTS.md, "The data pipeline's parts"). OpenCV's INTER_AREA, its antialiased
-    shrink, is slower than torch's at the fractional factors a random crop gives (1 to 1.75 for
-    224 -> 128 px), so it is not used. The result is channels-last in memory (a 3 x H x W view of
-    H x W x 3 pixels) when the input is.
+    shrink, is a box filter (up to about 20 levels from PIL's bilinear on textured images) and slower
+    than torch's at the fractional factors a random crop gives (1 to 1.75 for 224 -> 128 px), so it
+    is not used. The result is channels-last in memory (a 3 x H x W view of H x W x 3 pixels) when
+    the input is, and always where OpenCV resizes.
     """
     h, w = image.shape[-2:]
     if h <= height and w <= width:
