@@ -425,6 +425,10 @@ class DecodedImages:
         self.reasons = json.loads((self.folder / REASONS).read_text())
         empty = (self.folder / PIXELS).stat().st_size == 0  # np.memmap refuses an empty file
         self.pixels = np.zeros(0, np.uint8) if empty else np.memmap(self.folder / PIXELS, np.uint8, mode="r")
+        # what `get` reads, without numpy's per-call overheads: the mapping as a plain array (slicing
+        # an np.memmap makes a memmap object each time) and the index as Python ints
+        self._flat = self.pixels.view(np.ndarray)
+        self._rows = self.index.tolist()
 
     def __getstate__(self) -> dict:
         """Pickled (a loader worker under spawn): the names, not the pixels nor the lock."""
@@ -447,13 +451,13 @@ class DecodedImages:
     def get(self, i: int) -> Tensor:
         import torch
 
-        offset, height, width = (int(v) for v in self.index[i])
+        offset, height, width = self._rows[i]
         if offset < 0:
             from .images import DataError
 
             raise DataError(self.reasons[str(i)]["message"])
-        flat = self.pixels[offset : offset + 3 * height * width]
-        hwc = torch.from_numpy(np.array(flat).reshape(height, width, 3))  # a copy: writable, unshared
+        flat = self._flat[offset : offset + 3 * height * width]
+        hwc = torch.from_numpy(flat.reshape(height, width, 3).copy())  # a copy: writable, unshared
         return hwc.permute(2, 0, 1)  # 3 x H x W, channels-last in memory (see the module's note)
 
     def reason(self, i: int) -> str | None:

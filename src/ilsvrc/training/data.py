@@ -462,7 +462,15 @@ class Augmented(Dataset):
     numpy's are not seeded here).
 
     The epoch lives in a shared-memory tensor, so `set_epoch` reaches loader workers even when they
-    are persistent; call it before iterating over the loader for that epoch.
+    are persistent; call it before iterating over the loader for that epoch. So does the output size
+    of a `transforms.Pipeline`: `set_image_size(n)` gives n x n images from then on (progressive
+    resizing), the random crops of each sample still drawn from (seed, epoch, index).
+
+    A DataLoader with batches fetches them through `__getitems__`: with a `Pipeline` transform, each
+    image goes through its uint8 steps and the whole batch is normalised at once into one float
+    tensor (channels-last, in shared memory in a loader worker), which `collate_skipping` hands on
+    without copying; any other collate function stacks the same values. Item `i` of such a batch is
+    `self[i]`, exactly.
     """
 
     def __init__(self, base: Dataset, transform: Callable[[Tensor], Tensor], seed: int = 0) -> None:
@@ -472,6 +480,8 @@ class Augmented(Dataset):
             raise DataError(f"The seed must be a whole number >= 0, got {seed!r}.")
         self.seed = int(seed)
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+        self._size = torch.zeros((), dtype=torch.int64).share_memory_()  # 0: the transform's own size
+        self._sized: dict[int, Callable[[Tensor], Tensor]] = {}
 
     @property
     def classes(self) -> list[ClassInfo]:
@@ -489,26 +499,112 @@ class Augmented(Dataset):
             raise DataError(f"The epoch must be a whole number >= 0, got {epoch!r}.")
         self._epoch.fill_(int(epoch))
 
+    @property
+    def image_size(self) -> int | None:
+        """The side of the images given now: the one `set_image_size` set, else the transform's own
+        (None when the transform does not say)."""
+        return int(self._size.item()) or getattr(self.transform, "image_size", None)
+
+    def set_image_size(self, image_size: int) -> None:
+        """Give image_size x image_size images from now on (here and in loader workers, persistent
+        ones too), through the transform's `at_size` (a `transforms.Pipeline` has it). Cheap: each
+        process makes the transform for a size once, when it first needs it."""
+        if not isinstance(image_size, int) or isinstance(image_size, bool) or image_size < 1:
+            raise DataError(f"The image size must be a whole number of pixels >= 1, got {image_size!r}.")
+        if not callable(getattr(self.transform, "at_size", None)):
+            raise DataError(
+                f"This dataset's transform ({type(self.transform).__name__}) has a fixed output size; "
+                "make it with transforms.train_transform (or another Pipeline with a factory) to resize it."
+            )
+        self._size.fill_(image_size)
+
+    def current_transform(self) -> Callable[[Tensor], Tensor]:
+        """The transform at the size `set_image_size` asked for (the one given, when it asked none)."""
+        size = int(self._size.item())
+        if not size:
+            return self.transform
+        if size not in self._sized:
+            self._sized[size] = self.transform.at_size(size)  # type: ignore[attr-defined]
+        return self._sized[size]
+
     def __len__(self) -> int:
         return len(self.base)  # type: ignore[arg-type]
 
-    def sample_seed(self, index: int) -> int:
-        """The 64-bit seed of item `index` in the current epoch."""
-        state = np.random.SeedSequence([self.seed, self.epoch, int(index)]).generate_state(2, np.uint32)
+    def sample_seed(self, index: int, epoch: int | None = None) -> int:
+        """The 64-bit seed of item `index` in the current epoch (or in `epoch`)."""
+        epoch = self.epoch if epoch is None else epoch
+        state = np.random.SeedSequence([self.seed, epoch, int(index)]).generate_state(2, np.uint32)
         return int(state[0]) | (int(state[1]) << 32)
 
     def __getitem__(self, index: int) -> tuple[Tensor | Skipped, Any]:
         image, label = self.base[index]
         if isinstance(image, Skipped):  # nothing to transform; no other sample's randomness changes
             return image, label
+        transform = self.current_transform()
         with torch.random.fork_rng(devices=[]):
             torch.random.default_generator.manual_seed(self.sample_seed(index))
-            image = self.transform(image)
+            image = transform(image)
         return image, label
+
+    def __getitems__(self, indices: list[int]) -> list[tuple[Tensor | Skipped, Any]]:
+        """The items `indices` as a `Batch`, normalised together (see the class's note)."""
+        from .transforms import Pipeline
+
+        transform = self.current_transform()
+        if not isinstance(transform, Pipeline):
+            return [self[i] for i in indices]
+        epoch = self.epoch
+        items: list[tuple[Any, Any]] = []
+        pixels, shifts = [], []
+        with torch.random.fork_rng(devices=[]):  # once per batch; each sample seeded alone
+            for index in indices:
+                image, label = self.base[index]
+                if not isinstance(image, Skipped):
+                    torch.random.default_generator.manual_seed(self.sample_seed(index, epoch))
+                    image = transform.geometry(image).permute(1, 2, 0)  # H x W x 3
+                    pixels.append(image)
+                    shifts.append(transform.normalise.image_shift())
+                items.append((image, label))
+        if len({p.shape for p in pixels}) > 1:  # a transform giving several sizes: each image alone
+            return [self[i] for i in indices]
+        return Batch(items, pixels, shifts, transform.normalise)
 
 
 # --------------------------------------------------------------------------------------------------
 # Skipped files: out of the batches, into the run's counts and log
+
+
+def _empty(shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
+    """An uninitialised tensor; in a loader worker, in shared memory (as `default_collate` makes its
+    batches there), so that handing it to the main process copies nothing."""
+    if torch.utils.data.get_worker_info() is None:
+        return torch.empty(shape, dtype=dtype)
+    numel = math.prod(shape)
+    storage = torch.empty(0, dtype=dtype)._typed_storage()._new_shared(numel, device="cpu")
+    return torch.empty(0, dtype=dtype).new(storage).view(shape)
+
+
+class Batch(list):
+    """The items of one batch (a list of `(image, label)`, `Skipped` markers in their places) with the
+    readable images already stacked and normalised: `images` (float32 N x 3 x H x W, channels-last
+    in memory, None when none was readable), `targets` (int64, N) and `skipped` (the markers).
+
+    The readable items' images are views of `images`; `collate_skipping` hands the three on as they
+    are, any other collate function stacks the list as usual.
+    """
+
+    def __init__(self, items: list[tuple[Any, Any]], pixels: list[Tensor], shifts: list[Tensor],
+                 normalise: Any) -> None:  # fmt: skip
+        self.skipped = [image for image, _ in items if isinstance(image, Skipped)]
+        labels = [label for image, label in items if not isinstance(image, Skipped)]
+        self.images: Tensor | None = None
+        self.targets: Tensor | None = None
+        if pixels:
+            out = _empty((len(pixels), *pixels[0].shape), torch.float32)  # N x H x W x 3
+            self.images = normalise.batch(pixels, torch.stack(shifts), out)
+            self.targets = torch.as_tensor(labels)
+        views = iter(self.images if self.images is not None else [])
+        super().__init__((x if isinstance(x, Skipped) else next(views), label) for x, label in items)
 
 
 def collate_skipping(samples: list[tuple[Any, Any]]) -> tuple[Tensor | None, Tensor | None, list[Skipped]]:
@@ -516,8 +612,11 @@ def collate_skipping(samples: list[tuple[Any, Any]]) -> tuple[Tensor | None, Ten
 
     `images` and `targets` stack the readable samples as `default_collate` does (so a batch may be
     smaller than asked); both are None when every sample of the batch was skipped. `skipped` lists the
-    markers, which is how they reach the main process from loader workers.
+    markers, which is how they reach the main process from loader workers. A `Batch` (what
+    `Augmented` fetches for a loader) is already stacked: its tensors are handed on as they are.
     """
+    if isinstance(samples, Batch):
+        return samples.images, samples.targets, list(samples.skipped)
     kept = [s for s in samples if not isinstance(s[0], Skipped)]
     skipped = [s[0] for s in samples if isinstance(s[0], Skipped)]
     if not kept:

@@ -23,6 +23,7 @@ confusion matrix; `evaluate` runs a whole DataLoader; `plot_confusion` draws the
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -52,7 +53,7 @@ from ..networks.spec import (
 )
 from ..nn import Model
 from . import distributed
-from .transforms import NormalisedFloat
+from .transforms import NormalisedFloat, Pipeline
 
 __all__ = [
     "PROTOCOLS",
@@ -623,7 +624,8 @@ def eval_input_transform(protocol: str, image_size: int, mean: Sequence[float], 
 
     Resizing is bilinear with antialiasing, on uint8; then one fused pass to float32,
     (x / 255 - mean) / std (`transforms.NormalisedFloat`, the training transforms' last step), with mean
-    and std per channel, for pixels in [0, 1].
+    and std per channel, for pixels in [0, 1]. A `transforms.Pipeline`: a loader normalises each batch
+    at once (`data.Augmented`), and `at_size(n)` gives the same protocol at another size.
     """
     _check_protocol(protocol)
     if not 0.0 < crop_fraction <= 1.0:
@@ -635,7 +637,9 @@ def eval_input_transform(protocol: str, image_size: int, mean: Sequence[float], 
         geometry = [v2.Resize(resized, antialias=True), v2.CenterCrop(resized)]
     else:
         geometry = [v2.Resize(image_size, antialias=True), v2.CenterCrop(image_size)]
-    return v2.Compose([*geometry, NormalisedFloat(mean, std)])
+    factory = functools.partial(eval_input_transform, protocol, mean=tuple(mean), std=tuple(std),
+                                crop_fraction=crop_fraction)  # fmt: skip
+    return Pipeline([*geometry, NormalisedFloat(mean, std)], factory, image_size)
 
 
 # ---------------------------------------------------------------------------------------------------
