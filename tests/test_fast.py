@@ -92,8 +92,9 @@ def test_the_paper_recipes_leave_every_trick_off_and_fast_turns_them_on() -> Non
     for name, recipe in RECIPES.items():
         if name == "fast":
             continue
-        assert (recipe.size_schedule, recipe.test_scale, recipe.wd_norm_bias, recipe.tta_flip) == (
-            "", 1.0, True, False), name  # fmt: skip
+        r = recipe
+        tricks = (r.size_schedule, r.test_scale, r.wd_norm_bias, r.tta_flip, r.eval_from)
+        assert tricks == ("", 1.0, True, False, 0.0), name
     r = get_recipe("fast")
     assert r.size_schedule and r.label_smoothing > 0 and r.zero_init_residual and r.polyak_decay
     assert r.tta_flip and not r.wd_norm_bias and r.schedule == "onecycle"
@@ -103,11 +104,11 @@ def test_the_paper_recipes_leave_every_trick_off_and_fast_turns_them_on() -> Non
 # No weight decay on batch norms and biases
 
 
-def test_without_wd_norm_bias_the_batch_norms_and_biases_are_not_decayed() -> None:
+def test_without_wd_norm_bias_the_batch_norms_and_biases_are_not_decayed(pooled: str) -> None:
     """With a zero gradient, an SGD step is weight decay alone: w <- w - lr * wd * w. Without
     wd_norm_bias it shrinks every convolution and fully connected weight and leaves every batch-norm
     scale and shift and every bias as they were."""
-    model = build_model(make_config("resnet18", "fast", image_size=32), 10)
+    model = build_model(make_config(pooled, "fast", image_size=32), 10)
     for module in model.modules():  # give the batch norms and biases values that decay would change
         if isinstance(module, (nn.BatchNorm2d, nn.Linear)):
             nn.init.uniform_(module.bias, 0.5, 1.0)
@@ -123,7 +124,7 @@ def test_without_wd_norm_bias_the_batch_norms_and_biases_are_not_decayed() -> No
         norms_and_biases = {f"{m}.{n}" for m, module in model.named_modules()
                             for n, _ in module.named_parameters(recurse=False)
                             if isinstance(module, nn.BatchNorm2d) or n == "bias"}  # fmt: skip
-        assert len(norms_and_biases) == 2 * 20 + 1  # resnet18: 20 batch norms, and the fc's bias
+        assert len(norms_and_biases) == 2 * 2 + 2  # two batch norms; conv2's and fc's biases
         for name, p in model.named_parameters():
             decayed = wd_norm_bias or name not in norms_and_biases
             expected = before[name] * (1 - lr * wd) if decayed else before[name]
@@ -133,7 +134,7 @@ def test_without_wd_norm_bias_the_batch_norms_and_biases_are_not_decayed() -> No
                 p.copy_(before[name])
 
 
-def test_a_run_without_wd_norm_bias_has_two_groups_and_resumes_them(pooled: str, tmp_path: Path) -> None:
+def test_a_run_without_wd_norm_bias_checkpoints_two_optimizer_groups(pooled: str, tmp_path: Path) -> None:
     run = train(fast(tmp_path / "r", pooled, epochs=1), stop_after_steps=2, progress=False, log=_quiet)
     state = torch.load(checkpoint.resolve(run) / checkpoint.STATE, weights_only=True)
     groups = state["optimizer"]["param_groups"]
@@ -330,6 +331,25 @@ def test_polyak_decay_0_turns_the_average_off(pooled: str, tmp_path: Path) -> No
     run = train(fast(tmp_path / "r", pooled, epochs=1, polyak_decay=0.0), stop_after_steps=1, progress=False,
                 log=_quiet)  # fmt: skip
     assert not (checkpoint.resolve(run) / checkpoint.AVERAGED).exists()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Fewer validations
+
+
+def test_eval_from_leaves_out_the_early_validations_and_never_the_last(pooled: str, tmp_path: Path) -> None:
+    """4 epochs of 6 steps: the first ends at 25% of the run, before eval_from 0.5, and is not
+    validated; the others are. A run stopped there (--max-steps) is validated where it stops."""
+    lines: list[str] = []
+    run = train(fast(tmp_path / "r", pooled, eval_from=0.5), progress=False, log=lines.append)
+    metrics = read_metrics(run)
+    assert [m["evaluated"] for m in metrics] == [False, True, True, True]
+    assert metrics[0]["val_top1_error"] is None and all(m["val_top1_error"] is not None for m in metrics[1:])
+    assert any("val not evaluated (from 50% of the run on)" in x for x in lines), lines
+    config = fast(tmp_path / "s", pooled, eval_from=0.5)
+    stopped = train(config, stop_after_steps=6, progress=False, log=_quiet)
+    (line,) = read_metrics(stopped)
+    assert line["evaluated"] and line["val_top1_error"] is not None
 
 
 # ---------------------------------------------------------------------------------------------------

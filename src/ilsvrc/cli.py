@@ -234,7 +234,7 @@ TRAIN_SETTINGS = (
     "batch_size", "image_size", "crop_fraction", "lr", "momentum", "weight_decay", "schedule",
     "warmup_epochs", "label_smoothing", "augmentation", "init", "dropout", "synthetic_classes",
     "synthetic_train", "synthetic_val", "channels_last", "cache", "compile", "zero_init_residual",
-    "polyak_decay", "size_schedule", "test_scale", "wd_norm_bias", "tta_flip",
+    "polyak_decay", "size_schedule", "test_scale", "wd_norm_bias", "tta_flip", "eval_from",
 )  # fmt: skip
 
 
@@ -243,7 +243,7 @@ NETWORK_ONLY = (
     "recipe", "epochs", "batch_size", "crop_fraction", "lr", "momentum", "weight_decay", "schedule",
     "warmup_epochs", "label_smoothing", "augmentation", "init", "dropout", "zero_init_residual", "device",
     "amp", "compile", "channels_last", "cache", "max_steps", "checkpoint_every", "polyak_decay",
-    "size_schedule", "test_scale", "wd_norm_bias", "tta_flip",
+    "size_schedule", "test_scale", "wd_norm_bias", "tta_flip", "eval_from",
 )  # fmt: skip
 CLASSICAL_ONLY = ("encoding", "codebook", "svm_c")
 
@@ -1020,6 +1020,9 @@ def parser() -> argparse.ArgumentParser:
         default=None,
         help="evaluate each image and its mirror, logits averaged (default off; on in fast)",
     )
+    sp.add_argument("--eval-from", type=float, metavar="FRACTION",
+                    help="validate only the epochs that end past this fraction of the run, and the last "
+                    "state (default 0: every epoch; 0.5 in fast)")  # fmt: skip
     sp.add_argument("--seed", type=int)
     sp.add_argument("--device", help="cpu (default) or cuda")
     sp.add_argument("--amp", choices=["bf16", "fp16"], help="mixed precision")

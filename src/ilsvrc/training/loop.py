@@ -1088,9 +1088,10 @@ def _end_epoch(run: Run, state: RunState, totals: EpochSums) -> tuple[EpochSums,
     error is the best so far."""
     finished = state.offset >= run.steps_per_epoch
     began = _now()
-    result, val_skipped = _validate(run)
+    evaluated = not _skips_evaluation(run, state, finished)
+    result, val_skipped = _validate(run) if evaluated else (None, [])
     eval_seconds = _now() - began
-    measured = result.images > 0  # not when every validation image was unreadable
+    measured = result is not None and result.images > 0  # not when every validation image was unreadable
     _report_skipped(run, state, _all_ranks(state.epoch_skipped, run.ctx) + val_skipped)  # rank 0: all ranks'
     state.epoch_skipped = []
     line = {
@@ -1100,6 +1101,7 @@ def _end_epoch(run: Run, state: RunState, totals: EpochSums) -> tuple[EpochSums,
         "train_top1_error": 1 - totals.correct / max(totals.images, 1),
         "val_top1_error": result.top1_error if measured else None,
         "val_top5_error": result.top5_error if measured else None,
+        "evaluated": evaluated,  # false before the recipe's eval_from
         "lr": run.optimizer.param_groups[0]["lr"],
         "image_size": state.image_size,  # the training size of these steps (size_schedule)
         "images_per_s": totals.images / max(totals.seconds, 1e-9),  # over the training steps only
@@ -1120,11 +1122,27 @@ def _end_epoch(run: Run, state: RunState, totals: EpochSums) -> tuple[EpochSums,
         state.epoch, state.offset, state.sums, totals = state.epoch + 1, 0, EpochSums(), EpochSums()
     if run.ctx.main:
         _append_metrics(run.run_dir, line)
-    run.log(_epoch_summary(line, len(val_skipped)))
+    run.log(_epoch_summary(line, len(val_skipped), run.config.recipe.eval_from))
     if run.ctx.main and run.after_epoch is not None:
         run.after_epoch(run.run_dir)
     state.wrap_up_seconds = _now() - began + state.save_seconds  # its checkpoint: as long as the last
     return totals, improved
+
+
+def _skips_evaluation(run: Run, state: RunState, finished: bool) -> bool:
+    """Whether this end of epoch goes without validation: the recipe's `eval_from` is not reached yet
+    (the run's progress, as the lr schedule reads it), the epoch is complete, and the run goes on (not
+    its last epoch, no stop asked, room for more steps in the time limit): the state the run ends with
+    is always evaluated. Distributed, rank 0 decides for all (the clocks differ a little)."""
+    r = run.config.recipe
+    if not r.eval_from or not finished or state.stopped is not None or state.epoch + 1 >= r.epochs:
+        return False
+    if run.stop_after_steps is not None and state.step >= run.stop_after_steps:
+        return False
+    skip = (
+        run.schedule.progress(state.step, state.seconds()) < r.eval_from and _steps_that_fit(run, state) > 1
+    )
+    return bool(distributed.broadcast_object(skip, run.ctx))
 
 
 def _save(run: Run, state: RunState, totals: EpochSums, best: bool = False) -> None:
@@ -1193,9 +1211,11 @@ def _report_skipped(run: Run, state: RunState, skipped: list) -> None:
         run.log(f"Skipped unreadable image {item.path}: {item.reason}")
 
 
-def _epoch_summary(line: dict[str, Any], val_skipped: int) -> str:
+def _epoch_summary(line: dict[str, Any], val_skipped: int, eval_from: float = 0.0) -> str:
     """The log line of one metrics line."""
-    if line["val_top1_error"] is None:
+    if not line.get("evaluated", True):
+        val, top5 = f"val not evaluated (from {eval_from:.0%} of the run on)", ""
+    elif line["val_top1_error"] is None:
         val = f"val not measured ({_count(val_skipped, 'unreadable image')}, none readable)"
         top5 = ""
     else:
