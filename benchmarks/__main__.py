@@ -24,10 +24,11 @@ sys.path.insert(0, str(HERE))  # the cases import `harness` as a plain module
 import cases  # noqa: E402
 import costs  # noqa: E402
 import estimate as estimate_case  # noqa: E402
+import fast  # noqa: E402
 from harness import Section, log, machine, matmul_rate, utc_stamp  # noqa: E402
 
 DEFAULT_DATA = HERE.parent.parent / "shared" / "data" / "imagenette"
-CASES = ("models", "alexnet", "data", "e2e", "analyzer", "costs", "estimate")
+CASES = ("models", "alexnet", "data", "e2e", "analyzer", "costs", "estimate", "fast")
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 GPU_NOTE = """### What a GPU run would change
 
@@ -83,9 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(chosen) - set(CASES)
     if unknown:
         parser.error(f"unknown case(s) {', '.join(sorted(unknown))}; choose among {', '.join(CASES)}")
-    if {"data", "e2e", "estimate"} & set(chosen) and not (args.data / "train").is_dir():
+    if {"data", "e2e", "estimate", "fast"} & set(chosen) and not (args.data / "train").is_dir():
         parser.error(
-            f"{args.data} holds no train/ folder; give --data IMAGENETTE or leave out data,e2e,estimate"
+            f"{args.data} holds no train/ folder; give --data IMAGENETTE or leave out data,e2e,estimate,fast"
         )
     started = time.time()
     log("matrix-product rate (4096^3 float32)...")
@@ -124,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     if "estimate" in chosen:
         log("what a run will cost: ilsvrc train's estimate against the epoch that followed...")
         done(estimate_case.run(args.data, rate, args.quick))
+    if "fast" in chosen:
+        log("--recipe fast on Imagenette, beside its references, and its tricks taken out (hours)...")
+        done(fast.case(args.data, args.quick, rate))
     rate_after = matmul_rate()
     minutes = (time.time() - started) / 60
     command = "python -m benchmarks" + (" --quick" if args.quick else "")

@@ -305,6 +305,7 @@ TRAIN_SETTINGS = (
     "batch_size", "image_size", "crop_fraction", "lr", "momentum", "weight_decay", "schedule",
     "warmup_epochs", "label_smoothing", "augmentation", "init", "dropout", "synthetic_classes",
     "synthetic_train", "synthetic_val", "channels_last", "cache", "compile", "zero_init_residual",
+    "polyak_decay", "size_schedule", "test_scale", "wd_norm_bias", "tta_flip", "eval_from",
 )  # fmt: skip
 
 
@@ -312,7 +313,8 @@ TRAIN_SETTINGS = (
 NETWORK_ONLY = (
     "recipe", "epochs", "batch_size", "crop_fraction", "lr", "momentum", "weight_decay", "schedule",
     "warmup_epochs", "label_smoothing", "augmentation", "init", "dropout", "zero_init_residual", "device",
-    "amp", "compile", "channels_last", "cache", "max_steps", "checkpoint_every",
+    "amp", "compile", "channels_last", "cache", "max_steps", "checkpoint_every", "polyak_decay",
+    "size_schedule", "test_scale", "wd_norm_bias", "tta_flip", "eval_from",
 )  # fmt: skip
 CLASSICAL_ONLY = ("encoding", "codebook", "svm_c")
 
@@ -379,7 +381,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.more:
         return _eval_ensemble(args)
     done = evaluate_run(args.run, data=args.data, protocol=args.protocol, which=args.which,
-                        scales=args.scales, workers=args.workers)  # fmt: skip
+                        scales=args.scales, workers=args.workers, flips=args.tta_flip)  # fmt: skip
     if args.format == "json":
         _emit(render.dump_json(done.to_dict()))
         return 0
@@ -398,7 +400,7 @@ def _eval_ensemble(args: argparse.Namespace) -> int:
     from .training.inference import evaluate_ensemble
 
     done = evaluate_ensemble([args.run, *args.more], data=args.data, protocol=args.protocol, which=args.which,
-                             scales=args.scales, workers=args.workers)  # fmt: skip
+                             scales=args.scales, workers=args.workers, flips=args.tta_flip)  # fmt: skip
     if args.format == "json":
         _emit(render.dump_json(done.to_dict()))
         return 0
@@ -845,7 +847,7 @@ def check_train(args: argparse.Namespace) -> None:
     import dataclasses
 
     from .training import classical
-    from .training.recipes import Recipe, check, check_network_size, default_recipe, get_recipe
+    from .training.recipes import Recipe, check, check_network_sizes, default_recipe, get_recipe
 
     if args.model and classical.is_classical(args.model) and not args.resume:
         check_classical_train(args)
@@ -876,7 +878,7 @@ def check_train(args: argparse.Namespace) -> None:
                                    if k in fields and getattr(args, k) is not None})  # fmt: skip
         check(recipe)
         network = _network(args, args.model)  # with its --set edits
-        check_network_size(network, recipe.image_size or network.input_shape[1])
+        check_network_sizes(network, recipe)  # the image size, and a size schedule's and test size's
     if args.data is not None:
         _must_exist(args.data, "The data folder", DATA_HINT, folder=True)
 
@@ -1065,8 +1067,8 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--data", help="folder with train/<class>/ and val/<class>/ (default: built-in data)")
     sp.add_argument("--out", help="run directory (default: runs/MODEL-DATE-TIME)")
     sp.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
-    sp.add_argument("--recipe", help="alexnet, zfnet, vgg, googlenet, resnet or cpu (default: the model's "
-                    "paper recipe)")  # fmt: skip
+    sp.add_argument("--recipe", help="alexnet, zfnet, vgg, googlenet, resnet, cpu or fast (default: the "
+                    "model's paper recipe)")  # fmt: skip
     sp.add_argument("--epochs", type=_positive)
     sp.add_argument("--batch-size", type=_positive)
     sp.add_argument("--image-size", type=_positive, help="training crop in pixels (e.g. 128 on a CPU)")
@@ -1087,6 +1089,26 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--dropout", type=float, help="dropout probability (default: the recipe's or the spec's)")
     sp.add_argument("--zero-init-residual", action=argparse.BooleanOptionalAction, default=None,
                     help="start each residual block's last batch norm at zero (default off)")  # fmt: skip
+    sp.add_argument("--polyak-decay", type=_decay, metavar="DECAY",
+                    help="evaluate an EMA of the weights with this decay per step, e.g. 0.995 (0 or none: "
+                    "off; default: the recipe's, on in googlenet and fast)")  # fmt: skip
+    sp.add_argument("--size-schedule", metavar="SCALE@FROM,...",
+                    help="progressive resizing: training sizes as fractions of --image-size from fractions "
+                    "of the run, e.g. 0.5@0,0.75@0.4,1@0.75 (none: one size; default: the recipe's, on "
+                    "in fast)")  # fmt: skip
+    sp.add_argument("--test-scale", type=float,
+                    help="evaluate at --image-size times this (e.g. 1.15; default 1)")  # fmt: skip
+    sp.add_argument("--wd-norm-bias", action=argparse.BooleanOptionalAction, default=None,
+                    help="weight decay on batch norms and biases too (default on; off in fast)")  # fmt: skip
+    sp.add_argument(
+        "--tta-flip",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="evaluate each image and its mirror, logits averaged (default off; on in fast)",
+    )
+    sp.add_argument("--eval-from", type=float, metavar="FRACTION",
+                    help="validate only the epochs that end past this fraction of the run, and the last "
+                    "state (default 0: every epoch; 0.5 in fast)")  # fmt: skip
     sp.add_argument("--seed", type=int)
     sp.add_argument("--device", help="cpu (default) or cuda")
     sp.add_argument("--amp", choices=["bf16", "fp16"], help="mixed precision")
@@ -1161,6 +1183,9 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--which", "--checkpoint", dest="which", choices=["last", "best"], default="last",
                     help="the run's last checkpoint, or the best on validation (default: last)")  # fmt: skip
     sp.add_argument("--workers", type=int, default=2)
+    sp.add_argument("--tta-flip", action=argparse.BooleanOptionalAction, default=None,
+                    help="center: each image and its mirror, logits averaged (default: as the run was "
+                    "evaluated in training, its recipe's tta_flip)")  # fmt: skip
     _format_option(sp, ("text", "json"), "text")
     sp.set_defaults(func=cmd_eval, check=check_run_command)
 
@@ -1386,6 +1411,16 @@ def _positive(text: str) -> int:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"{value} must be positive")
     return value
+
+
+def _decay(text: str) -> float:
+    """--polyak-decay: a number, or none/off (0: no averaging)."""
+    if text.strip().lower() in ("none", "off"):
+        return 0.0
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number (or none)") from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -2,7 +2,9 @@
 
 Protocols (`PROTOCOLS`), each turning a batch of images into class probabilities (`predict_probs`):
 
-- "center": one centre crop at the training size, as torchvision's weight tables are measured.
+- "center": one centre crop at the training size, as torchvision's weight tables are measured; with
+  `flips` (test-time flips, the `fast` recipe's `tta_flip`), the crop and its mirror image, their
+  logits averaged before the softmax.
 - "10crop": AlexNet's test [AK]: the four corner crops and the centre crop of the (256 x 256) image,
   and their horizontal flips; the softmax of each of the ten is averaged.
 - "dense": VGG's test [VGG]: the fully connected layers become convolutions (`fully_convolutional`:
@@ -14,8 +16,10 @@ Protocols (`PROTOCOLS`), each turning a batch of images into class probabilities
   slides its own 7x7/1 average pooling: each score is the network on one training-size window, as
   with VGG. ResNet's "fully-convolutional form" [RN] is this test.
 
-Every protocol averages probabilities (softmax outputs), never raw logits, so the three agree on one
-convention: `predict_probs` returns N x classes probabilities whose rows sum to one. `Meter` turns
+Every protocol averages probabilities (softmax outputs) over its views, except "center" with flips,
+which averages the two views' logits (as test-time flipping does in the fast-training literature,
+airbench for one; for two views of one image the two means differ little). All return the same:
+`predict_probs` gives N x classes probabilities whose rows sum to one. `Meter` turns
 scores and targets into top-1 / top-5 error (fractions in [0, 1]), per-class accuracy and the
 confusion matrix; `evaluate` runs a whole DataLoader; `plot_confusion` draws the matrix.
 """
@@ -64,6 +68,7 @@ __all__ = [
     "dense_logits",
     "eval_input_transform",
     "evaluate",
+    "flipped_logits",
     "fully_convolutional",
     "plot_confusion",
     "predict_probs",
@@ -341,9 +346,18 @@ def _resize_shorter(images: Tensor, size: int) -> Tensor:
     return TF.resize(images, [size], antialias=True)
 
 
+def flipped_logits(net: Callable[[Tensor], Tensor], images: Tensor) -> Tensor:
+    """Test-time flips: the mean of the logits of each image and of its horizontal mirror, (net(x) +
+    net(flip(x))) / 2, both views in one batch (one pass over the weights instead of two)."""
+    n = len(images)
+    both = net(torch.cat([images, images.flip(-1)]))
+    return (_wide(both[:n]) + _wide(both[n:])) / 2
+
+
 def _probs(net: Callable[[Tensor], Tensor], images: Tensor, protocol: str, crop: int | None,
-           scales: Sequence[int], flips: bool) -> Tensor:  # fmt: skip
-    """N x classes probabilities; `net` is the model, or its FullyConvolutional form for "dense"."""
+           scales: Sequence[int], flips: bool | None) -> Tensor:  # fmt: skip
+    """N x classes probabilities; `net` is the model, or its FullyConvolutional form for "dense".
+    flips: None is the protocol's default (with them for "dense", without for "center")."""
     if protocol == "center":
         if crop is not None and tuple(images.shape[-2:]) != (crop, crop):
             h, w = images.shape[-2:]
@@ -351,7 +365,8 @@ def _probs(net: Callable[[Tensor], Tensor], images: Tensor, protocol: str, crop:
                 f"'center' evaluates images already centre-cropped to {crop}x{crop}; got {w}x{h}. "
                 f"Use eval_input_transform('center', {crop}, ...)."
             )
-        return torch.softmax(_wide(net(images)), dim=1)
+        logits = flipped_logits(net, images) if flips else _wide(net(images))
+        return torch.softmax(logits, dim=1)
     if protocol == "10crop":
         if crop is None:
             raise EvaluationError("'10crop' needs the crop size (the size the network was trained at).")
@@ -362,7 +377,7 @@ def _probs(net: Callable[[Tensor], Tensor], images: Tensor, protocol: str, crop:
         if q is None:
             raise EvaluationError("'dense' needs scales, or the crop size to use as the one scale.")
         scaled = _resize_shorter(images, int(q))
-        for view in (scaled, scaled.flip(-1)) if flips else (scaled,):
+        for view in (scaled, scaled.flip(-1)) if flips is None or flips else (scaled,):
             p = dense_logits(net, view).exp_()
             total = p if total is None else total.add_(p)
             views += 1
@@ -371,10 +386,11 @@ def _probs(net: Callable[[Tensor], Tensor], images: Tensor, protocol: str, crop:
 
 
 def predict_probs(model: nn.Module, images: Tensor, protocol: str, crop: int, scales: Sequence[int] = (),
-                  flips: bool = True) -> Tensor:  # fmt: skip
+                  flips: bool | None = None) -> Tensor:  # fmt: skip
     """N x classes class probabilities for a batch of normalised float images, by `protocol`.
 
-    - "center": softmax(model(images)); images already centre-cropped to `crop` x `crop`.
+    - "center": softmax(model(images)); images already centre-cropped to `crop` x `crop`. With
+      `flips`: softmax((model(images) + model(mirrored images)) / 2) (`flipped_logits`).
     - "10crop": the softmax of each of the ten crops (`ten_crop_logits`) averaged; images are resized
       so their shorter side is the evaluation size (e.g. 256 x 256 for `crop` 224).
     - "dense": for each Q in `scales` (default `(crop,)`: the training size), the batch is resized so
@@ -383,7 +399,10 @@ def predict_probs(model: nn.Module, images: Tensor, protocol: str, crop: int, sc
       `flips`, over the image and its horizontal flip. The normalised float tensor is resized
       (bilinear, antialiased): each output pixel is a weighted mean with weights summing to one, so
       this equals resizing before normalising, up to the rounding a uint8 resize would do. `model` must
-      be an ilsvrc `Model` (or its `FullyConvolutional` form); `flips` applies to "dense" only.
+      be an ilsvrc `Model` (or its `FullyConvolutional` form).
+
+    `flips` (None: the protocol's default, with them for "dense", without for "center") does not apply
+    to "10crop", whose ten views include their mirrors.
 
     Runs under torch.inference_mode with the model in eval mode; every submodule's mode is restored.
     """
@@ -534,7 +553,8 @@ def _default_crop(model: nn.Module, protocol: str, crop: int | None) -> int | No
 
 
 def collect_probs(model: nn.Module, loader: Iterable[tuple[Tensor, Tensor]], protocol: str = "center",
-                  crop: int | None = None, scales: Sequence[int] = ()) -> tuple[Tensor, Tensor]:  # fmt: skip
+                  crop: int | None = None, scales: Sequence[int] = (),
+                  flips: bool | None = None) -> tuple[Tensor, Tensor]:  # fmt: skip
     """Every image's class probabilities (N x classes, on the CPU) and its target, in the loader's
     order, by `protocol` as `evaluate` computes them: what an ensemble averages."""
     _check_protocol(protocol)
@@ -547,7 +567,7 @@ def collect_probs(model: nn.Module, loader: Iterable[tuple[Tensor, Tensor]], pro
     probs, targets = [], []
     with eval_mode(model), torch.inference_mode():
         for images, target in loader:
-            probs.append(_probs(net, images, protocol, crop, scales, True).float().cpu())
+            probs.append(_probs(net, images, protocol, crop, scales, flips).float().cpu())
             targets.append(target.reshape(-1).long().cpu())
     if not probs:
         raise EvaluationError("No images were evaluated (the loader was empty?).")
@@ -571,7 +591,7 @@ def evaluate(
     channels_last: bool = False,
     amp: str | None = None,
     num_classes: int | None = None,
-    flips: bool = True,
+    flips: bool | None = None,
     allow_empty: bool = False,
 ) -> EvalResult:
     """Top-1 / top-5 error, per-class accuracy and confusion of `model` over `loader`, by `protocol`.
@@ -579,7 +599,7 @@ def evaluate(
     `loader` yields (images, targets): normalised float N x 3 x H x W batches already transformed for
     the protocol (`eval_input_transform`): centre-cropped for "center"; shorter side resized but not
     cropped for "10crop"; any size for "dense" (resized here to each of `scales`). `crop` defaults to
-    the model's `input_shape` (its training size); `scales` to `(crop,)`; `flips` applies to "dense".
+    the model's `input_shape` (its training size); `scales` to `(crop,)`; `flips` as `predict_probs`.
     The model is moved to `device` (and to channels-last memory when asked and, for a `Model`, when
     `Model.set_channels_last` allows it) in place, as Module.to does, and runs in eval mode under
     torch.inference_mode (modes restored afterwards); `amp` ('bfloat16' or 'float16') runs the forward

@@ -73,9 +73,14 @@ def evaluate_run(
     scales: str | None = None,
     workers: int = 2,
     batch_size: int = 32,
+    flips: bool | None = None,
 ) -> RunEvaluation:
     """Evaluate a run's `which` checkpoint ("last" or "best"), or a checkpoint directory, on `data`'s
     val split, or on the split it was trained with.
+
+    "center" evaluates at the run's evaluation size (its image size times the recipe's test_scale) and,
+    when `flips` (None: as the run's recipe says, `tta_flip`), on each image and its mirror
+    (`evaluate.flipped_logits`); "10crop" and "dense" at the training size, with their own flips.
 
     Writes eval-PROTOCOL.json and confusion-PROTOCOL.png into the run directory (next to the
     checkpoints when given a checkpoint directory).
@@ -84,14 +89,26 @@ def evaluate_run(
         return _evaluate_classical_run(run, data, protocol, workers)
     model, config, classes, where = load_trained(run, which)
     loader, qs = _val_loader(config, classes, data, protocol, scales, workers, batch_size)
-    size = config.image_size
-    result = evaluate(model, loader, protocol, crop=size, scales=qs, num_classes=len(classes))
+    result = evaluate(model, loader, protocol, crop=_crop(config, protocol), scales=qs,
+                      num_classes=len(classes), flips=_flips(config, protocol, flips))  # fmt: skip
     run_dir = where.parent.parent if where.parent.name == "checkpoints" else where
     given = Path(run).resolve()
     named = None if where.resolve() in (given, given.parent) else which  # a checkpoint given itself
     return _write(
         RunEvaluation(result, where, named, data or config.data or "built-in", []), run_dir, classes
     )
+
+
+def _crop(config: TrainConfig, protocol: str) -> int:
+    """The size a protocol crops to: "center" the run's evaluation size, the others its training size."""
+    return config.eval_size if protocol == "center" else config.image_size
+
+
+def _flips(config: TrainConfig, protocol: str, flips: bool | None) -> bool | None:
+    """Whether "center" averages each image with its mirror (None: as the run's recipe, tta_flip)."""
+    if protocol != "center":
+        return None
+    return config.recipe.tta_flip if flips is None else flips
 
 
 def _val_loader(
@@ -106,10 +123,10 @@ def _val_loader(
     """The val split of `data` (or the run's own), transformed for `protocol` at the run's size and
     normalisation, in its fixed order; and the dense scales. Its classes must be the run's."""
     net = config.network()
-    size, r = config.image_size, config.recipe
+    size, r = _crop(config, protocol), config.recipe
     qs = dense_scales(size, scales) if protocol == "dense" else []
     transform = eval_input_transform(protocol, max([size, *qs]), net.info.mean, net.info.std, r.crop_fraction)
-    source = round(size / r.crop_fraction)
+    source = round(config.image_size / r.crop_fraction)  # the built-in data as the run drew it
     base = open_dataset(
         data or config.data, "val", image_size=source, seed=config.seed,
         num_classes=config.synthetic_classes, length=None if data or config.data else config.synthetic_val,
@@ -158,6 +175,7 @@ def evaluate_ensemble(
     scales: str | None = None,
     workers: int = 2,
     batch_size: int = 32,
+    flips: bool | None = None,
 ) -> EnsembleEvaluation:
     """Evaluate each run alone on the same val split by `protocol`, and their ensemble: per image, the
     mean of the members' class probabilities (each member sees the images at its own size and
@@ -182,7 +200,8 @@ def evaluate_ensemble(
     probs, members, targets = [], [], None
     for model, config, classes, _ in loaded:
         loader, qs = _val_loader(config, classes, data, protocol, scales, workers, batch_size)
-        p, t = collect_probs(model, loader, protocol, crop=config.image_size, scales=qs)
+        p, t = collect_probs(model, loader, protocol, crop=_crop(config, protocol), scales=qs,
+                             flips=_flips(config, protocol, flips))  # fmt: skip
         if targets is not None and not torch.equal(t, targets):
             raise IlsvrcError("The runs' val splits list their images differently; give --data DIR.")
         targets = t
@@ -229,12 +248,13 @@ def predict_images(
         return predict_classical(run, images, k)
     model, config, classes, _ = load_trained(run, which)
     net = config.network()
-    transform = eval_input_transform("center", config.image_size, net.info.mean, net.info.std,
+    size = config.eval_size
+    transform = eval_input_transform("center", size, net.info.mean, net.info.std,
                                      config.recipe.crop_fraction)  # fmt: skip
     out = []
     for path in images:
         x = transform(read_image(path)).unsqueeze(0)
-        probs = predict_probs(model, x, "center", crop=config.image_size)[0]
+        probs = predict_probs(model, x, "center", crop=size, flips=config.recipe.tta_flip)[0]
         top = torch.topk(probs, min(k, len(classes)))
         out.append((path, [(classes[i], float(p)) for p, i in zip(top.values, top.indices.tolist())]))
     return out

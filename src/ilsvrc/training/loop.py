@@ -80,7 +80,17 @@ from .data import (
 )
 from .evaluate import EvalResult, combine_ranks, eval_input_transform, evaluate
 from .metrics import _parse_lines, read_metrics  # noqa: F401 (read_metrics: re-exported)
-from .recipes import LRSchedule, Recipe, check, check_network_size, default_recipe, get_recipe
+from .recipes import (
+    LRSchedule,
+    Recipe,
+    check,
+    check_network_sizes,
+    default_recipe,
+    eval_size,
+    get_recipe,
+    size_at,
+    size_schedule,
+)
 from .stopping import StopRequest
 from .transforms import train_transform
 
@@ -136,7 +146,13 @@ class TrainConfig:
 
     @property
     def image_size(self) -> int:
+        """The training size (the last of a size schedule), the size the model is built for."""
         return self.recipe.image_size or self.network().input_shape[1]
+
+    @property
+    def eval_size(self) -> int:
+        """The size the run is evaluated at ("center"): the image size times the recipe's test_scale."""
+        return eval_size(self.recipe, self.image_size)
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -313,6 +329,24 @@ def polyak_average(model: Model, decay: float) -> AveragedModel:
     return AveragedModel(model, multi_avg_fn=update, use_buffers=True)
 
 
+def parameter_groups(
+    model: nn.Module, weight_decay: float, wd_norm_bias: bool = True
+) -> list[dict[str, Any]]:
+    """The optimizer's parameter groups: all parameters with `weight_decay`, or, without `wd_norm_bias`,
+    the weights of the convolutions and fully connected layers with it and the batch norms' scales and
+    shifts and every bias without (weight decay, an L2 pull towards zero, regularises a weight by
+    shrinking the function it computes; a batch norm's scale and shift, and a bias, do not add capacity
+    that needs it, and decaying the scale of a batch norm that follows a convolution only fights the
+    weight decay of that convolution: Goyal et al. 2017, Jia et al. 2018 "no bias decay"). Told apart
+    by shape: every weight of a convolution or fully connected layer has 2 or more dimensions, every
+    bias and batch-norm parameter one."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if wd_norm_bias:
+        return [{"params": params, "weight_decay": weight_decay}]
+    return [{"params": [p for p in params if p.ndim > 1], "weight_decay": weight_decay},
+            {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}]  # fmt: skip
+
+
 def objective(
     out: torch.Tensor | ModelOutputs,
     targets: torch.Tensor,
@@ -363,7 +397,7 @@ def datasets(config: TrainConfig, progress: bool = False) -> tuple[Augmented, Au
                 logging.getLogger("ilsvrc.data").warning("%s Training without it.", error)
     mean, std = spec.info.mean, spec.info.std
     train = Augmented(train_base, train_transform(r.augmentation, size, mean, std), seed=config.seed)
-    val_tf = eval_input_transform("center", size, mean, std, r.crop_fraction)
+    val_tf = eval_input_transform("center", config.eval_size, mean, std, r.crop_fraction)
     val = Augmented(val_base, val_tf, seed=config.seed)
     return train, val, list(train_base.classes)
 
@@ -507,8 +541,9 @@ def _resumed_config(run_dir: Path, overrides: dict[str, Any] | None) -> TrainCon
 
 
 def check_image_size(config: TrainConfig) -> None:
-    """Refuse an image size the network cannot take (a ShapeError naming the smallest that works)."""
-    check_network_size(config.network(), config.image_size)
+    """Refuse an image size the network cannot take (a ShapeError naming the smallest that works), or
+    a size schedule or test size where the network is not the same at every size."""
+    check_network_sizes(config.network(), config.recipe)
 
 
 def _count(n: int, word: str) -> str:
@@ -686,6 +721,7 @@ class Run:
     schedule: LRSchedule
     scaler: torch.amp.GradScaler
     criterion: nn.Module
+    sizes: list[tuple[float, int]]  # the training size from each fraction of the run on (size_schedule)
     steps_per_epoch: int
     limit: float | None  # the time limit, in seconds
     stop_after_steps: int | None
@@ -710,6 +746,7 @@ class RunState:
     offset: int = 0  # batches of the current epoch used up (each a step, or skipped: no readable image)
     step: int = 0  # steps taken by the run
     best: float = math.inf  # the lowest validation top-1 error so far
+    image_size: int = 0  # the current epoch's training size (size_schedule; 0: not chosen yet)
     sums: EpochSums = dataclasses.field(default_factory=EpochSums)  # this epoch's, on this process
     clock_start: float = 0.0  # the `_now()` at which the run's clock read 0 (resumed parts counted)
     # the time limit keeps room for one more step and an end of epoch (evaluation, checkpoint)
@@ -770,12 +807,13 @@ def _set_up(config: TrainConfig, resume: str | Path | None, ctx: distributed.Con
     model.set_channels_last(config.channels_last)
     r = config.recipe
     optimizer = torch.optim.SGD(
-        model.parameters(), lr=r.lr, momentum=r.momentum, nesterov=r.nesterov and r.momentum > 0,
-        weight_decay=r.weight_decay,
+        parameter_groups(model, r.weight_decay, r.wd_norm_bias), lr=r.lr, momentum=r.momentum,
+        nesterov=r.nesterov and r.momentum > 0, weight_decay=r.weight_decay,
     )  # fmt: skip
     steps_per_epoch = len(epoch_batches(len(train_set), r.batch_size, config.seed, 0))
     limit = config.time_limit * 60 if config.time_limit else None
-    averaged = polyak_average(model, r.polyak_decay) if r.polyak_decay else None
+    averaged = polyak_average(model, r.polyak_decay) if r.polyak_decay else None  # 0 or None: off
+    sizes = size_schedule(r, config.image_size)
     net = torch.nn.parallel.DistributedDataParallel(model) if ctx.enabled else model
     if config.compile:
         net = torch.compile(net)  # the same parameters; checkpoints hold `model`'s plain state dict
@@ -787,7 +825,7 @@ def _set_up(config: TrainConfig, resume: str | Path | None, ctx: distributed.Con
     return Run(
         config=config, ctx=ctx, device=device, train_set=train_set, val_set=val_set, classes=classes,
         model=model, averaged=averaged, net=net, optimizer=optimizer,
-        schedule=LRSchedule(r, steps_per_epoch, limit),
+        schedule=LRSchedule(r, steps_per_epoch, limit), sizes=sizes,
         scaler=torch.amp.GradScaler(device.type, enabled=config.amp == "fp16"),
         criterion=nn.CrossEntropyLoss(label_smoothing=r.label_smoothing), steps_per_epoch=steps_per_epoch,
         limit=limit, stop_after_steps=stop_after_steps, run_dir=run_dir, log=log, progress=progress,
@@ -832,6 +870,7 @@ def _resume(run: Run, loaded: tuple, began: float) -> RunState:
     timing = saved.get("timing", {})
     state = RunState(
         epoch=saved["epoch"], offset=saved["offset"], step=saved["step"], best=saved["best"],
+        image_size=int(saved.get("image_size", 0)),  # a partial epoch goes on at its own size
         sums=EpochSums(**saved["sums"]) if run.ctx.main else EpochSums(),  # the saved sums are global
         clock_start=began - saved["elapsed"],  # the run's clock counts every resumed part of it
         step_seconds=timing.get("step_seconds", 0.0), wrap_up_seconds=timing.get("wrap_up_seconds", 0.0),
@@ -868,6 +907,7 @@ def _announce(run: Run) -> None:
             if run.averaged
             else ""
         )
+        + "".join(f"; {trick}" for trick in _tricks(run))
         + "."
     )
     c = run.cost
@@ -880,6 +920,24 @@ def _announce(run: Run) -> None:
     )
 
 
+def _tricks(run: Run) -> list[str]:
+    """The `fast` recipe's tricks this run uses, each as a phrase for the first log line."""
+    config, r = run.config, run.config.recipe
+    tricks = []
+    if len(run.sizes) > 1:
+        spans = [f"{size} px from {start:.0%}" for start, size in run.sizes]
+        tricks.append(f"progressive resizing: {', '.join(spans)} of the run")
+    if config.eval_size != config.image_size:
+        tricks.append(f"evaluated at {config.eval_size} px (test_scale {r.test_scale:g})")
+    if r.tta_flip:
+        tricks.append("evaluated on each image and its mirror (logits averaged)")
+    if not r.wd_norm_bias:
+        tricks.append("no weight decay on batch norms and biases")
+    if r.label_smoothing:
+        tricks.append(f"label smoothing {r.label_smoothing:g}")
+    return tricks
+
+
 def _train_epoch(run: Run, state: RunState, signals: StopRequest) -> None:
     """Steps on the epoch's batches from `state.offset` on, until they end or the ranks agree to stop
     (`state.stopped`). The losses are read from the device at the steps `_sync_point` names; alone, the
@@ -888,6 +946,7 @@ def _train_epoch(run: Run, state: RunState, signals: StopRequest) -> None:
     config, ctx = run.config, run.ctx
     batches = epoch_batches(len(run.train_set), config.recipe.batch_size, config.seed, state.epoch)
     batches = distributed.per_rank_batches(batches[state.offset :], ctx)
+    _choose_size(run, state)
     run.train_set.set_epoch(state.epoch)
     run.model.train()
     bar = _Bar(len(batches), f"epoch {state.epoch + 1}/{config.recipe.epochs}", run.progress)
@@ -961,6 +1020,34 @@ def _estimate(run: Run, state: RunState) -> None:
     run.log(text + ".")
 
 
+def _choose_size(run: Run, state: RunState) -> None:
+    """Set the training size of the epoch about to run. At its start: the size schedule's at the run's
+    progress (`LRSchedule.progress`; with a time limit the clocks of the ranks differ a little, so
+    distributed, rank 0's choice holds for all). Inside an epoch (a run resumed there): the size the
+    epoch began with, from the checkpoint, so a resumed run trains as one never stopped. The loader's
+    workers start anew each epoch and take the new transform with them."""
+    if state.offset == 0 or not state.image_size:
+        progress = run.schedule.progress(state.step, state.seconds())
+        size = size_at(run.sizes, progress)
+        if run.ctx.enabled:  # the clocks of the ranks differ a little: rank 0's size for all
+            size = int(distributed.broadcast_object(size, run.ctx))
+        if state.image_size and size != state.image_size:
+            run.log(f"epoch {state.epoch + 1}: training at {size} px from here ({progress:.0%} of the run)")
+        state.image_size = size
+    set_train_size(run.train_set, run.config, state.image_size)
+
+
+def set_train_size(train_set: Augmented, config: TrainConfig, size: int) -> None:
+    """Make `train_set` give the recipe's augmentation at `size` px (the same crops' randomness): through
+    `Augmented.set_image_size` (cheap, loader workers included) when its transform can change size,
+    else a new transform."""
+    if callable(getattr(train_set.transform, "at_size", None)):
+        train_set.set_image_size(size)
+        return
+    spec = config.network()
+    train_set.transform = train_transform(config.recipe.augmentation, size, spec.info.mean, spec.info.std)
+
+
 def _step(run: Run, state: RunState, images: torch.Tensor | None, targets: torch.Tensor | None) -> None:
     """One step of SGD on a batch (this rank's share of it), which does not wait for the device: its loss
     and hits are left there (`state.unread`).
@@ -973,7 +1060,7 @@ def _step(run: Run, state: RunState, images: torch.Tensor | None, targets: torch
     weights). One process skips a batch with no readable image instead (`_train_epoch`).
     """
     if images is None:
-        size = run.config.image_size
+        size = state.image_size or run.config.image_size
         images = torch.zeros(0, run.config.network().input_shape[0], size, size)
         targets = torch.zeros(0, dtype=torch.long)
     assert targets is not None
@@ -1090,9 +1177,10 @@ def _end_epoch(run: Run, state: RunState, totals: EpochSums) -> tuple[EpochSums,
     error is the best so far."""
     finished = state.offset >= run.steps_per_epoch
     began = _now()
-    result, val_skipped = _validate(run)
+    evaluated = not _skips_evaluation(run, state, finished)
+    result, val_skipped = _validate(run) if evaluated else (None, [])
     eval_seconds = _now() - began
-    measured = result.images > 0  # not when every validation image was unreadable
+    measured = result is not None and result.images > 0  # not when every validation image was unreadable
     _report_skipped(run, state, _all_ranks(state.epoch_skipped, run.ctx) + val_skipped)  # rank 0: all ranks'
     state.epoch_skipped = []
     line = {
@@ -1102,7 +1190,9 @@ def _end_epoch(run: Run, state: RunState, totals: EpochSums) -> tuple[EpochSums,
         "train_top1_error": 1 - totals.correct / max(totals.images, 1),
         "val_top1_error": result.top1_error if measured else None,
         "val_top5_error": result.top5_error if measured else None,
+        "evaluated": evaluated,  # false before the recipe's eval_from
         "lr": run.optimizer.param_groups[0]["lr"],
+        "image_size": state.image_size,  # the training size of these steps (size_schedule)
         "images_per_s": totals.images / max(totals.seconds, 1e-9),  # over the training steps only
         "data_wait_fraction": round(totals.data_seconds / max(totals.seconds, 1e-9), 4),
         "seconds": round(state.seconds(), 3),  # wall time of the run so far, evaluations included
@@ -1125,11 +1215,27 @@ def _end_epoch(run: Run, state: RunState, totals: EpochSums) -> tuple[EpochSums,
         state.epoch, state.offset, state.sums, totals = state.epoch + 1, 0, EpochSums(), EpochSums()
     if run.ctx.main:
         _append_metrics(run.run_dir, line)
-    run.log(_epoch_summary(line, len(val_skipped)))
+    run.log(_epoch_summary(line, len(val_skipped), run.config.recipe.eval_from))
     if run.ctx.main and run.after_epoch is not None:
         run.after_epoch(run.run_dir)
     state.wrap_up_seconds = _now() - began + state.save_seconds  # its checkpoint: as long as the last
     return totals, improved
+
+
+def _skips_evaluation(run: Run, state: RunState, finished: bool) -> bool:
+    """Whether this end of epoch goes without validation: the recipe's `eval_from` is not reached yet
+    (the run's progress, as the lr schedule reads it), the epoch is complete, and the run goes on (not
+    its last epoch, no stop asked, room for more steps in the time limit): the state the run ends with
+    is always evaluated. Distributed, rank 0 decides for all (the clocks differ a little)."""
+    r = run.config.recipe
+    if not r.eval_from or not finished or state.stopped is not None or state.epoch + 1 >= r.epochs:
+        return False
+    if run.stop_after_steps is not None and state.step >= run.stop_after_steps:
+        return False
+    skip = (
+        run.schedule.progress(state.step, state.seconds()) < r.eval_from and _steps_that_fit(run, state) > 1
+    )
+    return bool(distributed.broadcast_object(skip, run.ctx))
 
 
 def _save(run: Run, state: RunState, totals: EpochSums, best: bool = False) -> None:
@@ -1142,7 +1248,8 @@ def _save(run: Run, state: RunState, totals: EpochSums, best: bool = False) -> N
     if run.ctx.main:
         saved = {
             "epoch": state.epoch, "offset": state.offset, "step": state.step, "elapsed": state.seconds(),
-            "best": state.best, "sums": dataclasses.asdict(totals), "optimizer": run.optimizer.state_dict(),
+            "best": state.best, "image_size": state.image_size, "sums": dataclasses.asdict(totals),
+            "optimizer": run.optimizer.state_dict(),
             "schedule": run.schedule.state_dict(), "scaler": run.scaler.state_dict(), "rng": rng_state(),
             "config": run.config.to_dict(), "classes": [dataclasses.asdict(c) for c in run.classes],
             "timing": {"step_seconds": state.step_seconds, "wrap_up_seconds": state.wrap_up_seconds},
@@ -1178,9 +1285,10 @@ def _validate(run: Run) -> tuple[EvalResult, list]:
     skipped: list = []
     batches = _readable(_eval_loader(run.val_set, run.config, run.ctx), skipped)
     model = run.averaged.module if run.averaged is not None else run.model  # GoogLeNet: the average
-    result = evaluate(model, batches, "center", device=run.device.type,
+    result = evaluate(model, batches, "center", crop=run.config.eval_size, device=run.device.type,
                       channels_last=run.config.channels_last, amp=run.config.amp,
-                      num_classes=len(run.classes), allow_empty=True)  # fmt: skip
+                      num_classes=len(run.classes), flips=run.config.recipe.tta_flip,
+                      allow_empty=True)  # fmt: skip
     return combine_ranks(result, run.ctx, run.device), _all_ranks(skipped, run.ctx)
 
 
@@ -1196,9 +1304,11 @@ def _report_skipped(run: Run, state: RunState, skipped: list) -> None:
         run.log(f"Skipped unreadable image {item.path}: {item.reason}")
 
 
-def _epoch_summary(line: dict[str, Any], val_skipped: int) -> str:
+def _epoch_summary(line: dict[str, Any], val_skipped: int, eval_from: float = 0.0) -> str:
     """The log line of one metrics line."""
-    if line["val_top1_error"] is None:
+    if not line.get("evaluated", True):
+        val, top5 = f"val not evaluated (from {eval_from:.0%} of the run on)", ""
+    elif line["val_top1_error"] is None:
         val = f"val not measured ({_count(val_skipped, 'unreadable image')}, none readable)"
         top5 = ""
     else:

@@ -4,10 +4,12 @@ metrics.jsonl, and the network it trained (config.json and classes.json, see `ru
 A run directory's `metrics.jsonl` holds one JSON object per line, written once per epoch by
 `ilsvrc train`: `epoch`, `step`, `train_loss` (cross-entropy, nats), `train_top1_error`,
 `val_top1_error`, `val_top5_error` (errors as fractions in [0, 1]; null when no validation image could
-be read), `lr`, `images_per_s` (training images over the time of the training steps, data waits
-included, evaluations and checkpoints not), `seconds` (wall-clock seconds since the run started,
-evaluations included), `eval_seconds`, `train_seconds` (the epoch's training steps, data waits
-included), `estimate` (in the line of the epoch in which `ilsvrc train` estimated the run's time: see
+be read, or when the epoch was not validated: `evaluated` false, before the recipe's `eval_from`),
+`lr`, `image_size` (the epoch's training size, which a size schedule changes), `images_per_s`
+(training images over the time of the training steps, data waits included, evaluations and
+checkpoints not), `seconds` (wall-clock seconds since the run started, evaluations included),
+`eval_seconds`, `train_seconds` (the epoch's training steps, data waits included), `estimate` (in the
+line of the epoch in which `ilsvrc train` estimated the run's time: see
 `ilsvrc.analysis.estimate.StepEstimate`), `complete` (false for a line written by a run stopped
 mid-epoch), and counters such as `skipped_images`. Every line has the `step` of the state it describes.
 """

@@ -35,6 +35,19 @@ another `--batch-size` and no `--lr`, `ilsvrc.training.loop.scale_lr` scales it 
   random-resized crops, 128 px,
   Kaiming initialisation of every layer (with the papers' N(0, 0.01), AlexNet without batch norm
   barely moves in the few hundred steps a CPU affords).
+- `fast`: the best time to accuracy found on a 2-core CPU (issue 16), for a network that takes any
+  input size (ResNet-18 by default in benchmarks/fast.py): the `cpu` recipe's one-cycle SGD with
+  Nesterov momentum, planned over the time limit, and the tricks of the fast-training literature, each
+  a field of its own that the paper recipes leave off and one command-line switch takes out again:
+  progressive resizing (`size_schedule`: small images early, when the network learns coarse features
+  and a step at half the size costs a quarter; Howard's fast.ai DAWNBench ImageNet runs, Touvron et
+  al.'s FixRes for the test size), label smoothing 0.1 (Szegedy et al. 2016), no weight decay on batch
+  norms and biases (`wd_norm_bias`; Goyal et al. 2017, Jia et al. 2018), zero-initialised residual
+  branches (Goyal et al.), an exponential moving average of the weights (`polyak_decay`), test-time
+  flips (`tta_flip`), channels-last (a run setting, on by default) and the decoded-image cache; and
+  it validates only from half of the run on (`eval_from`: an evaluation of Imagenette's 2,925 val
+  images at 128 px with flips costs about as much as a training epoch at 64 px). What each bought is
+  measured by taking it out under the same budget (benchmarks/fast.py, RESULTS.md).
 """
 
 from __future__ import annotations
@@ -78,7 +91,13 @@ class Recipe:
     filter_rms_max: float | None = None  # ZFNet's renormalisation of convolution filters
     dropout: float | None = None  # None: the spec's (auxiliary classifiers always keep their own)
     zero_init_residual: bool = False  # the last batch norm of each residual block starts at zero
-    polyak_decay: float | None = None  # evaluate an EMA of the weights with this decay per step (None: off)
+    polyak_decay: float | None = None  # evaluate an EMA of the weights, this decay per step (None, 0: off)
+    # the tricks of `fast` (off in the paper recipes), each taken out by one command-line switch
+    size_schedule: str = ""  # progressive resizing "SCALE@FROM,..." (see size_schedule); "": one size
+    test_scale: float = 1.0  # evaluate at round(image_size * test_scale) (FixRes: a little above 1)
+    wd_norm_bias: bool = True  # weight decay on batch norms and biases too (False: on weights only)
+    tta_flip: bool = False  # evaluate "center" on the image and its mirror, their logits averaged
+    eval_from: float = 0.0  # validate only the epochs that end past this fraction of the run (and the end)
 
     def replace(self, **changes: Any) -> Recipe:
         unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
@@ -151,6 +170,29 @@ RECIPES: dict[str, Recipe] = {
         augmentation="light",
         image_size=128,
     ),
+    "fast": Recipe(
+        "fast",
+        "Fastest to accuracy on a CPU, for networks that take any input size (ResNet-18): one-cycle SGD "
+        "Nesterov to 0.05 at batch 64 over the time limit, progressive resizing 64 -> 96 -> 128 px, "
+        "label smoothing 0.1, no weight decay on batch norms and biases, zero-initialised residual "
+        "branches, an EMA of the weights (0.995), test-time flips, light random-resized crops, validation "
+        "from half of the run on",
+        lr=0.05,
+        nesterov=True,
+        weight_decay=5e-4,
+        batch_size=64,
+        epochs=16,
+        schedule="onecycle",
+        augmentation="light",
+        image_size=128,
+        label_smoothing=0.1,
+        zero_init_residual=True,
+        polyak_decay=0.995,
+        eval_from=0.5,
+        size_schedule="0.5@0,0.75@0.4,1@0.75",
+        wd_norm_bias=False,
+        tta_flip=True,
+    ),
 }
 
 # the paper recipe of each zoo family
@@ -202,14 +244,81 @@ def check(recipe: Recipe) -> None:
     number("dropout", lambda v: 0 <= v < 1, "a probability in [0, 1)", optional=True)
     number("filter_rms_max", lambda v: v > 0, "positive", optional=True)
     number("step_factor", lambda v: 0 < v <= 1, "in (0, 1] (0.1 divides the lr by 10, 0.96 cuts 4%)")
-    number("polyak_decay", lambda v: 0 < v < 1, "in (0, 1) (e.g. 0.9999), or None for no averaging",
+    number("polyak_decay", lambda v: 0 <= v < 1, "in [0, 1) (e.g. 0.9999), or 0 or None for no averaging",
            optional=True)  # fmt: skip
-    if not isinstance(recipe.zero_init_residual, bool):
-        problems.append(f"zero_init_residual must be true or false, got {recipe.zero_init_residual!r}")
+    number("test_scale", lambda v: 0.5 <= v <= 2, "in [0.5, 2] (1: evaluate at the training size)")
+    number("eval_from", lambda v: 0 <= v < 1, "in [0, 1) (0: validate after every epoch)")
+    for name in ("zero_init_residual", "wd_norm_bias", "tta_flip"):
+        if not isinstance(getattr(recipe, name), bool):
+            problems.append(f"{name} must be true or false, got {getattr(recipe, name)!r}")
+    if not isinstance(recipe.size_schedule, str):
+        problems.append(f"size_schedule must be a text like '0.5@0,1@0.75', got {recipe.size_schedule!r}")
+    else:
+        try:
+            _parse_size_schedule(recipe.size_schedule)
+        except IlsvrcError as exc:
+            problems.append(str(exc).rstrip("."))
     if recipe.image_size is not None and recipe.image_size < 16:
         problems.append(f"image_size must be at least 16, got {recipe.image_size}")
     if problems:
         raise IlsvrcError("Bad training settings: " + "; ".join(problems) + ".")
+
+
+def _parse_size_schedule(text: str) -> list[tuple[float, float]]:
+    """(from, scale) pairs of a `size_schedule` text, "SCALE@FROM,..." (empty: none), checked."""
+    if not text.strip() or text.strip().lower() in ("none", "off"):
+        return []
+    example = (
+        "e.g. '0.5@0,0.75@0.4,1@0.75': half the image size from the start, 3/4 of it from 40% of "
+        "the run, all of it from 75%"
+    )
+    pairs = []
+    for part in text.split(","):
+        scale, at, start = part.strip().partition("@")
+        try:
+            pair = (float(start), float(scale))
+        except ValueError:
+            pair = None
+        if not at or pair is None or not all(map(math.isfinite, pair)):
+            raise IlsvrcError(f"size_schedule {text!r}: {part.strip()!r} is not SCALE@FROM ({example}).")
+        pairs.append(pair)
+    starts = [start for start, _ in pairs]
+    if starts[0] != 0 or any(b <= a for a, b in zip(starts, starts[1:])) or starts[-1] >= 1:
+        raise IlsvrcError(
+            f"size_schedule {text!r}: the fractions of the run must start at 0 and rise, each below 1 "
+            f"({example})."
+        )
+    if any(not 0 < scale <= 4 for _, scale in pairs):
+        raise IlsvrcError(f"size_schedule {text!r}: each scale must be in (0, 4] (of the image size).")
+    return pairs
+
+
+def size_schedule(recipe: Recipe, image_size: int) -> list[tuple[float, int]]:
+    """Progressive resizing: the training sizes of a run as (from, pixels) pairs, from progress 0 on.
+
+    `recipe.size_schedule` lists SCALE@FROM pairs: "0.5@0,0.75@0.4,1@0.75" with an image size of 128
+    trains at 64 px from the start, at 96 px from 40% of the run and at 128 px from 75%. FROM is the
+    run's progress, the same fraction the learning-rate schedule follows (`LRSchedule.progress`: of the
+    planned steps, or of the time limit if further along), read at the start of each epoch: an epoch
+    is trained at one size, so the sizes change at the first epoch boundary past each FROM. The scales
+    are of the image size (`--image-size` moves the whole schedule) and the sizes are rounded to whole
+    pixels; evaluation is at the image size (times `test_scale`), whatever the epoch's size. Without a
+    schedule, one pair: the image size from 0.
+    """
+    pairs = _parse_size_schedule(recipe.size_schedule)
+    return [(start, max(1, round(image_size * scale))) for start, scale in pairs] or [(0.0, image_size)]
+
+
+def size_at(schedule: list[tuple[float, int]], progress: float) -> int:
+    """The training size a `size_schedule` gives at `progress` (the last pair started by then)."""
+    return [size for start, size in schedule if start <= progress][-1]
+
+
+def eval_size(recipe: Recipe, image_size: int) -> int:
+    """The size a run is evaluated at: round(image_size * test_scale) (FixRes: a network trained on
+    random-resized crops sees objects larger than a centre crop of the same size shows them, so a test
+    size a little above the training size can match them better; Touvron et al. 2019)."""
+    return round(image_size * recipe.test_scale)
 
 
 class LRSchedule:
@@ -332,6 +441,45 @@ class LRSchedule:
         self.start = (float(start[0]), float(start[1]))
         tail = state.get("tail_lr")
         self.tail_lr = None if tail is None else float(tail)
+
+
+def check_network_sizes(network: Network, recipe: Recipe) -> None:
+    """Refuse a recipe whose sizes `network` cannot take: the image size, each size of its
+    `size_schedule` and its evaluation size must be large enough, and, when there is more than one,
+    the network must be the same at all of them (its parameters not depending on the input size, as
+    they do where a fully connected layer reads a feature map whose size follows the input: AlexNet's
+    fc6; a network ending in adaptive or global pooling, the ResNets and GoogLeNet, takes any size).
+    Pure analysis (no torch)."""
+    size = recipe.image_size or network.input_shape[1]
+    check_network_size(network, size)
+    others = sorted({eval_size(recipe, size), *(s for _, s in size_schedule(recipe, size))} - {size})
+    if not others:
+        return
+    channels = network.input_shape[0]
+    params, too_small = {size: analyze(network, (channels, size, size), suggest=False).params}, {}
+    for s in others:
+        try:
+            params[s] = analyze(network, (channels, s, s), suggest=False).params
+        except ShapeError as exc:
+            too_small[s] = exc
+    sizes = ", ".join(map(str, sorted({size, *others})))
+    if len(set(params.values())) > 1:
+        counts = ", ".join(f"{p:,} at {s} px" for s, p in sorted(params.items()))
+        raise ShapeError(
+            f"{network.name} cannot train or be evaluated at several sizes ({sizes} px: the size schedule "
+            f"and the test size of --image-size {size}): its parameters depend on the input size ({counts}), "
+            "a fully connected layer reading a feature map that grows with the image. Train it at one "
+            "size (--size-schedule none --test-scale 1), or use a network that ends in a global pooling "
+            "(resnet18, googlenet-torchvision, alexnet-torchvision)."
+        )
+    if too_small:
+        s, exc = min(too_small.items())
+        smallest = smallest_input(network, channels)
+        raise ShapeError(
+            f"{s} px, a size of the size schedule or the test size of --image-size {size} ({sizes} px), is "
+            f"too small for {network.name}: {exc} {network.name} takes inputs from {smallest}x{smallest} up; "
+            "give larger scales (--size-schedule), a larger --image-size, or --size-schedule none."
+        )
 
 
 def check_network_size(network: Network, size: int) -> None:
