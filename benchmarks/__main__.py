@@ -23,10 +23,11 @@ sys.path.insert(0, str(HERE))  # the cases import `harness` as a plain module
 
 import cases  # noqa: E402
 import costs  # noqa: E402
+import zoo_rates  # noqa: E402
 from harness import Section, log, machine, matmul_rate, utc_stamp  # noqa: E402
 
 DEFAULT_DATA = HERE.parent.parent / "shared" / "data" / "imagenette"
-CASES = ("models", "alexnet", "data", "e2e", "analyzer", "costs")
+CASES = ("models", "alexnet", "zoo", "data", "e2e", "analyzer", "costs")
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 GPU_NOTE = """### What a GPU run would change
 
@@ -101,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     if "alexnet" in chosen:
         log("the published AlexNet and its LRN...")
         done(cases.published_alexnet(rate, args.quick))
+    if "zoo" in chosen:
+        log("every zoo network: fraction of the matrix-product rate, beside torchvision...")
+        done(zoo_rates.zoo_rates(rate, args.quick))
     if "data" in chosen:
         log("data pipeline alone...")
         done(cases.data_pipeline(args.data, args.quick))
