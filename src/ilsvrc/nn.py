@@ -214,6 +214,12 @@ class Model(Chain):
     at inference and in a training step (by how much: benchmarks/RESULTS.md, "Performance", the
     inference and training-step tables). Results are the same up to float rounding; state-dict keys
     and shapes do not change. `set_channels_last(False)` goes back.
+
+    At inference (eval mode under `torch.no_grad()` or `torch.inference_mode()`) every batch norm that
+    follows a convolution is folded into it, and a ReLU or a residual sum after a convolution is
+    applied by the convolution's own oneDNN call (see "Inference" below): the same results up to
+    float rounding, with up to three passes over each activation saved. Nothing about the module
+    changes; with autograd on, under a tracer, or past a forward hook, every layer runs as it is.
     """
 
     def __init__(self, layers: Mapping[str, nn.Module], spec: Network,
@@ -474,10 +480,10 @@ class _LRNFunction(torch.autograd.Function):
         x, d = ctx.saved_tensors
         size, alpha, beta = ctx.settings
         # dy_c/dx_j = d_c^-beta [c = j] - 2 alpha beta x_j x_c d_c^(-beta-1) [j in window(c)]
-        scale = d.pow(-beta)
+        direct = grad * d.pow(-beta)  # grad_c d_c^-beta, the first term
         band = _band(x.shape[1], size // 2, (size - 1) // 2, -2 * alpha * beta, x)
-        spread = _banded(grad * x * scale / d, band.t())  # the window's transpose
-        return grad * scale + x * spread, None, None, None, None
+        spread = _banded((direct * x).div_(d), band.t())  # the window's transpose
+        return spread.mul_(x).add_(direct), None, None, None, None
 
 
 class LocalResponseNorm(nn.Module):
