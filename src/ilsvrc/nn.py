@@ -470,7 +470,7 @@ class _LRNFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, size: int, alpha: float, beta: float, k: float) -> Tensor:  # type: ignore[override]
         d = _lrn_denominator_mm(x, size, alpha, k)
-        y = x * d.pow(-beta)
+        y = d.pow(-beta).mul_(x)
         ctx.save_for_backward(x, d)  # not y: an in-place ReLU may follow
         ctx.settings = (size, alpha, beta)
         return y
