@@ -125,7 +125,9 @@ def measure(name: str, rate: float, quick: bool) -> dict[str, Any]:
     if reference is not None:
         reference.eval()
         with torch.inference_mode():  # the same function: the folded path agrees with torchvision
-            torch.testing.assert_close(ours(x[:2]), reference(x[:2]), rtol=1e-3, atol=1e-3)
+            expected = reference(x[:2])  # (untrained deep ResNets give logits in the tens of thousands)
+            scale = float(expected.abs().max())
+            torch.testing.assert_close(ours(x[:2]), expected, rtol=1e-3, atol=1e-3 * max(1.0, scale))
         contenders["torchvision"] = inference(reference, x)
     t_inf = interleaved(contenders, rounds, label=f"{name} inference {size} px b{batch}")
     steps = {"ilsvrc": train_step(ours, x, y)}
