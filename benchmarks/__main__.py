@@ -25,10 +25,11 @@ import cases  # noqa: E402
 import costs  # noqa: E402
 import estimate as estimate_case  # noqa: E402
 import fast  # noqa: E402
+import zoo_rates  # noqa: E402
 from harness import Section, log, machine, matmul_rate, utc_stamp  # noqa: E402
 
 DEFAULT_DATA = HERE.parent.parent / "shared" / "data" / "imagenette"
-CASES = ("models", "alexnet", "data", "e2e", "analyzer", "costs", "estimate", "fast")
+CASES = ("models", "alexnet", "zoo", "data", "e2e", "analyzer", "costs", "estimate", "fast")
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 GPU_NOTE = """### What a GPU run would change
 
@@ -105,6 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     if "alexnet" in chosen:
         log("the published AlexNet and its LRN...")
         done(cases.published_alexnet(rate, args.quick))
+    if "zoo" in chosen:
+        log("every zoo network: fraction of the matrix-product rate, beside torchvision...")
+        done(zoo_rates.zoo_rates(rate, args.quick))
     if "data" in chosen:
         log("data pipeline alone...")
         done(cases.data_pipeline(args.data, args.quick))

@@ -33,7 +33,7 @@ from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
-from torch.nn.utils.fusion import fuse_conv_bn_eval
+from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_conv_bn_weights
 
 from .analysis.analyzer import LayerStats, analyze, channels_last_layout
 from .errors import SpecError
@@ -118,7 +118,17 @@ class WeightMappingError(SpecError):
 
 
 class Chain(nn.Sequential):
-    """Layers applied one after another; children named as the spec names them."""
+    """Layers applied one after another; children named as the spec names them.
+
+    At inference (eval mode with autograd off: `torch.no_grad()` or `torch.inference_mode()`) the
+    chain runs `_infer`: each batch norm folded into the convolution before it, and a ReLU after
+    a convolution computed by the same oneDNN call. Otherwise, every layer as it is.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        if _inferring(self):
+            return _infer(list(self._modules.values()), x)
+        return super().forward(x)
 
 
 class Branches(nn.Module):
@@ -145,6 +155,27 @@ class ResidualAdd(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         body, *shortcut = self._modules.values()
         return body(x) + (shortcut[0](x) if shortcut else x)
+
+    def infer(self, x: Tensor, relu: bool) -> Tensor:
+        """At inference: body(x) + shortcut(x), then a ReLU if `relu`; when the body ends in a
+        convolution (and its batch norm), the sum and the ReLU are computed by its oneDNN call."""
+        body, *shortcut = self._modules.values()
+        layers = list(body._modules.values()) if isinstance(body, nn.Sequential) else []
+        tail = 2 if len(layers) >= 2 and _folds(layers[-2], layers[-1]) else 1
+        conv = layers[-tail] if layers else None
+        if not (_fusable_conv(conv) and _fusable_input(x)) or _hooked(body) or _hooked(conv):
+            y = body(x) + (shortcut[0](x) if shortcut else x)
+            return y.relu_() if relu else y
+        h = _infer(layers[:-tail], x)
+        other = shortcut[0](x) if shortcut else x
+        weight, bias = _conv_weights(conv, layers[-1] if tail == 2 else None)
+        if other.shape != _conv_output_shape(conv, h) or other.dtype != h.dtype:
+            y = conv._conv_forward(h, weight, bias) + other  # broadcasting: leave it to torch
+            return y.relu_() if relu else y
+        return torch.ops.mkldnn._convolution_pointwise.binary(
+            h, other, weight, bias, list(conv.padding), list(conv.stride), list(conv.dilation),
+            conv.groups, "add", None, "relu" if relu else None, [], None,
+        )  # fmt: skip
 
 
 class AuxHead(Chain):
@@ -183,6 +214,12 @@ class Model(Chain):
     at inference and in a training step (by how much: benchmarks/RESULTS.md, "Performance", the
     inference and training-step tables). Results are the same up to float rounding; state-dict keys
     and shapes do not change. `set_channels_last(False)` goes back.
+
+    At inference (eval mode under `torch.no_grad()` or `torch.inference_mode()`) every batch norm that
+    follows a convolution is folded into it, and a ReLU or a residual sum after a convolution is
+    applied by the convolution's own oneDNN call (see "Inference" below): the same results up to
+    float rounding, with up to three passes over each activation saved. Nothing about the module
+    changes; with autograd on, under a tracer, or past a forward hook, every layer runs as it is.
     """
 
     def __init__(self, layers: Mapping[str, nn.Module], spec: Network,
@@ -210,6 +247,8 @@ class Model(Chain):
     def forward(self, x: Tensor) -> Tensor | ModelOutputs:
         if self.channels_last:
             x = _channels_last_input(x)
+        if _inferring(self):  # the heads are not run at test time
+            return _infer([m for m in self._modules.values() if not isinstance(m, AuxHead)], x)
         aux: list[Tensor] = []
         for module in self._modules.values():
             if isinstance(module, AuxHead):
@@ -237,11 +276,155 @@ torch.fx.wrap("_channels_last_input")
 
 
 # ---------------------------------------------------------------------------------------------------
-# Local response normalisation, with a hand-written backward pass
+# Inference: batch norm folded into the convolution before it, ReLU and residual sums fused into it
+#
+# In eval mode a batch norm is an affine map per channel, which the convolution before it can apply
+# by scaling its filters and shifting its bias (`torch.nn.utils.fusion.fuse_conv_bn_weights`): one
+# pass over the activation saved. oneDNN can also apply a ReLU, or add another tensor and then apply
+# a ReLU, as it writes a convolution's output (`torch.ops.mkldnn._convolution_pointwise`, the call
+# torch.compile's CPU backend makes): one or two more passes saved. This path runs only in eval mode
+# with autograd off, never while torch.jit, torch.fx, torch.compile or the ONNX exporter traces, and
+# the module itself is never changed: its state dict, its training, and gradients in eval mode are
+# those of the plain layers. The folded filters are cached on the batch norm and recomputed when any
+# tensor they come from has changed (`Tensor._version` counts in-place changes; a replaced tensor
+# has another identity): an optimizer step, `load_state_dict`, `.to()` all refold.
+
+
+def _tracing() -> bool:
+    """Whether torch.jit, torch.fx, torch.compile / torch.export or the ONNX exporter is tracing."""
+    return (
+        torch.jit.is_tracing()
+        or torch.jit.is_scripting()
+        or torch.fx._symbolic_trace.is_fx_symbolic_tracing()
+        or torch.compiler.is_compiling()
+        or torch.onnx.is_in_onnx_export()
+    )
+
+
+def _inferring(module: nn.Module) -> bool:
+    """Eval mode, autograd off, and nobody tracing: the folded and fused path may run."""
+    return not module.training and not torch.is_grad_enabled() and not _tracing()
+
+
+def _hooked(module: nn.Module) -> bool:
+    """Whether a forward hook (the module's own or a global one) wants to see `module` run."""
+    from torch.nn.modules import module as base
+
+    return bool(
+        module._forward_hooks
+        or module._forward_pre_hooks
+        or base._global_forward_hooks
+        or base._global_forward_pre_hooks
+    )
+
+
+def _folds(conv: nn.Module, norm: nn.Module) -> bool:
+    """Whether `norm` is a batch norm in eval mode, with running statistics, right after a Conv2d,
+    and neither has a forward hook (a hook sees each layer run as it is)."""
+    return (
+        isinstance(conv, nn.Conv2d)
+        and isinstance(norm, nn.BatchNorm2d)
+        and not _hooked(conv)
+        and not _hooked(norm)
+        and not norm.training
+        and norm.running_mean is not None
+        and norm.running_var is not None
+    )
+
+
+def _fusable_conv(conv: nn.Module | None) -> bool:
+    """A plain 2-D convolution (zero padding given as numbers) that oneDNN's fused call can run."""
+    return (
+        isinstance(conv, nn.Conv2d)
+        and conv.padding_mode == "zeros"
+        and not isinstance(conv.padding, str)
+        and conv.weight.dtype == torch.float32
+        and conv.weight.device.type == "cpu"
+    )
+
+
+def _fusable_input(x: Tensor) -> bool:
+    """A float32 CPU batch, with oneDNN there and enabled."""
+    return (
+        x.dim() == 4
+        and x.dtype == torch.float32
+        and x.device.type == "cpu"
+        and torch.backends.mkldnn.is_available()
+        and torch.backends.mkldnn.enabled
+    )
+
+
+def _conv_output_shape(conv: nn.Conv2d, x: Tensor) -> torch.Size:
+    sizes = [
+        (n + 2 * p - d * (k - 1) - 1) // s + 1
+        for n, p, d, k, s in zip(x.shape[2:], conv.padding, conv.dilation, conv.kernel_size, conv.stride)
+    ]
+    return torch.Size([x.shape[0], conv.out_channels, *sizes])
+
+
+def _conv_weights(conv: nn.Conv2d, norm: nn.BatchNorm2d | None) -> tuple[Tensor, Tensor | None]:
+    """The convolution's weight and bias, with `norm` folded in (cached on `norm`, see above)."""
+    if norm is None:
+        return conv.weight, conv.bias
+    sources = (conv.weight, conv.bias, norm.weight, norm.bias, norm.running_mean, norm.running_var)
+    key = (
+        norm.eps,
+        *((id(t), t.data_ptr(), t._version, t.dtype, t.device) for t in sources if t is not None),
+    )
+    cached = norm.__dict__.get("_folded")
+    if cached is not None and cached[0] == key:
+        return cached[1], cached[2]
+    with torch.inference_mode(False), torch.no_grad():  # ordinary tensors, usable outside too
+        weight, bias = fuse_conv_bn_weights(conv.weight, conv.bias, norm.running_mean, norm.running_var,
+                                            norm.eps, norm.weight, norm.bias)  # fmt: skip
+        layout = torch.channels_last if _is_channels_last(conv.weight) else torch.contiguous_format
+        weight = weight.detach().contiguous(memory_format=layout)
+        bias = bias.detach()
+    norm.__dict__["_folded"] = (key, weight, bias)
+    return weight, bias
+
+
+def _is_channels_last(t: Tensor) -> bool:
+    return t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()
+
+
+def _infer(layers: list[nn.Module], x: Tensor) -> Tensor:
+    """`layers` applied in order to `x`, at inference: a convolution takes in the batch norm after it
+    and the ReLU after that (or right after it); a residual sum the ReLU after it."""
+    i = 0
+    while i < len(layers):
+        layer = layers[i]
+        if isinstance(layer, nn.Conv2d) and not _hooked(layer):
+            norm = layers[i + 1] if i + 1 < len(layers) and _folds(layer, layers[i + 1]) else None
+            i += 2 if norm is not None else 1
+            relu = i < len(layers) and isinstance(layers[i], nn.ReLU) and not _hooked(layers[i])
+            i += relu
+            weight, bias = _conv_weights(layer, norm)
+            if relu and _fusable_conv(layer) and _fusable_input(x):
+                x = torch.ops.mkldnn._convolution_pointwise(
+                    x, weight, bias, list(layer.padding), list(layer.stride), list(layer.dilation),
+                    layer.groups, "relu", [], "",
+                )  # fmt: skip
+            else:
+                x = layer._conv_forward(x, weight, bias)
+                x = x.relu_() if relu else x
+        elif isinstance(layer, ResidualAdd) and not _hooked(layer):
+            relu = i + 1 < len(layers) and isinstance(layers[i + 1], nn.ReLU) and not _hooked(layers[i + 1])
+            x = layer.infer(x, relu)
+            i += 1 + relu
+        else:
+            x = layer(x)
+            i += 1
+    return x
+
+
+# ---------------------------------------------------------------------------------------------------
+# Local response normalisation: the channel window as a matrix product, the backward pass written out
 
 
 def _window_sum(t: Tensor, front: int, back: int) -> Tensor:
-    """out[:, c] = sum of t[:, c - front .. c + back] (zeros beyond the ends), along the channels."""
+    """out[:, c] = sum of t[:, c - front .. c + back] (zeros beyond the ends), along the channels, by
+    shifted adds: the form traced into TorchScript and ONNX files."""
     channels = t.shape[1]
     padded = nn.functional.pad(t, (0, 0, 0, 0, front, back))
     out = padded[:, 0:channels].clone()
@@ -251,28 +434,56 @@ def _window_sum(t: Tensor, front: int, back: int) -> Tensor:
 
 
 def _lrn_denominator(x: Tensor, size: int, alpha: float, k: float) -> Tensor:
-    """k + alpha * (sum of x^2 over the `size` channels around each channel)."""
+    """k + alpha * (sum of x^2 over the `size` channels around each channel), by shifted adds."""
     return _window_sum(x * x, size // 2, (size - 1) // 2).mul_(alpha).add_(k)
+
+
+def _band(channels: int, front: int, back: int, scale: float, like: Tensor) -> Tensor:
+    """The C x C matrix B with B[j, c] = scale where c - front <= j <= c + back, else 0: a row of
+    channel values times B sums each channel's window (times `scale`); times B^T, the transposed
+    window's."""
+    index = torch.arange(channels, device=like.device)
+    offset = index[:, None] - index[None, :]  # j - c
+    return ((offset >= -front) & (offset <= back)).to(like.dtype).mul_(scale)
+
+
+def _banded(t: Tensor, band: Tensor, add: float = 0.0) -> Tensor:
+    """add + (t's channels times `band`) at every position of an N x C x H x W tensor: one matrix
+    product, (N*H*W) x C by C x C when `t` is channels-last (the result is too), else C x C by each
+    image's C x (H*W)."""
+    n, c, h, w = t.shape
+    if _is_channels_last(t):
+        rows = t.permute(0, 2, 3, 1).reshape(n * h * w, c)  # a view: the memory is already rows
+        out = torch.addmm(t.new_full((), add), rows, band) if add else rows @ band
+        return out.view(n, h, w, c).permute(0, 3, 1, 2)
+    out = torch.matmul(band.t(), t.contiguous().view(n, c, h * w))
+    return (out.add_(add) if add else out).view(n, c, h, w)
+
+
+def _lrn_denominator_mm(x: Tensor, size: int, alpha: float, k: float) -> Tensor:
+    """k + alpha * (sum of x^2 over the `size` channels around each channel), as a matrix product."""
+    band = _band(x.shape[1], size // 2, (size - 1) // 2, alpha, x)
+    return _banded(x * x, band, k)
 
 
 class _LRNFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, size: int, alpha: float, beta: float, k: float) -> Tensor:  # type: ignore[override]
-        front, back = size // 2, (size - 1) // 2
-        d = _lrn_denominator(x, size, alpha, k)
-        y = x * d.pow(-beta)
+        d = _lrn_denominator_mm(x, size, alpha, k)
+        y = d.pow(-beta).mul_(x)
         ctx.save_for_backward(x, d)  # not y: an in-place ReLU may follow
-        ctx.settings = (front, back, alpha, beta)
+        ctx.settings = (size, alpha, beta)
         return y
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]
         x, d = ctx.saved_tensors
-        front, back, alpha, beta = ctx.settings
+        size, alpha, beta = ctx.settings
         # dy_c/dx_j = d_c^-beta [c = j] - 2 alpha beta x_j x_c d_c^(-beta-1) [j in window(c)]
-        scale = d.pow(-beta)
-        spread = _window_sum(grad * x * scale / d, back, front)  # the window's transpose
-        return grad * scale - (2 * alpha * beta) * x * spread, None, None, None, None
+        direct = grad * d.pow(-beta)  # grad_c d_c^-beta, the first term
+        band = _band(x.shape[1], size // 2, (size - 1) // 2, -2 * alpha * beta, x)
+        spread = _banded((direct * x).div_(d), band.t())  # the window's transpose
+        return spread.mul_(x).add_(direct), None, None, None, None
 
 
 class LocalResponseNorm(nn.Module):
@@ -280,9 +491,13 @@ class LocalResponseNorm(nn.Module):
     formula, with the paper's alpha (torch.nn.LocalResponseNorm divides its alpha by size).
 
     Same results as torch.nn.LocalResponseNorm(size, alpha * size, beta, k), faster on the CPU at
-    inference and in a training step (by how much: benchmarks/RESULTS.md, "LRN alone" and "The
-    published AlexNet"): the channel window is summed by shifted adds instead of a 3-D average pooling,
-    and the backward pass is written out (it keeps only x and the denominator).
+    inference and in a training step (by how much: benchmarks/RESULTS.md, "LRN alone", "The published
+    AlexNet" and "Every network of the zoo"): the sum over the channel window is one matrix product
+    with a banded C x C matrix (channels-last, the activation's memory is already an (N*H*W) x C
+    matrix), which adds k and scales by alpha as it writes; at inference the power and the product
+    with the input then work in place on that result. The backward pass is written out the same way
+    (it keeps only x and the denominator). Traced into TorchScript or ONNX, the window is summed by
+    shifted adds.
     """
 
     def __init__(self, size: int, alpha: float = 1e-4, beta: float = 0.75, k: float = 2.0) -> None:
@@ -292,8 +507,11 @@ class LocalResponseNorm(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() != 4:
             raise ValueError(f"LocalResponseNorm expects N x C x H x W, got {tuple(x.shape)}")
-        if torch.jit.is_tracing():  # a TorchScript file cannot hold a Python autograd.Function
+        if _tracing():  # a TorchScript file cannot hold a Python autograd.Function
             return x * _lrn_denominator(x, self.size, self.alpha, self.k).pow(-self.beta)
+        if not torch.is_grad_enabled() or not x.requires_grad:
+            # nothing to keep for a backward pass: power and product in place on the denominator
+            return _lrn_denominator_mm(x, self.size, self.alpha, self.k).pow_(-self.beta).mul_(x)
         return _LRNFunction.apply(x, self.size, self.alpha, self.beta, self.k)
 
     def extra_repr(self) -> str:
