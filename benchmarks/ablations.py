@@ -27,7 +27,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from harness import log, machine, matmul_rate, utc_stamp  # noqa: E402
+from harness import log, machine, matmul_rate, publish, utc_stamp  # noqa: E402
 
 DEFAULT_DATA = HERE.parent.parent / "shared" / "data" / "imagenette"
 
@@ -112,10 +112,7 @@ def main() -> None:
         "\n\n".join(sections),
         "",
     ])  # fmt: skip
-    print(text)
-    if args.write:
-        with args.write.open("a") as f:
-            f.write("\n" + text)
+    publish(text, args.write)
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 DEFAULT_DATA = HERE.parent.parent / "shared" / "data" / "imagenette"
 
-from benchmarks.harness import Section, log, machine, matmul_rate, utc_stamp  # noqa: E402
+from benchmarks.harness import Section, log, machine, matmul_rate, publish, utc_stamp  # noqa: E402
 
 SEEDS = (0, 1, 2)
 # trick -> (what it is, the `ilsvrc train` options that take it out of the fast recipe)
@@ -312,10 +312,7 @@ def main() -> None:
     command = "python benchmarks/fast.py" + ("" if entries == ALL else f" --entries {','.join(entries)}")
     text = f"## Fastest to accuracy on a CPU (issue 16)\n\nCommand: `{command}`; {utc_stamp()}.\n\n"
     text += "\n".join(s.markdown() for s in found)
-    print(text)
-    if args.write:
-        with args.write.open("a") as f:
-            f.write("\n" + text)
+    publish(text, args.write)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
@@ -115,3 +116,11 @@ class Section:
 
 def fmt(value: float, digits: int = 1) -> str:
     return f"{value:,.{digits}f}"
+
+
+def publish(text: str, write: Path | None) -> None:
+    """Print a benchmark's Markdown and, with `--write FILE`, append it to FILE (RESULTS.md)."""
+    print(text)
+    if write:
+        with write.open("a") as f:
+            f.write("\n" + text)

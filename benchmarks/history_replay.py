@@ -23,7 +23,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from harness import log, machine, matmul_rate, utc_stamp  # noqa: E402
+from harness import log, machine, matmul_rate, publish, utc_stamp  # noqa: E402
 
 DEFAULT_DATA = HERE.parent.parent / "shared" / "data" / "imagenette"
 
@@ -89,10 +89,7 @@ def main() -> None:
         table.strip(),
         "",
     ])  # fmt: skip
-    print(text)
-    if args.write:
-        with args.write.open("a") as f:
-            f.write("\n" + text)
+    publish(text, args.write)
     log(f"{len(results)} entries; chart copied to {args.png}")
 
 

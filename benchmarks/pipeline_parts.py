@@ -28,7 +28,7 @@ from torchvision import transforms as T
 from torchvision.transforms import v2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import interleaved, machine, median, utc_stamp  # noqa: E402
+from harness import interleaved, machine, median, publish, utc_stamp  # noqa: E402
 
 from ilsvrc.training.transforms import NormalisedFloat, RandomResizedCropFlip, resize_uint8  # noqa: E402
 
@@ -139,10 +139,7 @@ def main() -> None:
         "",
     ]
     text = "\n".join(lines)
-    print(text)
-    if args.write:
-        with args.write.open("a") as f:
-            f.write("\n" + text)
+    publish(text, args.write)
 
 
 if __name__ == "__main__":

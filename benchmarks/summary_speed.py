@@ -32,7 +32,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # `harness` as a plain module, as the other benchmarks do
 
-from harness import log, machine, matmul_rate, utc_stamp  # noqa: E402
+from harness import log, machine, matmul_rate, publish, utc_stamp  # noqa: E402
 
 TARGET_SECONDS = {"resnet152": 0.3}  # issue 12: `ilsvrc summary resnet152` under 0.3 s, whole process
 MODEL = "resnet152"  # set by --model: a zoo name, or torchvision:NAME
@@ -184,10 +184,7 @@ def main() -> None:
             *[f"| `{name}` | {seconds:.3f} |" for name, seconds in tops],
         ]
     text = "\n".join(lines) + "\n"
-    print(text)
-    if args.write:
-        with args.write.open("a") as f:
-            f.write("\n" + text)
+    publish(text, args.write)
 
 
 if __name__ == "__main__":

@@ -128,7 +128,7 @@ def main() -> None:
         return
     sys.path.insert(0, str(HERE))
     import torch
-    from harness import log, machine, matmul_rate, median
+    from harness import log, machine, matmul_rate, median, publish
 
     torch.set_num_threads(args.threads)
     started = time.time()
@@ -190,10 +190,7 @@ def main() -> None:
         "",
     ]
     text = "\n".join(lines)
-    print(text)
-    if args.write:
-        with args.write.open("a") as f:
-            f.write("\n" + text)
+    publish(text, args.write)
 
 
 if __name__ == "__main__":
