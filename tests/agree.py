@@ -87,3 +87,23 @@ def check_modules(model: nn.Module, report: Report, batch: int = 2, train: bool 
         assert isinstance(out, torch.Tensor) and not isinstance(out, tuple)
         assert tuple(out.shape) == shape_of(logits_row.output, batch)
     return out
+
+
+def randomise_batchnorms(
+    model: torch.nn.Module, seed: int = 1, signed_scales: bool = False
+) -> torch.nn.Module:
+    """Running statistics and affine parameters far from torch's defaults (mean 0, var 1, scale 1,
+    shift 0), so that folding them changes the convolutions' weights by real amounts; with
+    `signed_scales` the scales take both signs (a negative one flips a filter, which a ReLU fused after
+    the folded convolution must see)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                c = m.num_features
+                m.running_mean.copy_(torch.randn(c, generator=g) * 0.5)
+                m.running_var.copy_(torch.rand(c, generator=g) * 2 + 0.2)
+                scale = torch.randn(c, generator=g) if signed_scales else torch.rand(c, generator=g) + 0.5
+                m.weight.copy_(scale)
+                m.bias.copy_(torch.randn(c, generator=g) * 0.3)
+    return model

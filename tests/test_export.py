@@ -18,6 +18,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 import ilsvrc
+from agree import randomise_batchnorms
 from ilsvrc.cli import main
 from ilsvrc.nn import create_model, fold_batchnorm
 from ilsvrc.training import checkpoint
@@ -53,21 +54,6 @@ layers:
   - {type: flatten, name: flatten}
   - {type: linear, name: fc, out_features: 4}
 """
-
-
-def randomise_batchnorms(model: nn.Module, seed: int = 1) -> nn.Module:
-    """Running statistics and affine parameters far from torch's defaults (mean 0, var 1, scale 1,
-    shift 0), so that folding them changes the convolutions' weights by real amounts."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                c = m.num_features
-                m.running_mean.copy_(torch.randn(c, generator=g) * 0.5)
-                m.running_var.copy_(torch.rand(c, generator=g) * 2 + 0.2)
-                m.weight.copy_(torch.rand(c, generator=g) + 0.5)
-                m.bias.copy_(torch.randn(c, generator=g) * 0.3)
-    return model
 
 
 def batchnorms(model: nn.Module) -> int:

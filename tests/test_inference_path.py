@@ -16,6 +16,7 @@ import torch
 import torchvision
 from torch import nn
 
+from agree import randomise_batchnorms
 from ilsvrc.networks.spec import (
     LRN,
     AdaptiveAvgPool,
@@ -63,20 +64,6 @@ def small_net() -> Network:
     ))  # fmt: skip
 
 
-def randomise_batchnorm(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Running statistics, scales and shifts away from 0 and 1, so that folding changes the filters."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                c = m.num_features
-                m.running_mean.copy_(torch.randn(c, generator=g) * 0.5)
-                m.running_var.copy_(torch.rand(c, generator=g) * 2 + 0.1)
-                m.weight.copy_(torch.randn(c, generator=g))
-                m.bias.copy_(torch.randn(c, generator=g))
-    return model
-
-
 def plain(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """The module's output with every layer run as it is (autograd on: the inference path stays off)."""
     with torch.enable_grad():
@@ -91,7 +78,7 @@ def fast(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 @pytest.fixture
 def model() -> nn.Module:
     torch.manual_seed(0)
-    return randomise_batchnorm(create_model(small_net(), num_classes=10)).eval()
+    return randomise_batchnorms(create_model(small_net(), num_classes=10), seed=0, signed_scales=True).eval()
 
 
 @pytest.fixture
@@ -162,7 +149,7 @@ def test_weights_changed_in_place_after_eval_are_folded_anew(model: nn.Module, x
 
 def test_load_state_dict_and_a_training_step_refold(model: nn.Module, x: torch.Tensor) -> None:
     before = fast(model, x)
-    other = randomise_batchnorm(create_model(small_net(), num_classes=10), seed=5)
+    other = randomise_batchnorms(create_model(small_net(), num_classes=10), seed=5, signed_scales=True)
     model.load_state_dict(other.state_dict())
     after = fast(model, x)
     assert not torch.allclose(before, after, rtol=1e-3, atol=1e-3)
@@ -250,7 +237,7 @@ def test_torchvision_weights_in_and_out_with_its_outputs(name: str) -> None:
     torch.manual_seed(0)
     kwargs = {"transform_input": False, "init_weights": False} if "googlenet" in name else {}
     reference = torchvision.models.get_model(name.split("-")[0], weights=None, num_classes=10, **kwargs)
-    randomise_batchnorm(reference)
+    randomise_batchnorms(reference, seed=0, signed_scales=True)
     ours = from_torchvision(name, reference.state_dict()).eval()
     reference.eval()
     x = torch.randn(2, 3, 64, 64)
