@@ -114,6 +114,21 @@ def test_step_estimate_arithmetic() -> None:
     assert e.remaining_seconds(1, 40) == 2 * e.epoch_seconds - 40 * 0.5
 
 
+def test_step_estimate_scales_each_epoch_by_its_size_and_skips_unevaluated_epochs() -> None:
+    # timed at the first epoch's size (1 GFLOP an image); the later epochs cost 2 and 4
+    e = estimate.StepEstimate(timed_steps=10, timed_images=100, timed_seconds=5.0, steps_per_epoch=20,
+                              val_images=50, epochs=3, train_flops=1e9, eval_flops=1e9,
+                              epoch_flops=(1e9, 2e9, 4e9), evaluated=(False, True, True))  # fmt: skip
+    assert e.rate == 100 * 1e9 / 5.0
+    train = [20 * 0.5 * k for k in (1, 2, 4)]
+    assert [e.epoch_train_seconds(i) for i in range(3)] == pytest.approx(train)
+    assert e.run_seconds == pytest.approx(sum(train) + 2 * e.eval_seconds)  # the first not evaluated
+    assert e.remaining_seconds(1, 5) == pytest.approx(train[1] + train[2] + 2 * e.eval_seconds - 5 * 0.5 * 2)
+    # the time of the first epoch and half the second: 1.5 epochs
+    assert e.epochs_in(train[0] + (train[1] + e.eval_seconds) / 2, 0, 0) == pytest.approx(1.5)
+    assert e.to_dict()["epoch_train_flops_per_image"] == [1e9, 2e9, 4e9]
+
+
 # ---------------------------------------------------------------------------------------------------
 # ilsvrc estimate
 
@@ -254,3 +269,24 @@ def test_train_with_fewer_steps_than_the_warm_up_times_them_all(tmp_path: Path, 
     assert "the first 2 included" in said and "the time limit of 30 min" in said
     fits = float(re.search(r"room for about ([0-9.e+]+) of the 1 epochs", said).group(1))
     assert fits > 0
+
+
+def test_train_under_a_size_schedule_rates_its_steps_at_the_size_they_ran(tmp_path: Path, capsys) -> None:
+    # 4 epochs of 4 steps: 16 px, then 32 px from half the run (the epochs 3 and 4); evaluated from 50%
+    printed, lines = _train(tmp_path, capsys, "--epochs", "4", "--synthetic-train", "16",
+                            "--size-schedule", "0.5@0,1@0.5", "--eval-from", "0.5")  # fmt: skip
+    e = lines[0]["estimate"]
+    small, large = (analyze(get_spec("resnet18").with_num_classes(4), (3, s, s)) for s in (16, 32))
+    assert e["train_flops_per_image"] == 6 * small.macs  # timed at 16 px
+    assert e["epoch_train_flops_per_image"] == [6 * small.macs] * 2 + [6 * large.macs] * 2
+    assert e["evaluated"] == [False, True, True, True]
+    rate = e["timed_images"] * 6 * small.macs / e["timed_seconds"]
+    assert e["flops_per_s"] == pytest.approx(rate, rel=1e-4)
+    ratio = large.macs / small.macs
+    assert e["run_seconds"] == pytest.approx(e["train_seconds"] * (2 + 2 * ratio) + 3 * e["eval_seconds"],
+                                             rel=1e-3)  # fmt: skip
+    said = next(x for x in printed.splitlines() if x.startswith("Estimate after"))
+    assert "at 16 px" in said and "at 16, 16, 32, 32 px" in said and "1 epoch without evaluation" in said
+    cost = next(x for x in printed.splitlines() if x.startswith("Cost:"))
+    run_flops = 16 * 6 * (2 * small.macs + 2 * large.macs) + 3 * 8 * 2 * large.macs
+    assert render.flops(run_flops) in cost

@@ -247,7 +247,12 @@ def protocol_views(protocol: str, crop: int, scales: tuple[int, ...] = (256, 384
 
 @dataclass(frozen=True)
 class RunCost:
-    """The FLOPs of a run: per image, per epoch, in all (see the module's docstring for what counts)."""
+    """The FLOPs of a run: per image, per epoch, in all (see the module's docstring for what counts).
+
+    A run that changes its training size (progressive resizing) gives each epoch's forward MACs of a
+    training image in `epoch_train_macs`; a run that evaluates only some epochs (the fast recipe's
+    `eval_from`) says which in `evaluated`. Without them every epoch costs `train_macs` and is evaluated.
+    """
 
     train_macs: int  # forward MACs of one training image (auxiliary classifiers included)
     eval_macs: int  # forward MACs of one test image at the crop size
@@ -255,6 +260,8 @@ class RunCost:
     val_images: int
     epochs: float
     views: float = 1.0  # forward passes per test image (`protocol_views`)
+    epoch_train_macs: tuple[int, ...] = ()  # each epoch's train_macs (a size schedule); () = train_macs
+    evaluated: tuple[bool, ...] = ()  # whether each epoch ends with an evaluation; () = every one
 
     @classmethod
     def of(cls, report: Report, train_images: int, val_images: int, epochs: float,
@@ -285,8 +292,17 @@ class RunCost:
         return self.epoch_train_flops + self.epoch_eval_flops
 
     @property
+    def scheduled(self) -> bool:
+        """Whether epochs differ in cost (a size schedule, or epochs without evaluation)."""
+        return len(set(self.epoch_train_macs)) > 1 or not all(self.evaluated)
+
+    @property
     def run_flops(self) -> float:
-        return self.epochs * self.epoch_flops
+        if not self.epoch_train_macs and not self.evaluated:
+            return self.epochs * self.epoch_flops
+        macs = self.epoch_train_macs or (self.train_macs,) * round(self.epochs)
+        evaluations = sum(self.evaluated) if self.evaluated else len(macs)
+        return self.train_images * TRAIN_FACTOR * 2 * sum(macs) + evaluations * self.epoch_eval_flops
 
 
 @dataclass(frozen=True)
@@ -387,9 +403,12 @@ class StepEstimate:
     """`ilsvrc train`'s estimate from steps timed on this machine (one process's view).
 
     step_seconds = timed seconds / timed steps (data waits included); the measured rate = training FLOPs
-    of the timed images / their seconds; an epoch = its steps x step_seconds + its validation images x
-    their FLOPs / the measured rate (evaluation timed at the training rate: an assumption, forward passes
-    alone usually run a little faster per FLOP).
+    of the timed images (at the size they were trained at) / their seconds; an epoch = its steps x
+    step_seconds x its images' FLOPs over the timed ones' (a size schedule: an epoch at twice the pixels
+    takes about twice as long) + its validation images x their FLOPs / the measured rate, if it ends with
+    an evaluation (evaluation timed at the training rate: an assumption, forward passes alone usually
+    run a little faster per FLOP; and small images run at a lower rate than large ones, which makes the
+    later epochs of a size schedule a little shorter than estimated from its first).
     """
 
     timed_steps: int
@@ -398,8 +417,10 @@ class StepEstimate:
     steps_per_epoch: int
     val_images: int
     epochs: int
-    train_flops: float  # per image
+    train_flops: float  # per image, at the size of the timed steps
     eval_flops: float  # per image
+    epoch_flops: tuple[float, ...] = ()  # each epoch's training FLOPs per image (a size schedule)
+    evaluated: tuple[bool, ...] = ()  # whether each epoch ends with an evaluation; () = every one
 
     @property
     def step_seconds(self) -> float:
@@ -412,6 +433,7 @@ class StepEstimate:
 
     @property
     def train_seconds(self) -> float:
+        """An epoch's training steps at the timed size."""
         return self.steps_per_epoch * self.step_seconds
 
     @property
@@ -420,15 +442,44 @@ class StepEstimate:
 
     @property
     def epoch_seconds(self) -> float:
+        """An epoch at the timed size, with its evaluation."""
         return self.train_seconds + self.eval_seconds
+
+    def _scale(self, epoch: int) -> float:
+        """Epoch `epoch`'s (0-based) training FLOPs per image over the timed steps'."""
+        flops = self.epoch_flops[min(epoch, len(self.epoch_flops) - 1)] if self.epoch_flops else None
+        return 1.0 if flops is None else flops / self.train_flops
+
+    def epoch_train_seconds(self, epoch: int) -> float:
+        """Epoch `epoch`'s (0-based) training steps, at its own size."""
+        return self.train_seconds * self._scale(epoch)
+
+    def seconds_of_epoch(self, epoch: int) -> float:
+        """Epoch `epoch` (0-based): its steps at its own size, and its evaluation if it has one."""
+        evaluated = self.evaluated[epoch] if epoch < len(self.evaluated) else True
+        return self.epoch_train_seconds(epoch) + (self.eval_seconds if evaluated else 0.0)
 
     @property
     def run_seconds(self) -> float:
-        return self.epochs * self.epoch_seconds
+        return sum(self.seconds_of_epoch(i) for i in range(self.epochs))
 
     def remaining_seconds(self, epoch: int, offset: int) -> float:
         """From `offset` steps into epoch `epoch` (0-based) to the end of the run."""
-        return (self.epochs - epoch) * self.epoch_seconds - offset * self.step_seconds
+        done = offset * self.step_seconds * self._scale(epoch)
+        return sum(self.seconds_of_epoch(i) for i in range(epoch, self.epochs)) - done
+
+    def epochs_in(self, seconds: float, epoch: int, offset: int) -> float:
+        """How far the run gets (in epochs from its start) in `seconds` from `offset` steps into epoch
+        `epoch` (0-based); past the planned epochs, at the last epoch's pace."""
+        at, left = epoch + offset / self.steps_per_epoch, seconds
+        while left > 0 and at < self.epochs:
+            whole = self.seconds_of_epoch(int(at))
+            rest = (int(at) + 1 - at) * whole
+            if left < rest:
+                return at + left / whole
+            left, at = left - rest, float(int(at) + 1)
+        last = self.seconds_of_epoch(self.epochs - 1)
+        return at + (left / last if left > 0 and last else 0.0)
 
     def to_dict(self) -> dict[str, float | int]:
         """The figures, unrounded (a metrics line's `estimate`)."""
@@ -439,4 +490,6 @@ class StepEstimate:
             "flops_per_s": self.rate, "steps_per_epoch": self.steps_per_epoch, "val_images": self.val_images,
             "train_seconds": self.train_seconds, "eval_seconds": self.eval_seconds,
             "epoch_seconds": self.epoch_seconds, "epochs": self.epochs, "run_seconds": self.run_seconds,
-        }  # fmt: skip
+        } | ({"epoch_train_flops_per_image": list(self.epoch_flops)} if self.epoch_flops else {}) | (
+            {"evaluated": list(self.evaluated)} if self.evaluated else {}
+        )  # fmt: skip

@@ -60,7 +60,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ..analysis import render
 from ..analysis.analyzer import analyze
-from ..analysis.estimate import RunCost, StepEstimate
+from ..analysis.estimate import TRAIN_FACTOR, RunCost, StepEstimate
 from ..errors import IlsvrcError
 from ..networks import resolve, specfile
 from ..networks.spec import Aux, Network
@@ -730,6 +730,7 @@ class Run:
     progress: bool
     after_epoch: Callable[[Path], None] | None
     cost: RunCost  # the analyzer's FLOPs of an image, an epoch and the run (the estimate's arithmetic)
+    train_macs_at: dict[int, int]  # a training image's forward MACs at each size of the size schedule
 
     @property
     def time_up(self) -> str:
@@ -818,10 +819,8 @@ def _set_up(config: TrainConfig, resume: str | Path | None, ctx: distributed.Con
     if config.compile:
         net = torch.compile(net)  # the same parameters; checkpoints hold `model`'s plain state dict
     run_dir = Path(resume) if resume is not None else _new_run(config, classes, ctx)
-    network = config.network()
-    size = (network.input_shape[0], config.image_size, config.image_size)
-    report = analyze(network.with_num_classes(len(classes)), size, suggest=False)
     val_share = len(range(ctx.rank, len(val_set), ctx.world)) if ctx.enabled else len(val_set)
+    cost, train_macs_at = _run_cost(config, len(classes), sizes, len(train_set), val_share)
     return Run(
         config=config, ctx=ctx, device=device, train_set=train_set, val_set=val_set, classes=classes,
         model=model, averaged=averaged, net=net, optimizer=optimizer,
@@ -829,8 +828,34 @@ def _set_up(config: TrainConfig, resume: str | Path | None, ctx: distributed.Con
         scaler=torch.amp.GradScaler(device.type, enabled=config.amp == "fp16"),
         criterion=nn.CrossEntropyLoss(label_smoothing=r.label_smoothing), steps_per_epoch=steps_per_epoch,
         limit=limit, stop_after_steps=stop_after_steps, run_dir=run_dir, log=log, progress=progress,
-        after_epoch=after_epoch, cost=RunCost.of(report, len(train_set), val_share, r.epochs),
+        after_epoch=after_epoch, cost=cost, train_macs_at=train_macs_at,
     )  # fmt: skip
+
+
+def _run_cost(config: TrainConfig, num_classes: int, sizes: list[tuple[float, int]], train_images: int,
+              val_images: int) -> tuple[RunCost, dict[int, int]]:  # fmt: skip
+    """The run's FLOPs as planned (`RunCost`), and a training image's forward MACs at each size of the
+    size schedule. Epoch i trains at the schedule's size at progress i / epochs (a time limit can move
+    it further on), and is evaluated unless it ends before the recipe's eval_from (the last always is);
+    evaluation is at the eval size, on each image and its mirror with tta_flip."""
+    r = config.recipe
+    network = config.network().with_num_classes(num_classes)
+    channels = network.input_shape[0]
+    at = {s: analyze(network, (channels, s, s), suggest=False) for s in sorted({s for _, s in sizes})}
+    epoch_sizes = [size_at(sizes, i / r.epochs) for i in range(r.epochs)]
+    evaluated = [not r.eval_from or (i + 1) / r.epochs >= r.eval_from or i + 1 == r.epochs
+                 for i in range(r.epochs)]  # fmt: skip
+    final = at.get(config.image_size) or analyze(network, (channels, config.image_size, config.image_size),
+                                                 suggest=False)  # fmt: skip
+    test = final if config.eval_size == config.image_size else analyze(
+        network, (channels, config.eval_size, config.eval_size), suggest=False)  # fmt: skip
+    cost = RunCost(
+        train_macs=final.macs_with_aux, eval_macs=test.macs, train_images=train_images, val_images=val_images,
+        epochs=r.epochs, views=2.0 if r.tta_flip else 1.0,
+        epoch_train_macs=tuple(at[s].macs_with_aux for s in epoch_sizes) if len(at) > 1 else (),
+        evaluated=tuple(evaluated) if not all(evaluated) else (),
+    )  # fmt: skip
+    return cost, {s: report.macs_with_aux for s, report in at.items()}
 
 
 def _new_run(config: TrainConfig, classes: list[ClassInfo], ctx: distributed.Context) -> Path:
@@ -912,7 +937,9 @@ def _announce(run: Run) -> None:
     )
     c = run.cost
     run.log(
-        f"Cost: {render.flops(c.train_flops)} a training image (3 x 2 x {render.short(c.train_macs, 4)} "
+        f"Cost: {render.flops(c.train_flops)} a training image"
+        + (f" at {run.config.image_size} px" if c.scheduled and len(run.sizes) > 1 else "")
+        + f" (3 x 2 x {render.short(c.train_macs, 4)} "
         f"MACs: forward, input and weight gradients), {render.flops(c.eval_flops)} a validation image; an "
         f"epoch {render.flops(c.epoch_flops)}, the run {render.flops(c.run_flops)}"
         + (f" (this process's share, of {run.ctx.world})" if run.ctx.enabled else "")
@@ -995,29 +1022,45 @@ def _estimate(run: Run, state: RunState) -> None:
     if seconds <= 0 or images <= 0:  # nothing timed yet (a process whose shares were all unreadable)
         return
     c = run.cost
+    timed_flops = TRAIN_FACTOR * 2 * run.train_macs_at.get(state.image_size, c.train_macs)
+    epoch_flops = tuple(TRAIN_FACTOR * 2 * m for m in c.epoch_train_macs)
     e = StepEstimate(steps, images, seconds, run.steps_per_epoch, c.val_images, run.config.recipe.epochs,
-                     c.train_flops, c.eval_flops)  # fmt: skip
+                     timed_flops, c.eval_flops, epoch_flops, c.evaluated)  # fmt: skip
     t.estimate, t.made_after = e, t.steps
     left = e.remaining_seconds(state.epoch, state.offset)
+    at = f" at {state.image_size} px" if c.scheduled and state.image_size else ""
     text = (
         f"Estimate after {_count(t.steps, 'step')} ({which}: {_count(steps, 'step')}, {images:,} images in "
         f"{seconds:.3g} s, data waits included): {e.step_seconds:.3g} s a step; measured "
-        f"{render.rate(e.rate)} = {images:,} x {render.flops(c.train_flops)} / {seconds:.3g} s; an epoch = "
-        f"{run.steps_per_epoch} steps x {e.step_seconds:.3g} s + {c.val_images:,} validation images x "
-        f"{render.flops(c.eval_flops)} at that rate = {render.duration(e.train_seconds)} + "
+        f"{render.rate(e.rate)} = {images:,} x {render.flops(e.train_flops)}{at} / {seconds:.3g} s; an "
+        f"epoch{at} = {run.steps_per_epoch} steps x {e.step_seconds:.3g} s + {c.val_images:,} validation "
+        f"images x {render.flops(c.eval_flops)} at that rate = {render.duration(e.train_seconds)} + "
         f"{render.duration(e.eval_seconds)} = {render.duration(e.epoch_seconds)}; the run, "
-        f"{_count(e.epochs, 'epoch')}: {render.duration(e.run_seconds)}"
+        f"{_count(e.epochs, 'epoch')}{_schedule_phrase(run)}: {render.duration(e.run_seconds)}"
     )
     if state.epoch or state.offset > t.steps:  # resumed: what is left
         text += f" ({render.duration(left)} left from epoch {state.epoch + 1}, step {state.step})"
     if run.limit:
-        room = run.limit - state.seconds()
-        fit = state.epoch + state.offset / run.steps_per_epoch + max(room, 0.0) / e.epoch_seconds
-        text += (f"; the time limit of {run.config.time_limit:g} min ({render.duration(max(room, 0.0))} "
+        room = max(run.limit - state.seconds(), 0.0)
+        fit = e.epochs_in(room, state.epoch, state.offset)
+        text += (f"; the time limit of {run.config.time_limit:g} min ({render.duration(room)} "
                  f"left) has room for about {fit:.1f} of the {e.epochs} epochs")  # fmt: skip
     if run.ctx.enabled:
         text += f" (this process's steps; {run.ctx.world} processes share each batch)"
     run.log(text + ".")
+
+
+def _schedule_phrase(run: Run) -> str:
+    """How the run's epochs differ in cost, for the estimate: their sizes (each epoch's steps scaled by
+    its FLOPs per image) and the epochs that end without evaluation."""
+    c, r = run.cost, run.config.recipe
+    parts = []
+    if len(set(c.epoch_train_macs)) > 1:
+        sizes = [size_at(run.sizes, i / r.epochs) for i in range(r.epochs)]
+        parts.append(f"at {', '.join(map(str, sizes))} px (each epoch's steps scaled by its FLOPs an image)")
+    if c.evaluated and not all(c.evaluated):
+        parts.append(f"{_count(c.evaluated.count(False), 'epoch')} without evaluation (eval_from)")
+    return f" {'; '.join(parts)}" if parts else ""
 
 
 def _choose_size(run: Run, state: RunState) -> None:
