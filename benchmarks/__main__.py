@@ -4,16 +4,19 @@
     python -m benchmarks --quick    # every case, fewer repeats and points, a few minutes
     python -m benchmarks --only models,data --no-write
 
-It prints each case as it finishes and writes them all, with the machine, the versions and the
-command, into benchmarks/RESULTS.md between the markers `<!-- bench:start -->` and `<!-- bench:end
--->` (the rest of that file is left as it is), and the cost-growth plot to benchmarks/cost_growth.png.
-Progress goes to stderr.
+It prints each case as it finishes and writes it into benchmarks/RESULTS.md between the markers
+`<!-- bench:start -->` and `<!-- bench:end -->` (the rest of that file is left as it is), each case in a
+block of its own (`<!-- case:NAME -->` to `<!-- /case:NAME -->`) that begins with the command, the
+time, the machine and the matrix-product rate of the run that measured it: `--only` replaces the
+blocks of the cases it runs and keeps the others. The cost-growth plot goes to
+benchmarks/cost_growth.png. Progress goes to stderr.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -93,31 +96,31 @@ def main(argv: list[str] | None = None) -> int:
     log("matrix-product rate (4096^3 float32)...")
     rate = matmul_rate()
     log(f"  {rate:.0f} GFLOP/s")
-    sections: list[Section] = []
+    sections: dict[str, list[Section]] = {}  # case -> its sections
 
-    def done(new: Section | list[Section]) -> None:
+    def done(name: str, new: Section | list[Section]) -> None:
         for section in new if isinstance(new, list) else [new]:
-            sections.append(section)
+            sections.setdefault(name, []).append(section)
             print(section.markdown(), flush=True)
 
     if "models" in chosen:
         log("inference and training steps: ilsvrc against torchvision...")
-        done(cases.model_speed(rate, args.quick))
+        done("models", cases.model_speed(rate, args.quick))
     if "alexnet" in chosen:
         log("the published AlexNet and its LRN...")
-        done(cases.published_alexnet(rate, args.quick))
+        done("alexnet", cases.published_alexnet(rate, args.quick))
     if "zoo" in chosen:
         log("every zoo network: fraction of the matrix-product rate, beside torchvision...")
-        done(zoo_rates.zoo_rates(rate, args.quick))
+        done("zoo", zoo_rates.zoo_rates(rate, args.quick))
     if "data" in chosen:
         log("data pipeline alone...")
-        done(cases.data_pipeline(args.data, args.quick))
+        done("data", cases.data_pipeline(args.data, args.quick))
     if "e2e" in chosen:
         log("end-to-end training on Imagenette...")
-        done(cases.end_to_end(args.data, args.quick))
+        done("e2e", cases.end_to_end(args.data, args.quick))
     if "analyzer" in chosen:
         log("ilsvrc summary against torchinfo...")
-        done(cases.analyzer(args.quick))
+        done("analyzer", cases.analyzer(args.quick))
     if "costs" in chosen:
         log("cost growth (one process per point)...")
         results = costs.run(args.quick)
@@ -125,37 +128,51 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_write:  # the raw points too, to redraw the plot without measuring again
             (HERE / "cost_growth.json").write_text(json.dumps(results, indent=1) + "\n")
             plot = costs.plot(results, HERE / "cost_growth.png")
-        done(cost_section(results, plot))
+        done("costs", cost_section(results, plot))
     if "estimate" in chosen:
         log("what a run will cost: ilsvrc train's estimate against the epoch that followed...")
-        done(estimate_case.run(args.data, rate, args.quick))
+        done("estimate", estimate_case.run(args.data, rate, args.quick))
     if "fast" in chosen:
         log("--recipe fast on Imagenette, beside its references, and its tricks taken out (hours)...")
-        done(fast.case(args.data, args.quick, rate))
+        done("fast", fast.case(args.data, args.quick, rate))
     rate_after = matmul_rate()
     minutes = (time.time() - started) / 60
     command = "python -m benchmarks" + (" --quick" if args.quick else "")
     command += f" --only {args.only}" if args.only else ""
-    header = [
-        "## Performance (issue 5): every case beside its reference, one run",
-        "",
-        f"Command: `{command}`, {utc_stamp()}, {minutes:.1f} minutes.",
-        f"Machine: {machine()}.",
-        f"Matrix-product rate (4096^3 float32, best of 5): {rate:.0f} GFLOP/s at the start, {rate_after:.0f} "
-        'at the end; the "fraction of matmul rate" columns divide by the first.',
-        "",
-    ]
-    text = "\n".join(header) + "\n" + "\n".join(s.markdown() for s in sections) + "\n" + GPU_NOTE
+    said = (
+        f"Measured by `{command}` ({minutes:.1f} minutes in all), {utc_stamp()}, on {machine()}; "
+        f"matrix-product rate (4096^3 float32, best of 5) {rate:.0f} GFLOP/s at the start of that run and "
+        f'{rate_after:.0f} at its end: the "fraction of matmul rate" columns divide by the first.'
+    )
+    blocks = {
+        name: said + "\n\n" + "\n".join(s.markdown() for s in found) for name, found in sections.items()
+    }
     if not args.no_write:
-        write_results(HERE / "RESULTS.md", text)
+        write_results(HERE / "RESULTS.md", blocks)
         log(f"written to {HERE / 'RESULTS.md'}")
     return 0
 
 
-def write_results(path: Path, text: str) -> None:
-    """Put `text` between the markers of `path` (appended with markers the first time)."""
+HEADER = """## Performance: every case beside its reference
+
+`python -m benchmarks` runs every case below; `--only CASE,...` runs some and replaces only their
+blocks, so each case names the run that measured it."""
+
+
+def case_blocks(text: str) -> dict[str, str]:
+    """The case blocks of a RESULTS.md (name -> its text, markers left out)."""
+    found = re.finditer(r"<!-- case:([\w-]+) -->\n(.*?)\n<!-- /case:\1 -->", text, flags=re.S)
+    return {m.group(1): m.group(2) for m in found}
+
+
+def write_results(path: Path, blocks: dict[str, str]) -> None:
+    """Put the case `blocks` (name -> Markdown) between the markers of `path`, keeping the blocks of
+    the cases not run this time; the cases in CASES order, then the GPU note."""
     old = path.read_text() if path.exists() else "# Benchmark results\n"
-    block = f"{START}\n{text}\n{END}"
+    inside = old[old.index(START) : old.index(END)] if START in old and END in old else ""
+    merged = case_blocks(inside) | blocks
+    parts = [HEADER] + [f"<!-- case:{n} -->\n{merged[n]}\n<!-- /case:{n} -->" for n in CASES if n in merged]
+    block = f"{START}\n" + "\n\n".join(parts) + "\n\n" + GPU_NOTE + f"{END}"
     if START in old and END in old:
         new = old[: old.index(START)] + block + old[old.index(END) + len(END) :]
     else:

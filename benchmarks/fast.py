@@ -190,10 +190,10 @@ def sections(curves: dict[str, list[dict]], budget: dict, model: str, png: Path 
                           ", ".join(f"{c[-1]['epoch']:g}" for c in rows),
                           ", ".join(f"{c[-1].get('wall', c[-1]['minutes']):.1f}" for c in rows)])  # fmt: skip
     if len(seeds) >= 3:  # the target is over three seeds
-        best = [max(r["top1"] for r in curves[e]) for e in seeds]
-        what = f"`--recipe fast` at least 85% val top-1 within the budget, over {len(best)} seeds (mean)"
-        measured = f"mean {100 * statistics.mean(best):.1f}%, lowest {100 * min(best):.1f}%"
-        main.target(what, statistics.mean(best) >= 0.85, measured)
+        last = [curves[e][-1]["top1"] for e in seeds]  # what the run ends with, not its best epoch
+        what = f"`--recipe fast` at least 85% val top-1 at the end of the budget, {len(last)} seeds (mean)"
+        measured = f"mean {100 * statistics.mean(last):.1f}%, lowest {100 * min(last):.1f}%"
+        main.target(what, statistics.mean(last) >= 0.85, measured)
     main.notes.append(
         f"Budget: {budget['minutes']:g} minutes at {budget['at_rate']:.0f} GFLOP/s; this machine's fp32 "
         f"4096^3 matrix product ran at {budget['rate']:.0f} GFLOP/s ({budget['when']}; {budget['machine']}), "

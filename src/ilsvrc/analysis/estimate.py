@@ -468,18 +468,14 @@ class StepEstimate:
         done = offset * self.step_seconds * self._scale(epoch)
         return sum(self.seconds_of_epoch(i) for i in range(epoch, self.epochs)) - done
 
-    def epochs_in(self, seconds: float, epoch: int, offset: int) -> float:
-        """How far the run gets (in epochs from its start) in `seconds` from `offset` steps into epoch
-        `epoch` (0-based); past the planned epochs, at the last epoch's pace."""
-        at, left = epoch + offset / self.steps_per_epoch, seconds
-        while left > 0 and at < self.epochs:
-            whole = self.seconds_of_epoch(int(at))
-            rest = (int(at) + 1 - at) * whole
-            if left < rest:
-                return at + left / whole
-            left, at = left - rest, float(int(at) + 1)
-        last = self.seconds_of_epoch(self.epochs - 1)
-        return at + (left / last if left > 0 and last else 0.0)
+    def epochs_by_time(self, seconds: float, spans: list[tuple[float, float, bool]]) -> float:
+        """The epochs `seconds` of training hold when the run's sizes follow the fraction of its time (a
+        time limit that binds): `spans` are (share of the seconds, training FLOPs an image, evaluated)."""
+        epochs = 0.0
+        for share, flops, evaluated in spans:
+            epoch = self.train_seconds * flops / self.train_flops + (self.eval_seconds if evaluated else 0.0)
+            epochs += seconds * share / epoch
+        return epochs
 
     def to_dict(self) -> dict[str, float | int]:
         """The figures, unrounded (a metrics line's `estimate`)."""

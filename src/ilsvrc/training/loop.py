@@ -40,6 +40,7 @@ checkpoint holds them beside the trained ones, so a resumed run's average is exa
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import logging
 import math
@@ -1042,12 +1043,27 @@ def _estimate(run: Run, state: RunState) -> None:
         text += f" ({render.duration(left)} left from epoch {state.epoch + 1}, step {state.step})"
     if run.limit:
         room = max(run.limit - state.seconds(), 0.0)
-        fit = e.epochs_in(room, state.epoch, state.offset)
-        text += (f"; the time limit of {run.config.time_limit:g} min ({render.duration(room)} "
-                 f"left) has room for about {fit:.1f} of the {e.epochs} epochs")  # fmt: skip
+        text += f"; the time limit of {run.config.time_limit:g} min ({render.duration(room)} left) " + (
+            f"has room for the whole run ({_count(e.epochs, 'epoch')})" if left <= room else
+            f"has room for about {_epochs_in_limit(run, state, e, room):.1f} of the {e.epochs} epochs"
+        )  # fmt: skip
     if run.ctx.enabled:
         text += f" (this process's steps; {run.ctx.world} processes share each batch)"
     run.log(text + ".")
+
+
+def _epochs_in_limit(run: Run, state: RunState, e: StepEstimate, room: float) -> float:
+    """Where a run whose time limit binds gets to (epochs from its start): from here on its progress is
+    the fraction of the time used, so its sizes and its evaluations (eval_from) follow the clock."""
+    r = run.config.recipe
+    now = run.schedule.progress(state.step, state.seconds())
+    marks = sorted({now, 1.0, *(start for start, _ in run.sizes if start > now),
+                    *([r.eval_from] if now < r.eval_from < 1 else [])})  # fmt: skip
+    spans = []
+    for a, b in zip(marks, marks[1:]):
+        macs = run.train_macs_at.get(size_at(run.sizes, a), run.cost.train_macs)
+        spans.append(((b - a) / (1 - now), TRAIN_FACTOR * 2 * macs, not r.eval_from or a >= r.eval_from))
+    return state.epoch + state.offset / run.steps_per_epoch + e.epochs_by_time(room, spans)
 
 
 def _schedule_phrase(run: Run) -> str:
@@ -1057,7 +1073,9 @@ def _schedule_phrase(run: Run) -> str:
     parts = []
     if len(set(c.epoch_train_macs)) > 1:
         sizes = [size_at(run.sizes, i / r.epochs) for i in range(r.epochs)]
-        parts.append(f"at {', '.join(map(str, sizes))} px (each epoch's steps scaled by its FLOPs an image)")
+        runs = [(size, len(list(group))) for size, group in itertools.groupby(sizes)]
+        said = ", ".join(f"{n} at {size} px" if n > 1 else f"1 at {size} px" for size, n in runs)
+        parts.append(f"{said} (each epoch's steps scaled by its FLOPs an image)")
     if c.evaluated and not all(c.evaluated):
         parts.append(f"{_count(c.evaluated.count(False), 'epoch')} without evaluation (eval_from)")
     return f" {'; '.join(parts)}" if parts else ""
