@@ -70,8 +70,8 @@ def cost_section(results: list[dict], plot: Path | None) -> Section:
             value = r["measured_default_malloc_bytes"]
             parts.append(f"{r['network']} batch {r['batch']}: {value / 2**20:,.0f} MiB "
                          f"({value / r['measured_bytes']:.2f}x)")  # fmt: skip
-        s.notes.append("With glibc's default allocator settings the same steps peak higher (freed blocks "
-                       "kept resident): " + "; ".join(parts) + ".")  # fmt: skip
+        s.notes.append("With the allocator as ilsvrc sets it (`keep_freed_memory`) the same steps peak "
+                       "higher (freed blocks kept resident): " + "; ".join(parts) + ".")  # fmt: skip
     if plot is not None:
         s.notes.append(f"\n![cost growth]({plot.name})")
     return s

@@ -10,10 +10,12 @@ built; predicted = `analyze(...).memory()["training_total"]` (weights, gradients
 input batch, every activation kept for the backward pass, and the matrix products' workspace;
 docs/conventions.md).
 
-The processes run with glibc's mmap threshold fixed at 128 KiB (`MALLOC_MMAP_THRESHOLD_`): by default
-glibc raises it as a program frees large blocks, up to 32 MiB, and then keeps freed blocks below it
-resident, so the peak would depend on the order of allocations, not on what the program holds. Each
-network's largest batch is also measured with the default allocator, to show that slack.
+The processes run with glibc's mmap threshold fixed at 128 KiB (`MALLOC_MMAP_THRESHOLD_`, and
+ILSVRC_MALLOC=default so that building the model leaves it there): by default glibc raises it as a
+program frees large blocks, up to 32 MiB, and then keeps freed blocks below it resident, so the peak
+would depend on the order of allocations, not on what the program holds. Each network's largest
+batch is also measured with the allocator as `ilsvrc` sets it (`keep_freed_memory`: every freed block
+kept for reuse), to show that slack.
 """
 
 from __future__ import annotations
@@ -104,7 +106,7 @@ def run(quick: bool) -> list[dict]:
         largest[name] = max(largest.get(name, 0), batch)
     results = []
     for i, (name, batch, size) in enumerate(points):
-        r = _child(name, batch, size, {"MALLOC_MMAP_THRESHOLD_": "131072"})
+        r = _child(name, batch, size, {"MALLOC_MMAP_THRESHOLD_": "131072", "ILSVRC_MALLOC": "default"})
         if r is None:
             log(f"  cost growth {i + 1}/{len(points)}: {name} b{batch} {size}px failed")
             continue

@@ -174,7 +174,10 @@ def test_a_run_with_tta_flip_is_evaluated_with_flips_in_training_and_by_eval(
 ) -> None:
     run = train(fast(tmp_path / "r", pooled, epochs=2, size_schedule="none", test_scale=1.25),
                 progress=False, log=_quiet)  # fmt: skip
-    val = read_metrics(run)[-1]["val_top1_error"]
+    lines = read_metrics(run)
+    # the flips on the evaluation the run ends with; the one on the way (for the curve) without
+    assert [(m["evaluated"], m["flips"]) for m in lines] == [(True, False), (True, True)]
+    val = lines[-1]["val_top1_error"]
     assert main(["eval", str(run), "--format", "json", "--workers", "0"]) == 0
     with_flips = json.loads(capsys.readouterr().out)
     assert with_flips["top1_error"] == pytest.approx(val, abs=1e-6)  # as the run evaluated itself
@@ -272,7 +275,7 @@ def test_the_loader_gives_each_epoch_its_size_and_evaluation_the_final_one(
     # 4 epochs: progress 0, 0.25, 0.5, 0.75 at their starts; 16 px before half of the run, 32 after
     assert sorted(set(seen)) == [(0, 16), (1, 16), (2, 32), (3, 32)]
     assert [m["image_size"] for m in read_metrics(run)] == [16, 16, 32, 32]
-    assert any("training at 32 px from here (50% of the run)" in x for x in lines), lines
+    assert any("training at 32 px from here (50% of the run at its start)" in x for x in lines), lines
     assert "progressive resizing: 16 px from 0%, 32 px from 50% of the run" in lines[0]
     model, config, *_ = load_trained(run)
     assert config.eval_size == 32 and model.input_shape == (3, 32, 32)

@@ -10,6 +10,10 @@ The reference is the same module run with autograd on (then every layer runs as 
 from __future__ import annotations
 
 import copy
+import os
+import resource
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -284,3 +288,31 @@ def test_published_alexnet_inference_equals_plain_layers() -> None:
     model = create_model("alexnet", num_classes=10, input_size=99).eval()
     x = torch.randn(2, 3, 99, 99)
     torch.testing.assert_close(fast(model, x), plain(model, x), rtol=1e-4, atol=1e-5)
+
+
+def test_building_a_module_keeps_freed_memory_for_reuse_unless_told_not_to() -> None:
+    """The allocator setting of `keep_freed_memory`, seen from a fresh process: glibc keeps a freed
+    large block, so the next one of the same size reuses its pages (no new page faults), and
+    ILSVRC_MALLOC=default leaves glibc as it was (every such block mapped anew)."""
+    code = (
+        "import resource, torch, ilsvrc\n"
+        "ilsvrc.create_model('alexnet-lecture')\n"
+        "x = torch.rand(80 << 18)\n"  # 80 MiB of float32: above glibc's largest mmap threshold
+        "faults = []\n"
+        "for _ in range(3):\n"
+        "    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
+        "    y = x * x\n"
+        "    del y\n"
+        "    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)\n"
+        "print(ilsvrc.keep_freed_memory(), min(faults[1:]))\n"  # the first may grow the heap
+    )
+    results = {}
+    for setting in ("", "default"):
+        env = {**os.environ, "ILSVRC_MALLOC": setting}
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                             check=True)  # fmt: skip
+        kept, faults = out.stdout.split()
+        results[setting] = (kept == "True", int(faults))
+    pages = (80 << 20) // resource.getpagesize()
+    assert results[""][0] and results[""][1] < pages // 10  # reused: hardly a fault
+    assert not results["default"][0] and results["default"][1] > pages // 2  # mapped anew: every page

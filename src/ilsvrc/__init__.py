@@ -28,12 +28,13 @@ __all__ = [
     "from_prototxt",
     "from_torchvision",
     "get_spec",
+    "keep_freed_memory",
     "list_models",
     "load_spec",
     "to_torchvision",
 ]
 
-_TORCH_NAMES = {"create_model", "from_torchvision", "to_torchvision", "build"}
+_TORCH_NAMES = {"create_model", "from_torchvision", "to_torchvision", "build", "keep_freed_memory"}
 
 
 def __getattr__(name: str) -> Any:

@@ -1104,7 +1104,8 @@ def parser() -> argparse.ArgumentParser:
         "--tta-flip",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="evaluate each image and its mirror, logits averaged (default off; on in fast)",
+        help="the run's last evaluation on each image and its mirror, logits averaged (default off; on "
+        "in fast; the evaluations on the way go without)",
     )
     sp.add_argument("--eval-from", type=float, metavar="FRACTION",
                     help="validate only the epochs that end past this fraction of the run, and the last "
@@ -1184,8 +1185,8 @@ def parser() -> argparse.ArgumentParser:
                     help="the run's last checkpoint, or the best on validation (default: last)")  # fmt: skip
     sp.add_argument("--workers", type=int, default=2)
     sp.add_argument("--tta-flip", action=argparse.BooleanOptionalAction, default=None,
-                    help="center: each image and its mirror, logits averaged (default: as the run was "
-                    "evaluated in training, its recipe's tta_flip)")  # fmt: skip
+                    help="center: each image and its mirror, logits averaged (default: as the run's last "
+                    "evaluation in training was, its recipe's tta_flip)")  # fmt: skip
     _format_option(sp, ("text", "json"), "text")
     sp.set_defaults(func=cmd_eval, check=check_run_command)
 

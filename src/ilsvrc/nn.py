@@ -26,7 +26,10 @@ registers GoogLeNet's aux1 and aux2 after inception5b; our spec has them where t
 from __future__ import annotations
 
 import copy
+import ctypes
 import dataclasses
+import os
+import sys
 from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any, NamedTuple
@@ -466,11 +469,22 @@ def _lrn_denominator_mm(x: Tensor, size: int, alpha: float, k: float) -> Tensor:
     return _banded(x * x, band, k)
 
 
+def _neg_power(d: Tensor, beta: float, inplace: bool = False) -> Tensor:
+    """d^-beta (d > 0), in place on `d` if asked. The papers' beta of 0.75 as d^-1/2 x (d^-1/2)^1/2: a
+    square root and a reciprocal square root are single vector instructions, where a general power
+    takes an exponential and a logarithm per value (three times as long here; the same values to a
+    few units in the last place)."""
+    if beta == 0.75:
+        r = d.rsqrt_() if inplace else d.rsqrt()
+        return r.mul_(r.sqrt())
+    return d.pow_(-beta) if inplace else d.pow(-beta)
+
+
 class _LRNFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, size: int, alpha: float, beta: float, k: float) -> Tensor:  # type: ignore[override]
         d = _lrn_denominator_mm(x, size, alpha, k)
-        y = d.pow(-beta).mul_(x)
+        y = _neg_power(d, beta).mul_(x)
         ctx.save_for_backward(x, d)  # not y: an in-place ReLU may follow
         ctx.settings = (size, alpha, beta)
         return y
@@ -480,7 +494,7 @@ class _LRNFunction(torch.autograd.Function):
         x, d = ctx.saved_tensors
         size, alpha, beta = ctx.settings
         # dy_c/dx_j = d_c^-beta [c = j] - 2 alpha beta x_j x_c d_c^(-beta-1) [j in window(c)]
-        direct = grad * d.pow(-beta)  # grad_c d_c^-beta, the first term
+        direct = _neg_power(d, beta).mul_(grad)  # grad_c d_c^-beta, the first term
         band = _band(x.shape[1], size // 2, (size - 1) // 2, -2 * alpha * beta, x)
         spread = _banded((direct * x).div_(d), band.t())  # the window's transpose
         return spread.mul_(x).add_(direct), None, None, None, None
@@ -511,7 +525,7 @@ class LocalResponseNorm(nn.Module):
             return x * _lrn_denominator(x, self.size, self.alpha, self.k).pow(-self.beta)
         if not torch.is_grad_enabled() or not x.requires_grad:
             # nothing to keep for a backward pass: power and product in place on the denominator
-            return _lrn_denominator_mm(x, self.size, self.alpha, self.k).pow_(-self.beta).mul_(x)
+            return _neg_power(_lrn_denominator_mm(x, self.size, self.alpha, self.k), self.beta, True).mul_(x)
         return _LRNFunction.apply(x, self.size, self.alpha, self.beta, self.k)
 
     def extra_repr(self) -> str:
@@ -637,6 +651,40 @@ def _check_name(cls: type[nn.Module], layer: Layer, prefix: str) -> None:
         )
 
 
+# glibc's mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_MALLOC_ENV = "ILSVRC_MALLOC"
+_allocator_kept: bool | None = None
+
+
+def keep_freed_memory() -> bool:
+    """Make glibc keep the memory torch frees for the next allocation, as the first module built does.
+
+    By default glibc maps every block above its mmap threshold (128 KiB, raised as large blocks are
+    freed, to at most 32 MiB) straight from the kernel and returns it on free, so every activation
+    larger than that (AlexNet's first: 74 MB at batch 64) is mapped anew at each forward pass, and
+    its first write faults in every one of its pages: on the 2-core machines of benchmarks/RESULTS.md
+    that first touch took four times the arithmetic of a ReLU or an LRN pass. With the threshold at
+    1 GiB and trimming off, freed blocks stay in the heap and are reused, as torch's own caching
+    allocator does on a GPU; the process's memory then stays at its peak instead of shrinking after
+    it. Set once per process, glibc on Linux only (elsewhere nothing is done); ILSVRC_MALLOC=default in
+    the environment leaves glibc as it is. Returns whether the setting is in force.
+    """
+    global _allocator_kept
+    if _allocator_kept is None:
+        _allocator_kept = False
+        if os.environ.get(_MALLOC_ENV, "") != "default" and sys.platform.startswith("linux"):
+            try:
+                libc = ctypes.CDLL("libc.so.6")
+                mmap_ok = libc.mallopt(_M_MMAP_THRESHOLD, 1 << 30) or libc.mallopt(
+                    _M_MMAP_THRESHOLD, 32 << 20
+                )
+                _allocator_kept = bool(mmap_ok) and bool(libc.mallopt(_M_TRIM_THRESHOLD, (1 << 31) - 1))
+            except (OSError, AttributeError):  # not glibc (musl, a static build): leave it
+                _allocator_kept = False
+    return _allocator_kept
+
+
 def build(
     network: Network, input_shape: tuple[int, int, int] | None = None, channels_last: bool = True
 ) -> Model:
@@ -656,9 +704,11 @@ def build(
 
     channels_last: store and run the convolutions channels-last (see `Model`); False keeps torch's
     default layout, as does a network oneDNN cannot train channels-last (`Model.set_channels_last`).
+    The first module built sets the process's allocator to keep freed memory (`keep_freed_memory`).
     """
     shape = tuple(input_shape) if input_shape is not None else network.input_shape
     report = analyze(network, shape, suggest=False)
+    keep_freed_memory()
     stats = {row.name: row for row in report.rows}
     modules = _Builder(stats).chain(network.layers, "", cls=Model)
     c, h, w = shape

@@ -1082,20 +1082,36 @@ def _schedule_phrase(run: Run) -> str:
 
 
 def _choose_size(run: Run, state: RunState) -> None:
-    """Set the training size of the epoch about to run. At its start: the size schedule's at the run's
-    progress (`LRSchedule.progress`; with a time limit the clocks of the ranks differ a little, so
-    distributed, rank 0's choice holds for all). Inside an epoch (a run resumed there): the size the
-    epoch began with, from the checkpoint, so a resumed run trains as one never stopped. The loader's
-    workers start anew each epoch and take the new transform with them."""
+    """Set the training size of the epoch about to run. At its start: the size schedule's at the
+    progress the run will have reached half way through the epoch (`LRSchedule.progress` after half
+    its steps and, with a time limit, half its expected time: its steps at the mean step time scaled
+    by the size's FLOPs, and an end of epoch), so that a size begins at the epoch boundary nearest to
+    its FROM rather than the first one past it, and each size keeps its share of the run on average
+    however few the epochs (with a time limit the clocks of the ranks differ a little, so distributed,
+    rank 0's choice holds for all). Inside an epoch (a run resumed there): the size the epoch began
+    with, from the checkpoint, so a resumed run trains as one never stopped. The loader's workers
+    start anew each epoch and take the new transform with them."""
     if state.offset == 0 or not state.image_size:
         progress = run.schedule.progress(state.step, state.seconds())
-        size = size_at(run.sizes, progress)
+        size = size_at(run.sizes, _half_way(run, state, size_at(run.sizes, progress)))
         if run.ctx.enabled:  # the clocks of the ranks differ a little: rank 0's size for all
             size = int(distributed.broadcast_object(size, run.ctx))
         if state.image_size and size != state.image_size:
-            run.log(f"epoch {state.epoch + 1}: training at {size} px from here ({progress:.0%} of the run)")
+            run.log(f"epoch {state.epoch + 1}: training at {size} px from here ({progress:.0%} of the run "
+                    "at its start)")  # fmt: skip
         state.image_size = size
     set_train_size(run.train_set, run.config, state.image_size)
+
+
+def _half_way(run: Run, state: RunState, size: int) -> float:
+    """The run's progress half way through the epoch about to start at `size` px."""
+    half = run.steps_per_epoch // 2
+    seconds = 0.0
+    if run.limit and state.step_seconds > 0:  # the time a step will take at `size`, from the last epoch's
+        before = run.train_macs_at.get(state.image_size or size, 1)
+        seconds = half * state.step_seconds * run.train_macs_at.get(size, before) / before
+        seconds += state.wrap_up_seconds / 2
+    return run.schedule.progress(state.step + half, state.seconds() + seconds)
 
 
 def set_train_size(train_set: Augmented, config: TrainConfig, size: int) -> None:
@@ -1239,7 +1255,9 @@ def _end_epoch(run: Run, state: RunState, totals: EpochSums) -> tuple[EpochSums,
     finished = state.offset >= run.steps_per_epoch
     began = _now()
     evaluated = not _skips_evaluation(run, state, finished)
-    result, val_skipped = _validate(run) if evaluated else (None, [])
+    # test-time flips: on the evaluation the run ends with (those on the way, for the curve, without)
+    flips = run.config.recipe.tta_flip and _last_evaluation(run, state, finished)
+    result, val_skipped = _validate(run, flips) if evaluated else (None, [])
     eval_seconds = _now() - began
     measured = result is not None and result.images > 0  # not when every validation image was unreadable
     _report_skipped(run, state, _all_ranks(state.epoch_skipped, run.ctx) + val_skipped)  # rank 0: all ranks'
@@ -1252,6 +1270,7 @@ def _end_epoch(run: Run, state: RunState, totals: EpochSums) -> tuple[EpochSums,
         "val_top1_error": result.top1_error if measured else None,
         "val_top5_error": result.top5_error if measured else None,
         "evaluated": evaluated,  # false before the recipe's eval_from
+        "flips": evaluated and flips,  # evaluated on each image and its mirror too (tta_flip, the last)
         "lr": run.optimizer.param_groups[0]["lr"],
         "image_size": state.image_size,  # the training size of these steps (size_schedule)
         "images_per_s": totals.images / max(totals.seconds, 1e-9),  # over the training steps only
@@ -1289,14 +1308,27 @@ def _skips_evaluation(run: Run, state: RunState, finished: bool) -> bool:
     its last epoch, no stop asked, room for more steps in the time limit): the state the run ends with
     is always evaluated. Distributed, rank 0 decides for all (the clocks differ a little)."""
     r = run.config.recipe
-    if not r.eval_from or not finished or state.stopped is not None or state.epoch + 1 >= r.epochs:
-        return False
-    if run.stop_after_steps is not None and state.step >= run.stop_after_steps:
+    if not r.eval_from or not _may_go_on(run, state, finished):
         return False
     skip = (
         run.schedule.progress(state.step, state.seconds()) < r.eval_from and _steps_that_fit(run, state) > 1
     )
     return bool(distributed.broadcast_object(skip, run.ctx))
+
+
+def _may_go_on(run: Run, state: RunState, finished: bool) -> bool:
+    """Whether the run may train on after this end of epoch, as every rank sees it alike: the epoch is
+    complete, it is not the last, and no stop is asked (the time limit is the clocks' to say)."""
+    if not finished or state.stopped is not None or state.epoch + 1 >= run.config.recipe.epochs:
+        return False
+    return run.stop_after_steps is None or state.step < run.stop_after_steps
+
+
+def _last_evaluation(run: Run, state: RunState, finished: bool) -> bool:
+    """Whether this end of epoch's evaluation is the one the run ends with (rank 0 decides for all)."""
+    if not _may_go_on(run, state, finished):
+        return True
+    return bool(distributed.broadcast_object(_steps_that_fit(run, state) <= 1, run.ctx))
 
 
 def _save(run: Run, state: RunState, totals: EpochSums, best: bool = False) -> None:
@@ -1341,14 +1373,15 @@ def _interrupted(run: Run, state: RunState) -> RunInterrupted:
     return RunInterrupted(message, state.signum)
 
 
-def _validate(run: Run) -> tuple[EvalResult, list]:
-    """The model on the validation set (every rank's share) and the unreadable files left out."""
+def _validate(run: Run, flips: bool = False) -> tuple[EvalResult, list]:
+    """The model on the validation set (every rank's share; with `flips`, each image and its mirror)
+    and the unreadable files left out."""
     skipped: list = []
     batches = _readable(_eval_loader(run.val_set, run.config, run.ctx), skipped)
     model = run.averaged.module if run.averaged is not None else run.model  # GoogLeNet: the average
     result = evaluate(model, batches, "center", crop=run.config.eval_size, device=run.device.type,
                       channels_last=run.config.channels_last, amp=run.config.amp,
-                      num_classes=len(run.classes), flips=run.config.recipe.tta_flip,
+                      num_classes=len(run.classes), flips=flips,
                       allow_empty=True)  # fmt: skip
     return combine_ranks(result, run.ctx, run.device), _all_ranks(skipped, run.ctx)
 

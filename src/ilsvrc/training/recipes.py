@@ -44,9 +44,10 @@ another `--batch-size` and no `--lr`, `ilsvrc.training.loop.scale_lr` scales it 
   al.'s FixRes for the test size), label smoothing 0.1 (Szegedy et al. 2016), no weight decay on batch
   norms and biases (`wd_norm_bias`; Goyal et al. 2017, Jia et al. 2018), zero-initialised residual
   branches (Goyal et al.), an exponential moving average of the weights (`polyak_decay`), test-time
-  flips (`tta_flip`), channels-last (a run setting, on by default) and the decoded-image cache; and
-  it validates only from half of the run on (`eval_from`: an evaluation of Imagenette's 2,925 val
-  images at 128 px with flips costs about as much as a training epoch at 64 px). What each bought is
+  flips (`tta_flip`, on the evaluation the run ends with; those on the way, which draw its curve, go
+  without), channels-last (a run setting, on by default) and the decoded-image cache; and it
+  validates only from half of the run on (`eval_from`: an evaluation of Imagenette's 2,925 val images
+  at 128 px with flips took about half as long as a training epoch at 64 px). What each bought is
   measured by taking it out under the same budget (benchmarks/fast.py, RESULTS.md).
 """
 
@@ -96,7 +97,7 @@ class Recipe:
     size_schedule: str = ""  # progressive resizing "SCALE@FROM,..." (see size_schedule); "": one size
     test_scale: float = 1.0  # evaluate at round(image_size * test_scale) (FixRes: a little above 1)
     wd_norm_bias: bool = True  # weight decay on batch norms and biases too (False: on weights only)
-    tta_flip: bool = False  # evaluate "center" on the image and its mirror, their logits averaged
+    tta_flip: bool = False  # the run's last evaluation on the image and its mirror, logits averaged
     eval_from: float = 0.0  # validate only the epochs that end past this fraction of the run (and the end)
 
     def replace(self, **changes: Any) -> Recipe:
@@ -299,11 +300,12 @@ def size_schedule(recipe: Recipe, image_size: int) -> list[tuple[float, int]]:
     `recipe.size_schedule` lists SCALE@FROM pairs: "0.5@0,0.75@0.4,1@0.75" with an image size of 128
     trains at 64 px from the start, at 96 px from 40% of the run and at 128 px from 75%. FROM is the
     run's progress, the same fraction the learning-rate schedule follows (`LRSchedule.progress`: of the
-    planned steps, or of the time limit if further along), read at the start of each epoch: an epoch
-    is trained at one size, so the sizes change at the first epoch boundary past each FROM. The scales
-    are of the image size (`--image-size` moves the whole schedule) and the sizes are rounded to whole
-    pixels; evaluation is at the image size (times `test_scale`), whatever the epoch's size. Without a
-    schedule, one pair: the image size from 0.
+    planned steps, or of the time limit if further along), read for each epoch at its start: an epoch
+    is trained at one size, the one the schedule gives half way through it (`loop._choose_size`), so
+    the sizes change at the epoch boundary nearest each FROM. The scales are of the image size
+    (`--image-size` moves the whole schedule) and the sizes are rounded to whole pixels; evaluation is
+    at the image size (times `test_scale`), whatever the epoch's size. Without a schedule, one pair:
+    the image size from 0.
     """
     pairs = _parse_size_schedule(recipe.size_schedule)
     return [(start, max(1, round(image_size * scale))) for start, scale in pairs] or [(0.0, image_size)]
