@@ -201,7 +201,7 @@ def sections(curves: dict[str, list[dict]], budget: dict, model: str, png: Path 
         f"{budget['budget']:.1f} minutes of wall-clock time for each entry, the decoded-image cache built "
         'inside it. Several runs: mean (standard deviation, lowest-highest). "Minutes used": the whole '
         "process for `ilsvrc train` (start-up, cache build, training, evaluations)."
-        + (f" Curves: [{png.name}]({png.name})." if png is not None else "")
+        + (f" Curves: [{png.name}]({os.path.relpath(png, HERE)})." if png is not None else "")
     )
     tricks = Section("What each trick of `--recipe fast` bought: the recipe with it taken out, same budget",
                      ["trick", "val top-1 with it", "without it", "what it bought"])  # fmt: skip
@@ -240,11 +240,11 @@ def plot(curves: dict[str, list[dict]], path: Path, budget: dict, model: str) ->
         name = f"ilsvrc train {model} --recipe fast (each seed)" if seed else label(entry, model)
         ax.plot([r["minutes"] for r in rows], [100 * r["top1"] for r in rows], "-o", ms=3,
                 color=colours.get(entry, "tab:blue"), label=name if first or not seed else None)  # fmt: skip
-    ax.axvline(budget["budget"], color="grey", ls=":", lw=1)
-    ax.axhline(85, color="tab:green", ls="--", lw=0.8)
+    ax.axvline(budget["budget"], color="grey", ls=":", lw=1, label=f"budget, {budget['budget']:.1f} min")
+    ax.axhline(85, color="tab:green", ls="--", lw=0.8, label="target, 85%")
     ax.set(xlabel="wall-clock minutes (cache build and evaluations included)", ylabel="val top-1 (%)",
            title=f"Imagenette, 2 CPU cores (fp32 matrix product {budget['rate']:.0f} GFLOP/s)",
-           ylim=(0, 100))  # fmt: skip
+           ylim=(0, 100), xlim=(0, None))  # fmt: skip
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     fig.savefig(path, dpi=110)

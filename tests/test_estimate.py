@@ -4,6 +4,7 @@ checked against the step times it recorded (arithmetic between figures, never a 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -127,6 +128,12 @@ def test_step_estimate_scales_each_epoch_by_its_size_and_skips_unevaluated_epoch
     quarter, rest = 25 / train[0], 75 / (train[2] + e.eval_seconds)
     assert e.epochs_by_time(100, [(0.25, 1e9, False), (0.75, 4e9, True)]) == pytest.approx(quarter + rest)
     assert e.to_dict()["epoch_train_flops_per_image"] == [1e9, 2e9, 4e9]
+    # test-time flips on the last evaluation only: its mirrors' FLOPs once, at the end
+    flipped = dataclasses.replace(e, last_extra_flops=1e9)
+    assert flipped.run_seconds == pytest.approx(e.run_seconds + 50 * 1e9 / e.rate)
+    assert flipped.remaining_seconds(2, 0) == pytest.approx(e.remaining_seconds(2, 0) + 50 * 1e9 / e.rate)
+    cost = estimate.RunCost(100, 10, 20, 5, 3, last_extra_views=1.0)
+    assert cost.run_flops == pytest.approx(3 * (20 * 6 * 100 + 5 * 2 * 10) + 5 * 2 * 10)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -262,6 +262,7 @@ class RunCost:
     views: float = 1.0  # forward passes per test image (`protocol_views`)
     epoch_train_macs: tuple[int, ...] = ()  # each epoch's train_macs (a size schedule); () = train_macs
     evaluated: tuple[bool, ...] = ()  # whether each epoch ends with an evaluation; () = every one
+    last_extra_views: float = 0.0  # more passes per test image in the run's last evaluation (flips: 1)
 
     @classmethod
     def of(cls, report: Report, train_images: int, val_images: int, epochs: float,
@@ -297,12 +298,18 @@ class RunCost:
         return len(set(self.epoch_train_macs)) > 1 or not all(self.evaluated)
 
     @property
+    def last_extra_flops(self) -> float:
+        """FLOPs of the last evaluation's extra passes (test-time flips), all its images."""
+        return self.val_images * 2 * self.eval_macs * self.last_extra_views
+
+    @property
     def run_flops(self) -> float:
         if not self.epoch_train_macs and not self.evaluated:
-            return self.epochs * self.epoch_flops
+            return self.epochs * self.epoch_flops + self.last_extra_flops
         macs = self.epoch_train_macs or (self.train_macs,) * round(self.epochs)
         evaluations = sum(self.evaluated) if self.evaluated else len(macs)
-        return self.train_images * TRAIN_FACTOR * 2 * sum(macs) + evaluations * self.epoch_eval_flops
+        train = self.train_images * TRAIN_FACTOR * 2 * sum(macs)
+        return train + evaluations * self.epoch_eval_flops + self.last_extra_flops
 
 
 @dataclass(frozen=True)
@@ -421,6 +428,7 @@ class StepEstimate:
     eval_flops: float  # per image
     epoch_flops: tuple[float, ...] = ()  # each epoch's training FLOPs per image (a size schedule)
     evaluated: tuple[bool, ...] = ()  # whether each epoch ends with an evaluation; () = every one
+    last_extra_flops: float = 0.0  # the last evaluation's extra FLOPs per image (test-time flips)
 
     @property
     def step_seconds(self) -> float:
@@ -457,7 +465,8 @@ class StepEstimate:
     def seconds_of_epoch(self, epoch: int) -> float:
         """Epoch `epoch` (0-based): its steps at its own size, and its evaluation if it has one."""
         evaluated = self.evaluated[epoch] if epoch < len(self.evaluated) else True
-        return self.epoch_train_seconds(epoch) + (self.eval_seconds if evaluated else 0.0)
+        last = self.val_images * self.last_extra_flops / self.rate if epoch == self.epochs - 1 else 0.0
+        return self.epoch_train_seconds(epoch) + (self.eval_seconds if evaluated else 0.0) + last
 
     @property
     def run_seconds(self) -> float:

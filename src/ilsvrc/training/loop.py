@@ -821,7 +821,7 @@ def _set_up(config: TrainConfig, resume: str | Path | None, ctx: distributed.Con
         net = torch.compile(net)  # the same parameters; checkpoints hold `model`'s plain state dict
     run_dir = Path(resume) if resume is not None else _new_run(config, classes, ctx)
     val_share = len(range(ctx.rank, len(val_set), ctx.world)) if ctx.enabled else len(val_set)
-    cost, train_macs_at = _run_cost(config, len(classes), sizes, len(train_set), val_share)
+    cost, train_macs_at = _run_cost(config, len(classes), sizes, len(train_set), val_share, steps_per_epoch)
     return Run(
         config=config, ctx=ctx, device=device, train_set=train_set, val_set=val_set, classes=classes,
         model=model, averaged=averaged, net=net, optimizer=optimizer,
@@ -833,17 +833,25 @@ def _set_up(config: TrainConfig, resume: str | Path | None, ctx: distributed.Con
     )  # fmt: skip
 
 
+def _epoch_sizes(sizes: list[tuple[float, int]], epochs: int, steps_per_epoch: int) -> list[int]:
+    """The size of each epoch of a run that follows its planned steps (`_choose_size`: the schedule's
+    size half way through the epoch)."""
+    total = epochs * steps_per_epoch
+    return [size_at(sizes, (i * steps_per_epoch + steps_per_epoch // 2) / total) for i in range(epochs)]
+
+
 def _run_cost(config: TrainConfig, num_classes: int, sizes: list[tuple[float, int]], train_images: int,
-              val_images: int) -> tuple[RunCost, dict[int, int]]:  # fmt: skip
+              val_images: int, steps_per_epoch: int) -> tuple[RunCost, dict[int, int]]:  # fmt: skip
     """The run's FLOPs as planned (`RunCost`), and a training image's forward MACs at each size of the
-    size schedule. Epoch i trains at the schedule's size at progress i / epochs (a time limit can move
-    it further on), and is evaluated unless it ends before the recipe's eval_from (the last always is);
-    evaluation is at the eval size, on each image and its mirror with tta_flip."""
+    size schedule. Each epoch trains at the schedule's size half way through it (`_epoch_sizes`; a time
+    limit can move it further on), and is evaluated unless it ends before the recipe's eval_from (the
+    last always is); evaluation is at the eval size, the last on each image and its mirror with
+    tta_flip."""
     r = config.recipe
     network = config.network().with_num_classes(num_classes)
     channels = network.input_shape[0]
     at = {s: analyze(network, (channels, s, s), suggest=False) for s in sorted({s for _, s in sizes})}
-    epoch_sizes = [size_at(sizes, i / r.epochs) for i in range(r.epochs)]
+    epoch_sizes = _epoch_sizes(sizes, r.epochs, steps_per_epoch)
     evaluated = [not r.eval_from or (i + 1) / r.epochs >= r.eval_from or i + 1 == r.epochs
                  for i in range(r.epochs)]  # fmt: skip
     final = at.get(config.image_size) or analyze(network, (channels, config.image_size, config.image_size),
@@ -852,7 +860,7 @@ def _run_cost(config: TrainConfig, num_classes: int, sizes: list[tuple[float, in
         network, (channels, config.eval_size, config.eval_size), suggest=False)  # fmt: skip
     cost = RunCost(
         train_macs=final.macs_with_aux, eval_macs=test.macs, train_images=train_images, val_images=val_images,
-        epochs=r.epochs, views=2.0 if r.tta_flip else 1.0,
+        epochs=r.epochs, last_extra_views=1.0 if r.tta_flip else 0.0,
         epoch_train_macs=tuple(at[s].macs_with_aux for s in epoch_sizes) if len(at) > 1 else (),
         evaluated=tuple(evaluated) if not all(evaluated) else (),
     )  # fmt: skip
@@ -1025,8 +1033,9 @@ def _estimate(run: Run, state: RunState) -> None:
     c = run.cost
     timed_flops = TRAIN_FACTOR * 2 * run.train_macs_at.get(state.image_size, c.train_macs)
     epoch_flops = tuple(TRAIN_FACTOR * 2 * m for m in c.epoch_train_macs)
+    flips = 2 * c.eval_macs * c.last_extra_views  # the last evaluation's mirrors
     e = StepEstimate(steps, images, seconds, run.steps_per_epoch, c.val_images, run.config.recipe.epochs,
-                     timed_flops, c.eval_flops, epoch_flops, c.evaluated)  # fmt: skip
+                     timed_flops, c.eval_flops, epoch_flops, c.evaluated, flips)  # fmt: skip
     t.estimate, t.made_after = e, t.steps
     left = e.remaining_seconds(state.epoch, state.offset)
     at = f" at {state.image_size} px" if c.scheduled and state.image_size else ""
@@ -1072,13 +1081,15 @@ def _schedule_phrase(run: Run) -> str:
     c, r = run.cost, run.config.recipe
     parts = []
     if len(set(c.epoch_train_macs)) > 1:
-        sizes = [size_at(run.sizes, i / r.epochs) for i in range(r.epochs)]
+        sizes = _epoch_sizes(run.sizes, r.epochs, run.steps_per_epoch)
         runs = [(size, len(list(group))) for size, group in itertools.groupby(sizes)]
-        said = ", ".join(f"{n} at {size} px" if n > 1 else f"1 at {size} px" for size, n in runs)
-        parts.append(f"{said} (each epoch's steps scaled by its FLOPs an image)")
+        said = ", ".join(f"{n} at {size} px" for size, n in runs)
+        parts.append(f"{said}, each epoch's steps scaled by its FLOPs an image")
     if c.evaluated and not all(c.evaluated):
         parts.append(f"{_count(c.evaluated.count(False), 'epoch')} without evaluation (eval_from)")
-    return f" {'; '.join(parts)}" if parts else ""
+    if c.last_extra_views:
+        parts.append("the last evaluation on each image and its mirror")
+    return f" ({'; '.join(parts)})" if parts else ""
 
 
 def _choose_size(run: Run, state: RunState) -> None:
