@@ -173,6 +173,25 @@ def test_our_lrn_matches_torch_forward_and_backward(size: int) -> None:
     assert torch.autograd.gradcheck(lambda t: LocalResponseNorm(size, 0.1, 0.75, 1.0)(t), (xd,))
 
 
+@pytest.mark.parametrize(("size", "beta"), [(5, 0.75), (4, 0.6)])
+def test_our_lrn_on_many_channels_last_matches_torch_block_by_block(size: int, beta: float) -> None:
+    """150 channels, channels-last: the window's product goes in blocks of 32 output channels (the
+    last one short), forward, backward and at inference, and a beta other than 0.75 takes the power."""
+    from ilsvrc.nn import BLOCKED_FROM, LocalResponseNorm
+
+    assert 150 >= BLOCKED_FROM
+    torch.manual_seed(size)
+    x = (torch.randn(2, 150, 4, 5) * 4).contiguous(memory_format=torch.channels_last).requires_grad_()
+    ours = LocalResponseNorm(size, 1e-2, beta, 2.0)
+    theirs = nn.LocalResponseNorm(size, 1e-2 * size, beta, 2.0)
+    grad = torch.randn(2, 150, 4, 5)
+    y1, y2 = ours(x), theirs(x)
+    torch.testing.assert_close(y1, y2)
+    torch.testing.assert_close(torch.autograd.grad(y1, x, grad)[0], torch.autograd.grad(y2, x, grad)[0])
+    with torch.inference_mode():
+        torch.testing.assert_close(ours(x.detach()), y2.detach())
+
+
 def test_initialisation() -> None:
     torch.manual_seed(0)
     model = create_model("vgg11-bn", num_classes=10)
