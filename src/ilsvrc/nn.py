@@ -526,8 +526,9 @@ class LocalResponseNorm(nn.Module):
     inference and in a training step (by how much: benchmarks/RESULTS.md, "LRN alone", "The published
     AlexNet" and "Every network of the zoo"): the sum over the channel window is one matrix product
     with a banded C x C matrix (channels-last, the activation's memory is already an (N*H*W) x C
-    matrix), which adds k and scales by alpha as it writes; at inference the power and the product
-    with the input then work in place on that result. The backward pass is written out the same way
+    matrix; many channels go in blocks, `BAND_BLOCK`), which adds k and scales by alpha as it writes;
+    the power of 0.75 is taken by square roots (`_neg_power`), and at inference it and the product
+    with the input work in place on that result. The backward pass is written out the same way
     (it keeps only x and the denominator). Traced into TorchScript or ONNX, the window is summed by
     shifted adds.
     """
