@@ -1066,13 +1066,16 @@ def _epochs_in_limit(run: Run, state: RunState, e: StepEstimate, room: float) ->
     the fraction of the time used, so its sizes and its evaluations (eval_from) follow the clock."""
     r = run.config.recipe
     now = run.schedule.progress(state.step, state.seconds())
+    here = state.epoch + state.offset / run.steps_per_epoch
+    if now >= 1:  # the plan is used up: the limit stops the run where it is
+        return here
     marks = sorted({now, 1.0, *(start for start, _ in run.sizes if start > now),
                     *([r.eval_from] if now < r.eval_from < 1 else [])})  # fmt: skip
     spans = []
     for a, b in zip(marks, marks[1:]):
         macs = run.train_macs_at.get(size_at(run.sizes, a), run.cost.train_macs)
         spans.append(((b - a) / (1 - now), TRAIN_FACTOR * 2 * macs, not r.eval_from or a >= r.eval_from))
-    return state.epoch + state.offset / run.steps_per_epoch + e.epochs_by_time(room, spans)
+    return here + e.epochs_by_time(room, spans)
 
 
 def _schedule_phrase(run: Run) -> str:
