@@ -6,7 +6,9 @@ networks torchvision has, `ilsvrc.from_torchvision` of the torchvision model's o
 weights, so both compute the same function), called with an ordinary N x C x H x W float32 tensor;
 torchvision's model called the same way. Inference: eval mode under `torch.inference_mode()`.
 Training step: zero the gradients, forward, cross-entropy (plus 0.3 x each auxiliary head's, for
-GoogLeNet in both), backward, SGD with momentum. The two take turns (`harness.interleaved`).
+GoogLeNet in both), backward, SGD with momentum; ilsvrc's module in the memory layout `ilsvrc train`
+would train it in (`ilsvrc.training.layout.choose_layout`: a step timed in each layout, on a copy).
+The two take turns (`harness.interleaved`).
 
 Fraction of the rate = the analyzer's multiply-adds x 2 (x 3 for a training step: forward, input
 gradients, weight gradients; auxiliary heads included in training, left out at inference, where
@@ -29,6 +31,7 @@ from torch.nn import functional as F
 import ilsvrc
 from ilsvrc.errors import ShapeError
 from ilsvrc.nn import TORCHVISION_NAMES, ModelOutputs
+from ilsvrc.training.layout import choose_layout
 
 # networks measured at their own input (the classics: fully connected layers sized for it; and any
 # network that cannot take 128 px); the rest (global pooling before the classifier) at the issue's 128 px
@@ -108,6 +111,15 @@ def _fraction(batch: int, seconds: list[float], flops: float, rate: float) -> fl
     return batch / median(seconds) * flops / 1e9 / rate
 
 
+def _layout(choice: Any) -> str:
+    """The training layout `ilsvrc train` picks, and how much slower the other was (when timed)."""
+    name = "channels-last" if choice.channels_last else "contiguous"
+    if choice.reason != "timed":
+        return f"{name} (not timed)" if choice.reason == "small" else name
+    cl, plain = choice.seconds["channels-last"], choice.seconds["contiguous"]
+    return f"{name} (other {max(cl, plain) / min(cl, plain):.2f}x)"
+
+
 def _pct(value: float | None) -> str:
     return "no torchvision model" if value is None else f"{100 * value:.0f}%"
 
@@ -130,12 +142,14 @@ def measure(name: str, rate: float, quick: bool) -> dict[str, Any]:
             torch.testing.assert_close(ours(x[:2]), expected, rtol=1e-3, atol=1e-3 * max(1.0, scale))
         contenders["torchvision"] = inference(reference, x)
     t_inf = interleaved(contenders, rounds, label=f"{name} inference {size} px b{batch}")
+    choice = choose_layout(ours, size, batch)  # what `ilsvrc train` would train it in
+    ours.set_channels_last(choice.channels_last)
     steps = {"ilsvrc": train_step(ours, x, y)}
     if reference is not None:
         steps["torchvision"] = train_step(reference, x, y)
     t_train = interleaved(steps, rounds, label=f"{name} training {size} px b{batch}")
     flops, train_flops = 2 * report.macs, 3 * 2 * report.macs_with_aux
-    result: dict[str, Any] = {"name": name, "size": size, "batch": batch}
+    result: dict[str, Any] = {"name": name, "size": size, "batch": batch, "layout": choice}
     for who in ("ilsvrc", "torchvision"):
         known = who in t_inf
         result[f"{who}_inference"] = _fraction(batch, t_inf[who], flops, rate) if known else None
@@ -174,7 +188,7 @@ def zoo_rates(rate: float, quick: bool, names: list[str] | None = None) -> list[
     s = Section(
         "Every network of the zoo: fraction of the matrix-product rate, ilsvrc beside torchvision, fp32",
         ["network", "input, batch", "inference: ilsvrc", "inference: torchvision", "training step: ilsvrc",
-         "training step: torchvision"],
+         "training step: torchvision", "ilsvrc's training layout"],
     )  # fmt: skip
     results = []
     for name in names:
@@ -183,7 +197,7 @@ def zoo_rates(rate: float, quick: bool, names: list[str] | None = None) -> list[
         results.append(r)
         s.rows.append([name, f"{r['size']} px, {r['batch']}", _pct(r["ilsvrc_inference"]),
                        _pct(r["torchvision_inference"]), _pct(r["ilsvrc_training"]),
-                       _pct(r["torchvision_training"])])  # fmt: skip
+                       _pct(r["torchvision_training"]), _layout(r["layout"])])  # fmt: skip
     rate_after = matmul_rate()
 
     def verdict(what: str, key: str, target: float, among: list[dict]) -> None:
@@ -220,7 +234,10 @@ def zoo_rates(rate: float, quick: bool, names: list[str] | None = None) -> list[
         f"at the start of the run, {rate_after:.0f} after this table; fractions divide by the first. "
         "Inference: eval mode, inference_mode; ilsvrc's module folds each batch norm into the convolution "
         "before it and lets oneDNN apply the ReLU (and a residual sum) as it writes the convolution's "
-        "output. Training FLOPs: 3 x the forward pass's (auxiliary heads included)."
+        "output. Training step: ilsvrc's module in the layout `ilsvrc train` picks for it by timing a "
+        "step in each (ilsvrc.training.layout, on a copy, batch at most 32; the last column: the layout "
+        "and how much slower the other step was), torchvision's in torch's default layout. "
+        "Training FLOPs: 3 x the forward pass's (auxiliary heads included)."
         + (f" --quick: only {', '.join(QUICK_NAMES)}." if quick else "")
     )
     return [s, training_shares(quick)]

@@ -60,7 +60,7 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ..analysis import render
-from ..analysis.analyzer import analyze
+from ..analysis.analyzer import analyze, channels_last_layout
 from ..analysis.estimate import TRAIN_FACTOR, RunCost, StepEstimate
 from ..errors import IlsvrcError
 from ..networks import resolve, specfile
@@ -80,6 +80,7 @@ from .data import (
     save_classes,
 )
 from .evaluate import EvalResult, combine_ranks, eval_input_transform, evaluate
+from .layout import LayoutChoice, choose_layout
 from .metrics import _parse_lines, read_metrics  # noqa: F401 (read_metrics: re-exported)
 from .recipes import (
     LRSchedule,
@@ -123,7 +124,9 @@ class TrainConfig:
     seed: int = 0
     device: str = "cpu"
     amp: str | None = None  # None, "bf16" or "fp16"
-    channels_last: bool = True  # see ilsvrc.nn.Model: the default layout, faster on CPUs and GPUs
+    # the memory layout a step trains in: None times a step in each before the run and keeps the faster
+    # (ilsvrc.training.layout; the choice is saved in config.json), True channels-last, False torch's default
+    channels_last: bool | None = None
     cache: bool = True  # decode a folder's images once into ILSVRC_CACHE_DIR (see ilsvrc.cache)
     compile: bool = False  # torch.compile the training forward (worth it on GPUs; minutes to compile)
     workers: int = 2
@@ -732,6 +735,7 @@ class Run:
     after_epoch: Callable[[Path], None] | None
     cost: RunCost  # the analyzer's FLOPs of an image, an epoch and the run (the estimate's arithmetic)
     train_macs_at: dict[int, int]  # a training image's forward MACs at each size of the size schedule
+    layout: LayoutChoice | None = None  # how a new run chose its memory layout (None: resumed)
 
     @property
     def time_up(self) -> str:
@@ -806,7 +810,10 @@ def _set_up(config: TrainConfig, resume: str | Path | None, ctx: distributed.Con
     np.random.seed(config.seed)
     train_set, val_set, classes = datasets(config, progress=progress)
     model = build_model(config, len(classes)).to(device)
-    model.set_channels_last(config.channels_last)
+    choice = _layout(config, model, ctx) if resume is None else None
+    if choice is not None:
+        config = dataclasses.replace(config, channels_last=choice.channels_last)
+    model.set_channels_last(bool(config.channels_last))
     r = config.recipe
     optimizer = torch.optim.SGD(
         parameter_groups(model, r.weight_decay, r.wd_norm_bias), lr=r.lr, momentum=r.momentum,
@@ -829,8 +836,18 @@ def _set_up(config: TrainConfig, resume: str | Path | None, ctx: distributed.Con
         scaler=torch.amp.GradScaler(device.type, enabled=config.amp == "fp16"),
         criterion=nn.CrossEntropyLoss(label_smoothing=r.label_smoothing), steps_per_epoch=steps_per_epoch,
         limit=limit, stop_after_steps=stop_after_steps, run_dir=run_dir, log=log, progress=progress,
-        after_epoch=after_epoch, cost=cost, train_macs_at=train_macs_at,
+        after_epoch=after_epoch, cost=cost, train_macs_at=train_macs_at, layout=choice,
     )  # fmt: skip
+
+
+def _layout(config: TrainConfig, model: Model, ctx: distributed.Context) -> LayoutChoice:
+    """The layout a new run trains in: as asked, or (channels_last None) the faster of the two for a step
+    at the run's image size, timed by rank 0 (every rank of a DDP run must lay its gradients out alike)."""
+    if config.channels_last is not None:
+        on = config.channels_last and channels_last_layout(model.spec)
+        return LayoutChoice(on, "asked" if on == config.channels_last else "unsupported")
+    choice = choose_layout(model, config.image_size, config.recipe.batch_size) if ctx.main else None
+    return distributed.broadcast_object(choice, ctx)
 
 
 def _epoch_sizes(sizes: list[tuple[float, int]], epochs: int, steps_per_epoch: int) -> list[int]:
@@ -944,6 +961,8 @@ def _announce(run: Run) -> None:
         + "".join(f"; {trick}" for trick in _tricks(run))
         + "."
     )
+    if run.layout is not None and run.layout.reason == "timed":
+        run.log(run.layout.describe().capitalize() + ".")
     c = run.cost
     run.log(
         f"Cost: {render.flops(c.train_flops)} a training image"
