@@ -35,6 +35,7 @@ from ilsvrc.training.loop import (
 )
 from ilsvrc.training.recipes import (
     RECIPES,
+    LRSchedule,
     check,
     check_network_sizes,
     get_recipe,
@@ -210,6 +211,32 @@ def test_the_size_schedule_gives_the_sizes_asked_by_fraction_of_the_run() -> Non
     assert size_schedule(recipe, 160) == [(0.0, 80), (0.4, 120), (0.75, 160)]  # scales of --image-size
     for off in ("", "none", "off"):
         assert size_schedule(recipe.replace(size_schedule=off), 128) == [(0.0, 128)]
+
+
+@pytest.mark.parametrize(("clock", "expected"), [(400.0, 64), (450.0, 128)])
+def test_under_a_time_limit_a_size_starts_at_the_epoch_boundary_nearest_its_from(
+    monkeypatch, clock: float, expected: int
+) -> None:
+    """A run of 1,000 s planned far beyond its time (so the clock, not the steps, sets its progress),
+    64 px until half of it and 128 px after; a step took 1 s at 64 px and costs 4x at 128, an end of
+    epoch 20 s. An epoch of 100 steps starting at 400 s reaches half way at 64 px at 400 + 50 + 10 s
+    (46%): it stays at 64. Starting at 450 s (45%), half way is at 510 s (51%): it trains at 128 already,
+    though its start is before the switch."""
+    from types import SimpleNamespace
+
+    recipe = get_recipe("fast").replace(size_schedule="0.5@0,1@0.5", epochs=1000)
+    run = SimpleNamespace(
+        steps_per_epoch=100, limit=1000.0, train_macs_at={64: 1, 128: 4}, ctx=SimpleNamespace(enabled=False),
+        sizes=size_schedule(recipe, 128), schedule=LRSchedule(recipe, 100, 1000.0), log=lambda *a: None,
+        train_set=None, config=None,
+    )  # fmt: skip
+    state = SimpleNamespace(offset=0, image_size=64, step=700, step_seconds=1.0, wrap_up_seconds=20.0,
+                            epoch=7, seconds=lambda: clock)  # fmt: skip
+    chosen: list[int] = []
+    monkeypatch.setattr(training_loop, "set_train_size", lambda _s, _c, size: chosen.append(size))
+    training_loop._choose_size(run, state)
+    assert state.image_size == expected and chosen == [expected]
+    assert size_at(run.sizes, run.schedule.progress(state.step, clock)) == 64  # at the epoch's start
 
 
 @pytest.mark.parametrize(
