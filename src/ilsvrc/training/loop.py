@@ -810,7 +810,7 @@ def _set_up(config: TrainConfig, resume: str | Path | None, ctx: distributed.Con
     np.random.seed(config.seed)
     train_set, val_set, classes = datasets(config, progress=progress)
     model = build_model(config, len(classes)).to(device)
-    choice = _layout(config, model, ctx) if resume is None else None
+    choice = _layout(config, model, ctx) if resume is None or config.channels_last is None else None
     if choice is not None:
         config = dataclasses.replace(config, channels_last=choice.channels_last)
     model.set_channels_last(bool(config.channels_last))
@@ -962,7 +962,8 @@ def _announce(run: Run) -> None:
         + "."
     )
     if run.layout is not None and run.layout.reason == "timed":
-        run.log(run.layout.describe().capitalize() + ".")
+        line = run.layout.describe()
+        run.log(line[0].upper() + line[1:] + ".")
     c = run.cost
     run.log(
         f"Cost: {render.flops(c.train_flops)} a training image"
