@@ -2,9 +2,9 @@
 
 `ilsvrc.nn.build` lays a network out channels-last, the faster layout for inference on every zoo
 network. In a training step it is not always: oneDNN's channels-last weight gradient of a 3x3
-convolution is slow on large maps and wide layers, so VGG at 224 px (and ZFNet's wide variant B)
-train 10-25% faster in torch's default layout while the ResNets and GoogLeNet train 5-30% faster
-channels-last (benchmarks/RESULTS.md, zoo case). No rule read off the spec told the cases apart
+convolution is slow on large maps, so the VGGs at 224 px train faster in torch's default layout while
+the ResNets, GoogLeNet and AlexNet train faster channels-last (benchmarks/RESULTS.md, the zoo case's
+last column). No rule read off the spec told the cases apart
 (VGG-16 at 64 px trains faster channels-last, at 128 px slower), so `ilsvrc train` does what
 cudnn.benchmark does for convolution algorithms: before the run it times a training step in each
 layout on a copy of the model and keeps the faster (`choose_layout`). A step too small for the layout to
@@ -24,7 +24,7 @@ from ..analysis.analyzer import analyze, channels_last_layout
 from ..analysis.estimate import TRAIN_FACTOR
 from ..nn import Model, ModelOutputs
 
-PROBE_BATCH = 32  # images per timed step at most (ZFNet-B: layouts tie at 8, contiguous 12% faster at 32)
+PROBE_BATCH = 32  # images per timed step at most (the advantage can change with the batch)
 PROBE_FLOPS = 20e9  # a probe step below this many FLOPs is not timed: channels-last is kept
 ROUNDS = 1  # timed steps per layout, after one untimed (oneDNN builds its kernels then)
 MARGIN = 0.05  # torch's default layout must be this much faster to replace channels-last
@@ -78,14 +78,12 @@ def _time_layouts(model: Model, size: int, batch: int) -> dict[str, float]:
     probe = copy.deepcopy(model).train()
     generator = torch.Generator(device="cpu").manual_seed(0)
     x = torch.randn(batch, model.input_shape[0], size, size, generator=generator).to(device)
-    steps = {}
-    for name, layout in (("channels-last", True), ("contiguous", False)):
-        optimizer = torch.optim.SGD(probe.parameters(), lr=0.0, momentum=0.9)
-        steps[name] = (layout, optimizer)
-    best = {name: float("inf") for name in steps}
+    optimizer = torch.optim.SGD(probe.parameters(), lr=0.0, momentum=0.9)  # a step's work, no change
+    layouts = {"channels-last": True, "contiguous": False}
+    best = dict.fromkeys(layouts, float("inf"))
     with torch.random.fork_rng(devices=[]):  # dropout draws from the global generator
         for round_ in range(ROUNDS + 1):
-            for name, (layout, optimizer) in steps.items():
+            for name, layout in layouts.items():
                 probe.set_channels_last(layout)
                 start = time.perf_counter()
                 _step(probe, optimizer, x)
