@@ -199,6 +199,42 @@ def test_a_run_with_tta_flip_is_evaluated_with_flips_in_training_and_by_eval(
     assert without["top1_error"] == pytest.approx(float((plain != targets).float().mean()))
 
 
+def test_eval_weights_chooses_the_average_or_the_optimizers_own_weights(
+    pooled: str, tmp_path: Path, capsys
+) -> None:
+    """`ilsvrc eval --weights trained` evaluates the weights the optimizer reached, not their average
+    (what the EMA bought, on the same run); a run without an average refuses `--weights averaged`."""
+    run = train(fast(tmp_path / "r", pooled, epochs=1, size_schedule="none", tta_flip=False),
+                stop_after_steps=4, progress=False, log=_quiet)  # fmt: skip
+    weights, _, where = checkpoint.load(run)
+    assert (where / checkpoint.AVERAGED).is_file()
+    model, config, classes, _ = load_trained(run, weights="trained")
+    averaged, *_ = load_trained(run)
+    for name, value in model.state_dict().items():
+        torch.testing.assert_close(value, weights[name])  # the checkpoint's own weights, as saved
+    assert not torch.equal(model.state_dict()["conv1.weight"], averaged.state_dict()["conv1.weight"])
+    _, val_set, _ = training_loop.datasets(config)
+    images = torch.stack([val_set[i][0] for i in range(len(val_set))])
+    targets = torch.tensor([val_set[i][1] for i in range(len(val_set))])
+    found = {}
+    for choice, net in (("trained", model), ("averaged", averaged)):
+        assert main(["eval", str(run), "--format", "json", "--workers", "0", "--weights", choice]) == 0
+        found[choice] = json.loads(capsys.readouterr().out)
+        assert (found[choice]["weights"], found[choice]["flips"]) == (choice, False)
+        with torch.no_grad():
+            guesses = net(images).argmax(1)
+        confusion = torch.zeros(len(classes), len(classes), dtype=torch.long)
+        confusion.index_put_((targets, guesses), torch.ones_like(targets), accumulate=True)
+        assert found[choice]["confusion"] == confusion.tolist()  # image by image, these weights' guesses
+    assert found["trained"]["confusion"] != found["averaged"]["confusion"]  # the two guess differently
+    assert main(["eval", str(run), "--format", "json", "--workers", "0"]) == 0
+    assert json.loads(capsys.readouterr().out) == found["averaged"]  # the default: the average
+    plain = train(fast(tmp_path / "p", pooled, epochs=1, polyak_decay=0.0), stop_after_steps=1,
+                  progress=False, log=_quiet)  # fmt: skip
+    assert main(["eval", str(plain), "--weights", "averaged", "--workers", "0"]) == 2
+    assert "holds no averaged weights" in capsys.readouterr().err
+
+
 # ---------------------------------------------------------------------------------------------------
 # Progressive resizing
 

@@ -381,15 +381,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.more:
         return _eval_ensemble(args)
     done = evaluate_run(args.run, data=args.data, protocol=args.protocol, which=args.which,
-                        scales=args.scales, workers=args.workers, flips=args.tta_flip)  # fmt: skip
+                        scales=args.scales, workers=args.workers, flips=args.tta_flip,
+                        weights=args.weights)  # fmt: skip
     if args.format == "json":
         _emit(render.dump_json(done.to_dict()))
         return 0
     result = done.result
     other = {"last": "best", "best": "last"}.get(done.which or "")
     which = f" (the {done.which} one; --which {other} for the {other})" if other else ""
+    how = f"{done.weights} weights" + (", each image and its mirror" if done.flips else "")
     _emit(
-        f"{args.protocol} protocol on {result.images} images: top-1 error {result.top1_error:.4f}, "
+        f"{args.protocol} protocol on {result.images} images ({how}): top-1 error {result.top1_error:.4f}, "
         f"top-5 error {result.top5_error:.4f}\ncheckpoint: {done.checkpoint}{which}\n"
         f"written: {', '.join(str(p) for p in done.written)}\n"
     )
@@ -400,7 +402,8 @@ def _eval_ensemble(args: argparse.Namespace) -> int:
     from .training.inference import evaluate_ensemble
 
     done = evaluate_ensemble([args.run, *args.more], data=args.data, protocol=args.protocol, which=args.which,
-                             scales=args.scales, workers=args.workers, flips=args.tta_flip)  # fmt: skip
+                             scales=args.scales, workers=args.workers, flips=args.tta_flip,
+                             weights=args.weights)  # fmt: skip
     if args.format == "json":
         _emit(render.dump_json(done.to_dict()))
         return 0
@@ -1188,6 +1191,9 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--tta-flip", action=argparse.BooleanOptionalAction, default=None,
                     help="center: each image and its mirror, logits averaged (default: as the run's last "
                     "evaluation in training was, its recipe's tta_flip)")  # fmt: skip
+    sp.add_argument("--weights", choices=["averaged", "trained"], default=None,
+                    help="a run that averaged its weights (recipe polyak_decay): its average (the "
+                    "default) or the optimizer's own weights, to see what the average bought")  # fmt: skip
     _format_option(sp, ("text", "json"), "text")
     sp.set_defaults(func=cmd_eval, check=check_run_command)
 

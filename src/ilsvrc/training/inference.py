@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from ..errors import IlsvrcError
+from . import checkpoint
 from .checkpoint import write_json_atomic
 from .classical import evaluate_classical, is_classical_run, predict_classical
 from .data import Augmented, ClassInfo, open_dataset
@@ -58,11 +59,13 @@ class RunEvaluation:
     which: str | None
     data: str
     written: list[Path]
+    weights: str = "trained"  # "averaged": the run's average of its weights (recipe polyak_decay)
+    flips: bool = False  # "center" on each image and its mirror too
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON of eval-PROTOCOL.json and `ilsvrc eval --format json` (errors to 6 decimals)."""
         return {**self.result.to_dict(), "checkpoint": str(self.checkpoint), "which": self.which,
-                "data": self.data}  # fmt: skip
+                "data": self.data, "weights": self.weights, "flips": self.flips}  # fmt: skip
 
 
 def evaluate_run(
@@ -74,6 +77,7 @@ def evaluate_run(
     workers: int = 2,
     batch_size: int = 32,
     flips: bool | None = None,
+    weights: str | None = None,
 ) -> RunEvaluation:
     """Evaluate a run's `which` checkpoint ("last" or "best"), or a checkpoint directory, on `data`'s
     val split, or on the split it was trained with.
@@ -81,22 +85,26 @@ def evaluate_run(
     "center" evaluates at the run's evaluation size (its image size times the recipe's test_scale) and,
     when `flips` (None: as the run's recipe says, `tta_flip`), on each image and its mirror
     (`evaluate.flipped_logits`); "10crop" and "dense" at the training size, with their own flips.
+    `weights` as `load_trained`: None evaluates the run's averaged weights if it kept them (recipe
+    `polyak_decay`), "trained" the optimizer's own, "averaged" insists on the average.
 
     Writes eval-PROTOCOL.json and confusion-PROTOCOL.png into the run directory (next to the
     checkpoints when given a checkpoint directory).
     """
     if is_classical_run(run):
         return _evaluate_classical_run(run, data, protocol, workers)
-    model, config, classes, where = load_trained(run, which)
+    model, config, classes, where = load_trained(run, which, weights)
     loader, qs = _val_loader(config, classes, data, protocol, scales, workers, batch_size)
+    mirrored = _flips(config, protocol, flips)
     result = evaluate(model, loader, protocol, crop=_crop(config, protocol), scales=qs,
-                      num_classes=len(classes), flips=_flips(config, protocol, flips))  # fmt: skip
+                      num_classes=len(classes), flips=mirrored)  # fmt: skip
     run_dir = where.parent.parent if where.parent.name == "checkpoints" else where
     given = Path(run).resolve()
     named = None if where.resolve() in (given, given.parent) else which  # a checkpoint given itself
-    return _write(
-        RunEvaluation(result, where, named, data or config.data or "built-in", []), run_dir, classes
-    )
+    averaged = weights != "trained" and (where / checkpoint.AVERAGED).is_file()  # as load_trained chose
+    done = RunEvaluation(result, where, named, data or config.data or "built-in", [],
+                         "averaged" if averaged else "trained", bool(mirrored))  # fmt: skip
+    return _write(done, run_dir, classes)
 
 
 def _crop(config: TrainConfig, protocol: str) -> int:
@@ -176,12 +184,13 @@ def evaluate_ensemble(
     workers: int = 2,
     batch_size: int = 32,
     flips: bool | None = None,
+    weights: str | None = None,
 ) -> EnsembleEvaluation:
     """Evaluate each run alone on the same val split by `protocol`, and their ensemble: per image, the
     mean of the members' class probabilities (each member sees the images at its own size and
     normalisation), as the 2012-2014 entries averaged their CNNs. The runs must share their classes
-    and, without `data`, the data set they were trained with."""
-    loaded = [load_trained(run, which) for run in runs]
+    and, without `data`, the data set they were trained with. `weights` as `load_trained`."""
+    loaded = [load_trained(run, which, weights) for run in runs]
     ids = [[c.id for c in classes] for _, _, classes, _ in loaded]
     if any(i != ids[0] for i in ids):
         odd = next(str(r) for r, i in zip(runs, ids) if i != ids[0])

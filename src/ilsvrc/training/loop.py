@@ -1568,22 +1568,36 @@ class _Bar:
             self.bar.close()
 
 
-def load_trained(path: str | Path, which: str = "last") -> tuple[Model, TrainConfig, list[ClassInfo], Path]:
+WEIGHTS = ("averaged", "trained")
+
+
+def load_trained(
+    path: str | Path, which: str = "last", weights: str | None = None
+) -> tuple[Model, TrainConfig, list[ClassInfo], Path]:
     """A trained model from a run directory or checkpoint: (model in eval mode, config, classes, dir).
 
     A run that averaged its weights (recipe `polyak_decay`, GoogLeNet's) is evaluated with the average,
     as the paper's final model was: the model carries the averaged weights (and batch-norm statistics).
+    `weights` chooses: "averaged" (the average; an error for a run that kept none), "trained" (the
+    optimizer's own weights, to measure what the average bought), None (the average if there is one).
     """
+    if weights is not None and weights not in WEIGHTS:
+        raise IlsvrcError(f"weights {weights!r} is not one of {', '.join(WEIGHTS)}.")
     if is_classical_run(path):
         raise IlsvrcError(
             f"{path} is a run of a classical pipeline (features and linear SVMs): it has no network to "
             f"load. `ilsvrc eval {path}`, `ilsvrc predict {path} IMAGE` and `ilsvrc plot {path}` work on it."
         )
-    weights, state, where = checkpoint.load(path, which)
-    averaged = checkpoint.load_averaged(where)
+    loaded, state, where = checkpoint.load(path, which)
+    averaged = checkpoint.load_averaged(where) if weights != "trained" else None
+    if averaged is None and weights == "averaged":
+        raise IlsvrcError(
+            f"{where} holds no averaged weights (its recipe's polyak_decay was off); evaluate its trained "
+            "weights (leave out --weights, or --weights trained)."
+        )
     if averaged is not None:
         prefix = "module."
-        weights = {k[len(prefix) :]: v for k, v in averaged.items() if k.startswith(prefix)}
+        loaded = {k[len(prefix) :]: v for k, v in averaged.items() if k.startswith(prefix)}
     try:
         config = TrainConfig.from_dict(state["config"])
         classes = [ClassInfo(**c) for c in state["classes"]]
@@ -1591,7 +1605,7 @@ def load_trained(path: str | Path, which: str = "last") -> tuple[Model, TrainCon
         raise checkpoint.CheckpointError(f"{where} does not hold a training state ({exc}).") from None
     model = build_model(config, len(classes))
     try:
-        model.load_state_dict(weights)
+        model.load_state_dict(loaded)
     except RuntimeError as exc:
         raise checkpoint.CheckpointError(
             f"The weights in {where} do not fit {config.model}: {str(exc).splitlines()[0]}"
