@@ -13,6 +13,10 @@ Entries (`--entries`, comma-separated; default all):
 - `without-TRICK`: the fast recipe, seed 0, with one trick taken out (`TRICKS`), and `with-fixres`:
   with a test size above the last training size, which the recipe does not use.
 
+After its budget, each `fast:SEED` run's last checkpoint is evaluated four ways (`paired`: its EMA and
+its own weights, with and without flips), so what those two evaluation-side tricks bought is measured on
+the same weights, without the spread between runs.
+
 A full run is hours (3 seeds, 2 references and 11 ablations of 20 scaled minutes each), so each entry
 is a folder in `--out` and a finished entry (its `rows.json`) is read back, not run again; run the same
 command again after an interruption. The budget is fixed the first time (`--out`/plan.json): a later
@@ -130,6 +134,33 @@ def run_entry(entry: str, data: Path, minutes: float, out: Path, model: str) -> 
     return rows
 
 
+# the four ways `paired` evaluates a seed's last checkpoint: (name, --weights, flips)
+VIEWS = (("EMA of the weights, with flips (the recipe)", "averaged", True),
+         ("EMA of the weights, without flips", "averaged", False),
+         ("the optimizer's own weights, with flips", "trained", True),
+         ("the optimizer's own weights, without flips", "trained", False))  # fmt: skip
+
+
+def paired(entry: str, data: Path, out: Path) -> dict[str, float]:
+    """The last checkpoint of a `fast:SEED` run evaluated four ways (`VIEWS`), after its budget: what
+    the EMA and the flips bought on the very same weights, free of the seed-to-seed spread that one-run
+    ablations carry. Read back from out/ENTRY/paired.json once done."""
+    folder = out / entry.replace(":", "-s")
+    done = folder / "paired.json"
+    if done.exists():
+        return json.loads(done.read_text())
+    found = {}
+    for name, weights, flips in VIEWS:
+        flip = "--tta-flip" if flips else "--no-tta-flip"
+        cmd = [sys.executable, "-m", "ilsvrc", "eval", str(folder / "run"), "--data", str(data),
+               "--weights", weights, flip, "--format", "json"]  # fmt: skip
+        log("$ " + " ".join(cmd))
+        result = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True)
+        found[name] = 1 - json.loads(result.stdout)["top1_error"]
+    done.write_text(json.dumps(found, indent=1))
+    return found
+
+
 def plan(out: Path, minutes: float | None, at_rate: float | None, rate: float | None = None,
          fixed: float | None = None) -> dict:  # fmt: skip
     """The budget of the benchmark in `out`: measured (or `rate`, measured already) and fixed the first
@@ -176,8 +207,10 @@ def label(entry: str, model: str) -> str:
     return f"fast, {entry}"
 
 
-def sections(curves: dict[str, list[dict]], budget: dict, model: str, png: Path | None) -> list[Section]:
-    """The time-to-accuracy table (the seeds together) and the ablation table."""
+def sections(curves: dict[str, list[dict]], budget: dict, model: str, png: Path | None,
+             pairs: dict[str, dict[str, float]] | None = None) -> list[Section]:  # fmt: skip
+    """The time-to-accuracy table (the seeds together), the ablation table, and the seeds' last weights
+    evaluated four ways (`pairs`, from `paired`)."""
     columns = ["entry", "runs", "best val top-1", "last val top-1", "epochs", "minutes used"]
     main = Section(f"`--recipe fast` on Imagenette: {budget['budget']:.1f} minutes (issue 16)", columns)
     seeds = [e for e in curves if e.startswith("fast:")]
@@ -221,7 +254,47 @@ def sections(curves: dict[str, list[dict]], budget: dict, model: str, png: Path 
         "One seed: a difference smaller than the seeds' spread in the table above is not a measured effect. "
         "A batch-size schedule is not in the recipe (not implemented: nothing measured)."
     )
-    return [main] + ([tricks] if tricks.rows else [])
+    same = paired_section(curves, pairs or {})
+    return [main] + ([tricks] if tricks.rows else []) + ([same] if same is not None else [])
+
+
+def paired_section(curves: dict[str, list[dict]], pairs: dict[str, dict[str, float]]) -> Section | None:
+    """The seeds' last checkpoints evaluated four ways: each view's mean over the seeds, and the
+    paired differences that say what the EMA and the flips bought."""
+    if not pairs:
+        return None
+    seeds = sorted(pairs)
+    names = [v[0] for v in VIEWS]
+    same = Section("What the EMA and the test-time flips bought, on the same weights",
+                   ["evaluated", "val top-1", "against the recipe's"])  # fmt: skip
+    recipe = [pairs[e][names[0]] for e in seeds]
+    for name in names:
+        values = [pairs[e][name] for e in seeds]
+        gap = [v - r for v, r in zip(values, recipe)]
+        same.rows.append([name, _pct(values), "" if name == names[0] else _points(gap)])
+    flips = [pairs[e][names[0]] - pairs[e][names[1]] for e in seeds]
+    ema = [pairs[e][names[0]] - pairs[e][names[2]] for e in seeds]
+    own = [curves[e][-1]["top1"] - pairs[e][names[0]] for e in seeds if e in curves]
+    same.notes.append(
+        f"The last checkpoint of each of the {len(seeds)} `--recipe fast` runs above ({', '.join(seeds)}), "
+        "evaluated after its budget by `ilsvrc eval RUN --weights averaged|trained "
+        "--tta-flip|--no-tta-flip`. "
+        f"On the same weights, the flips bought {_points(flips)} and the EMA {_points(ema)} "
+        "(paired differences: mean, and sd and range over the seeds when more than one), free of the spread "
+        "between runs that the one-seed ablations above carry. A check: the recipe's view as `ilsvrc eval` "
+        f"measures it (from the JPEG files) against the run's own last evaluation (from the decoded-image "
+        f"cache, the same pixels): {_points(own)}."
+    )
+    return same
+
+
+def _points(values: list[float]) -> str:
+    """'+0.4 points' for one difference; '+0.4 points (sd 0.2, +0.1 to +0.6)' for several."""
+    mean = 100 * statistics.mean(values)
+    if len(values) == 1:
+        return f"{mean:+.1f} points"
+    sd, lo, hi = (100 * f(values) for f in (statistics.stdev, min, max))
+    return f"{mean:+.1f} points (sd {sd:.1f}, {lo:+.1f} to {hi:+.1f})"
 
 
 def plot(curves: dict[str, list[dict]], path: Path, budget: dict, model: str) -> None:
@@ -260,9 +333,10 @@ def run(data: Path, entries: list[str], out: Path, model: str, minutes: float | 
         sys.exit(f"unknown entries {', '.join(unknown)}; choose among {', '.join(ALL)}")
     budget = plan(out, minutes, at_rate, rate, fixed)
     curves = {e: run_entry(e, data, budget["budget"], out, model) for e in entries}
+    pairs = {e: paired(e, data, out) for e in entries if e.startswith("fast:")}  # outside the budgets
     if png is not None:
         plot(curves, png, budget, model)
-    return sections(curves, budget, model, png)
+    return sections(curves, budget, model, png, pairs)
 
 
 def case(data: Path, quick: bool, rate: float) -> list[Section]:
