@@ -10,13 +10,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 import torchvision
-from harness import Section, fmt, interleaved, log, median
+from harness import Section, fmt, interleaved, log, median, scratch
 from torch.nn import functional as F
 
 import ilsvrc
@@ -191,7 +190,7 @@ def data_pipeline(data: Path, quick: bool) -> list[Section]:
         T.Compose([T.RandomResizedCrop(128), T.RandomHorizontalFlip(), T.ToTensor(), T.Normalize(MEAN, STD)]),
     )
     reference = _subset(reference, n)
-    cache_dir = Path(tempfile.mkdtemp(prefix="ilsvrc-bench-cache-"))
+    cache_dir = scratch("ilsvrc-bench-cache-")
     folder = ImageFolderRGB(data, "train", skip_unreadable=True)._take_evenly(n)
     start = time.perf_counter()
     folder.use_cache(cache_dir)
@@ -305,7 +304,7 @@ def end_to_end(data: Path, quick: bool) -> Section:
     s = Section(f"End to end: training on Imagenette at 128 px, batch 32, {steps} steps, loading included",
                 ["run", "images/s", "ratio", "time waiting for data"])  # fmt: skip
     results: dict[str, list[dict]] = {"ref": [], "tv": [], "lrn": []}
-    work = Path(tempfile.mkdtemp(prefix="ilsvrc-bench-e2e-"))
+    work = scratch("ilsvrc-bench-e2e-")
     # the first run decodes Imagenette into the cache (before training starts, outside images/s)
     for r in range(rounds):
         log(f"  end to end round {r + 1}/{rounds}: torchvision-style loop")

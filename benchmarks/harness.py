@@ -8,10 +8,13 @@ median of the repeats is reported, with the spread.
 
 from __future__ import annotations
 
+import atexit
 import os
 import platform
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -58,6 +61,13 @@ def _timed(fn: Callable[[], object]) -> float:
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
+
+
+def scratch(prefix: str) -> Path:
+    """A new temporary folder, removed when the process exits (decoded caches are gigabytes)."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    atexit.register(shutil.rmtree, folder, True)
+    return folder
 
 
 def utc_stamp(seconds: float | None = None) -> str:

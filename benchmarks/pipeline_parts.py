@@ -28,7 +28,7 @@ from torchvision import transforms as T
 from torchvision.transforms import v2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import interleaved, machine, median, publish, utc_stamp  # noqa: E402
+from harness import interleaved, machine, median, publish, scratch, utc_stamp  # noqa: E402
 
 from ilsvrc.training.transforms import NormalisedFloat, RandomResizedCropFlip, resize_uint8  # noqa: E402
 
@@ -74,7 +74,7 @@ def parts(rounds: int = 7) -> list[str]:
     together = lambda: ours.batch(images, shifts)  # noqa: E731
     assert torch.equal(alone(), together())
     # the cache's read: an np.memmap slice (np.array copies it) against a plain view's slice
-    folder = Path(__import__("tempfile").mkdtemp(prefix="ilsvrc-parts-"))
+    folder = scratch("ilsvrc-parts-")
     hwc.numpy().tofile(folder / "pixels.u8")
     mapped = np.memmap(folder / "pixels.u8", np.uint8, mode="r")
     plain = mapped.view(np.ndarray)
