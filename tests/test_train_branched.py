@@ -272,7 +272,9 @@ def test_the_command_line_turns_zero_init_residual_on(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "model, recipe",
     [("googlenet", "googlenet"), ("googlenet-torchvision", "googlenet"), ("resnet18", "resnet"),
-     ("resnet152-v1", "resnet"), ("plain34", "resnet"), ("vgg16", "vgg")],
+     ("resnet152-v1", "resnet"), ("plain34", "resnet"), ("vgg16", "vgg"),
+     ("torchvision:resnet50", "resnet"), ("torchvision:vgg16_bn", "vgg"),
+     ("torchvision:googlenet", "googlenet"), ("torchvision:squeezenet1_0", "alexnet")],
 )  # fmt: skip
 def test_each_family_gets_its_paper_recipe(model: str, recipe: str) -> None:
     assert default_recipe(model).name == recipe

@@ -208,9 +208,11 @@ def get_recipe(name: str) -> Recipe:
 
 
 def default_recipe(model: str) -> Recipe:
-    """The paper recipe for a zoo name (the `cpu` recipe's neighbour `alexnet` for unknown ones)."""
+    """The paper recipe for a zoo name, or a torchvision model's ("torchvision:resnet50": the ResNet
+    paper's); the `cpu` recipe's neighbour `alexnet` for other networks."""
+    name = model.removeprefix("torchvision:")
     for pattern, recipe in DEFAULT_RECIPE.items():
-        if fnmatch.fnmatchcase(model, pattern):
+        if fnmatch.fnmatchcase(name, pattern):
             return RECIPES[recipe]
     return RECIPES["alexnet"]
 
