@@ -56,3 +56,60 @@ def test_results_keep_the_blocks_of_the_cases_not_run(tmp_path: Path) -> None:
     assert list(blocks) == [c for c in main.CASES if c in blocks]
     assert text.startswith("# Benchmark results\n\nBefore.\n") and text.endswith("\nAfter.\n")
     assert text.count(main.START) == 1 and text.count(main.END) == 1 and "zoo, first run" not in text
+
+
+def script(name: str):
+    """benchmarks/NAME.py, loaded by path with the repository on sys.path (it imports benchmarks.harness)."""
+    root = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(root))
+    try:
+        path = root / "benchmarks" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(f"benchmarks_{name}", path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(root))
+    return module
+
+
+def test_the_paired_table_differences_each_seeds_own_views() -> None:
+    """What flips and the EMA bought is the mean of each seed's own difference: two seeds a point apart
+    whose flips both add half a point read +0.5 points with no spread (unpaired, the spread would be
+    the seeds')."""
+    fast = script("fast")
+    names = [v[0] for v in fast.VIEWS]  # recipe, EMA without flips, own weights with flips, without
+    pairs = {"fast:0": dict(zip(names, [0.780, 0.775, 0.778, 0.772])),
+             "fast:1": dict(zip(names, [0.790, 0.785, 0.780, 0.776]))}  # fmt: skip
+    curves = {e: [{"top1": pairs[e][names[0]]}] for e in pairs}
+    section = fast.paired_section(curves, pairs)
+    note = section.notes[0]
+    assert "the flips bought +0.5 points (sd 0.0, +0.5 to +0.5)" in note
+    assert "the EMA +0.6 points (sd 0.6, +0.2 to +1.0)" in note
+    assert note.endswith("+0.0 points (sd 0.0, +0.0 to +0.0).")  # `ilsvrc eval` agreed with the runs
+    assert [row[0] for row in section.rows] == names
+    assert section.rows[3][1] == "77.4% (sd 0.3, 77.2-77.6)"
+    assert fast.paired_section(curves, {}) is None
+
+
+def test_conv_layouts_times_the_passes_autograd_runs() -> None:
+    """Each timed pass computes what autograd computes for the convolution, in both layouts, and the
+    stem's input gradient (which no training step needs) is left out."""
+    import torch
+
+    layouts = script("conv_layouts")
+    conv = layouts.Conv("test", 4, 6, 5, 2, 2, 11)
+    assert conv.out_size() == 6 and conv.macs(2) == 2 * 6 * 6 * 6 * 4 * 5 * 5
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 4, 11, 11, generator=g).requires_grad_()
+    w = torch.randn(6, 4, 5, 5, generator=g).requires_grad_()
+    dy = torch.randn(2, 6, 6, 6, generator=g)
+    y = torch.nn.functional.conv2d(x, w, None, 2, 2)
+    y.backward(dy)
+    for layout in layouts.LAYOUTS.values():
+        run = layouts.passes(conv, 2, layout)
+        torch.testing.assert_close(run["forward"](), y.detach(), rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(run["input gradient"]()[0], x.grad, rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(run["weight gradient"]()[1], w.grad, rtol=1e-4, atol=1e-4)
+    assert layouts.wanted(conv) == layouts.PASSES
+    assert "input gradient" not in layouts.wanted(layouts.Conv("stem", 3, 8, 7, 2, 3, 32))
