@@ -11,13 +11,8 @@ import pytest
 
 
 def harness():
-    """benchmarks/harness.py, loaded by path (the benchmarks are scripts, not an installed package)."""
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "harness.py"
-    spec = importlib.util.spec_from_file_location("benchmarks_harness", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    """benchmarks/harness.py (the benchmarks are scripts, not an installed package: see `script`)."""
+    return script("harness")
 
 
 def test_timestamps_labelled_utc_are_utc(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -59,7 +54,8 @@ def test_results_keep_the_blocks_of_the_cases_not_run(tmp_path: Path) -> None:
 
 
 def script(name: str):
-    """benchmarks/NAME.py, loaded by path with the repository on sys.path (it imports benchmarks.harness)."""
+    """benchmarks/NAME.py, loaded by path with the repository on sys.path (the scripts import
+    benchmarks.harness), registered in sys.modules (their dataclasses look their module up)."""
     root = Path(__file__).resolve().parents[1]
     sys.path.insert(0, str(root))
     try:
