@@ -11,7 +11,8 @@ Entries (`--entries`, comma-separated; default all):
 - `tv-onecycle`: the torchvision-style loop (torchvision's alexnet, ImageFolder with PIL transforms) on
   the cpu recipe's one-cycle schedule (benchmarks/imagenette.py's `run_torchvision`);
 - `without-TRICK`: the fast recipe, seed 0, with one trick taken out (`TRICKS`), and `with-fixres`:
-  with a test size above the last training size, which the recipe does not use.
+  with a test size above the last training size, which the recipe does not use; `without-TRICK:SEED`
+  the same with another seed, compared with `fast:SEED` (the table gives the mean of the differences).
 
 After its budget, each `fast:SEED` run's last checkpoint is evaluated four ways (`paired`: its EMA and
 its own weights, with and without flips), so what those two evaluation-side tricks bought is measured on
@@ -72,15 +73,32 @@ ALL = [f"fast:{s}" for s in SEEDS] + ["cpu", "tv-onecycle"]
 ALL += [f"without-{t}" for t in TRICKS] + [f"with-{v}" for v in VARIANTS]
 
 
+def ablation(entry: str) -> tuple[str, str, int] | None:
+    """("without" or "with", the trick or variant, the seed) of an ablation entry, else None:
+    `without-TRICK` and `with-VARIANT` are seed 0, `without-TRICK:SEED` another seed (compared with
+    `fast:SEED`)."""
+    kind, _, rest = entry.partition("-")
+    name, _, seed = rest.partition(":")
+    table = {"without": TRICKS, "with": VARIANTS}.get(kind)
+    if table is None or name not in table or not (seed == "" or seed.isdigit()):
+        return None
+    return kind, name, int(seed or 0)
+
+
+def known(entry: str) -> bool:
+    return entry in ALL or entry.startswith("fast:") or ablation(entry) is not None
+
+
 def entry_args(entry: str, model: str) -> tuple[str, str, int, list[str]]:
     """(network, recipe, seed, extra options) of an `ilsvrc train` entry."""
     if entry == "cpu":
         return "alexnet", "cpu", 0, []
     if entry.startswith("fast:"):
         return model, "fast", int(entry.split(":")[1]), []
-    kind, _, name = entry.partition("-")
-    table = TRICKS if kind == "without" else VARIANTS
-    return model, "fast", 0, table[name][1]
+    found = ablation(entry)
+    assert found is not None, entry
+    kind, name, seed = found
+    return model, "fast", seed, (TRICKS if kind == "without" else VARIANTS)[name][1]
 
 
 def run_ilsvrc(data: Path, minutes: float, out: Path, model: str, recipe: str, seed: int,
@@ -237,22 +255,27 @@ def sections(curves: dict[str, list[dict]], budget: dict, model: str, png: Path 
         + (f" Curves: [{png.name}]({os.path.relpath(png, HERE)})." if png is not None else "")
     )
     tricks = Section("What each trick of `--recipe fast` bought: the recipe with it taken out, same budget",
-                     ["trick", "val top-1 with it", "without it", "what it bought"])  # fmt: skip
-    reference = curves.get("fast:0")
+                     ["trick", "seeds", "val top-1 with it", "without it", "what it bought"])  # fmt: skip
+    compared: dict[tuple[str, str], list[tuple[float, float]]] = {}  # (kind, name) -> (with, without)
     for entry in curves:
-        kind, _, name = entry.partition("-")
-        if kind not in ("without", "with") or reference is None:
+        found = ablation(entry)
+        if found is None or f"fast:{found[2]}" not in curves:
             continue
+        kind, name, seed = found
+        other, recipe = curves[entry][-1]["top1"], curves[f"fast:{seed}"][-1]["top1"]
+        pair = (recipe, other) if kind == "without" else (other, recipe)
+        compared.setdefault((kind, name), []).append(pair)
+    for (kind, name), seen in compared.items():
         what = (TRICKS if kind == "without" else VARIANTS)[name][0]
-        other = curves[entry][-1]["top1"]
-        on, off = (reference[-1]["top1"], other) if kind == "without" else (other, reference[-1]["top1"])
         flag = "" if kind == "without" else " (not in the recipe: added)"
-        bought = f"{100 * (on - off):+.1f} points"
-        tricks.rows.append([what + flag, f"{100 * on:.1f}%", f"{100 * off:.1f}%", bought])
+        on, off = [p[0] for p in seen], [p[1] for p in seen]
+        tricks.rows.append([what + flag, str(len(seen)), _pct(on), _pct(off),
+                            _points([a - b for a, b in seen])])  # fmt: skip
     tricks.notes.append(
-        'Last val top-1 of one run each (seed 0; "with it" is `fast:0` for the tricks the recipe has). '
-        "One seed: a difference smaller than the seeds' spread in the table above is not a measured effect. "
-        "A batch-size schedule is not in the recipe (not implemented: nothing measured)."
+        'Last val top-1 of each run; "with it" is `fast:SEED`, the recipe\'s run of the same seed, for the '
+        "tricks the recipe has, and what it bought is the mean of each seed's own difference. One seed: a "
+        "difference smaller than the seeds' spread in the table above is not a measured effect. A batch-size "
+        "schedule is not in the recipe (not implemented: nothing measured)."
     )
     same = paired_section(curves, pairs or {})
     return [main] + ([tricks] if tricks.rows else []) + ([same] if same is not None else [])
@@ -306,7 +329,7 @@ def plot(curves: dict[str, list[dict]], path: Path, budget: dict, model: str) ->
     fig, ax = plt.subplots(figsize=(7.5, 4.4), constrained_layout=True)
     colours = {"cpu": "tab:orange", "tv-onecycle": "tab:grey"}
     for entry, rows in curves.items():
-        if entry.startswith(("without-", "with-")):
+        if ablation(entry) is not None:
             continue
         seed = entry.startswith("fast:")
         first = entry == min((e for e in curves if e.startswith("fast:")), default="")
@@ -328,7 +351,7 @@ def run(data: Path, entries: list[str], out: Path, model: str, minutes: float | 
         at_rate: float | None = None, png: Path | None = None, rate: float | None = None,
         fixed: float | None = None) -> list[Section]:  # fmt: skip
     """Every entry (finished ones read back), the curves PNG, and the two tables."""
-    unknown = [e for e in entries if e not in ALL and not e.startswith("fast:")]
+    unknown = [e for e in entries if not known(e)]
     if unknown:
         sys.exit(f"unknown entries {', '.join(unknown)}; choose among {', '.join(ALL)}")
     budget = plan(out, minutes, at_rate, rate, fixed)
