@@ -97,7 +97,8 @@ def test_the_paper_recipes_leave_every_trick_off_and_fast_turns_them_on() -> Non
         tricks = (r.size_schedule, r.test_scale, r.wd_norm_bias, r.tta_flip, r.eval_from)
         assert tricks == ("", 1.0, True, False, 0.0), name
     r = get_recipe("fast")
-    assert r.size_schedule and r.label_smoothing > 0 and r.zero_init_residual and r.polyak_decay
+    assert r.size_schedule and r.polyak_decay
+    assert r.label_smoothing == 0 and not r.zero_init_residual  # measured: each cost accuracy at 20 minutes
     assert r.tta_flip and not r.wd_norm_bias and r.schedule == "onecycle"
 
 
