@@ -236,6 +236,25 @@ def test_eval_weights_chooses_the_average_or_the_optimizers_own_weights(
     assert "holds no averaged weights" in capsys.readouterr().err
 
 
+def test_the_last_evaluation_is_judged_after_it_so_a_timed_run_ends_with_its_flips() -> None:
+    """At an epoch's end with time for more steps before this evaluation but not after it (it will take
+    as long as the last end of epoch did), this evaluation is the run's last, the one with flips. A
+    run of benchmarks/fast.py once ended on an evaluation without them that way."""
+    from types import SimpleNamespace
+
+    run = SimpleNamespace(limit=1270.0, config=SimpleNamespace(recipe=SimpleNamespace(epochs=100)),
+                          stop_after_steps=None, ctx=SimpleNamespace(enabled=False))  # fmt: skip
+    state = SimpleNamespace(stopped=None, epoch=9, step=1470, step_seconds=1.6, wrap_up_seconds=22.0,
+                            seconds=lambda: 1227.0)  # fmt: skip
+    assert training_loop._steps_that_fit(run, state) > 1  # before the evaluation: room for more steps
+    assert training_loop._steps_that_fit(run, state, ahead=22.0) == 0  # after it: none
+    assert training_loop._last_evaluation(run, state, finished=True)
+    state.seconds = lambda: 1200.0  # 70 s left: after a 22-s evaluation, room for steps and another
+    assert not training_loop._last_evaluation(run, state, finished=True)
+    run.limit = None  # no time limit: the epochs decide
+    assert not training_loop._last_evaluation(run, state, finished=True)
+
+
 # ---------------------------------------------------------------------------------------------------
 # Progressive resizing
 

@@ -1251,12 +1251,13 @@ def _agree_to_stop(run: Run, state: RunState, signals: StopRequest) -> None:
         state.stopped = f"stop after {_count(run.stop_after_steps or 0, 'step')}"
 
 
-def _steps_that_fit(run: Run, state: RunState) -> int:
+def _steps_that_fit(run: Run, state: RunState, ahead: float = 0.0) -> int:
     """How many more steps this process's clock says the time limit leaves room for, keeping room for
-    one more step and an end of epoch after them: 0 when the run must stop now."""
+    one more step and an end of epoch after them: 0 when the run must stop now. `ahead`: as if that
+    many seconds had passed (an evaluation about to run)."""
     if not run.limit:
         return _NO_LIMIT
-    now = state.seconds()
+    now = state.seconds() + ahead
     if now + state.step_seconds + state.wrap_up_seconds >= run.limit:
         return 0
     if state.step_seconds <= 0:
@@ -1359,10 +1360,13 @@ def _may_go_on(run: Run, state: RunState, finished: bool) -> bool:
 
 
 def _last_evaluation(run: Run, state: RunState, finished: bool) -> bool:
-    """Whether this end of epoch's evaluation is the one the run ends with (rank 0 decides for all)."""
+    """Whether this end of epoch's evaluation is the one the run ends with (rank 0 decides for all):
+    judged after it, as it will take about as long as the last end of epoch did (a run that finds its
+    time used up only once this evaluation is done would otherwise end on one without flips)."""
     if not _may_go_on(run, state, finished):
         return True
-    return bool(distributed.broadcast_object(_steps_that_fit(run, state) <= 1, run.ctx))
+    room = _steps_that_fit(run, state, ahead=state.wrap_up_seconds)
+    return bool(distributed.broadcast_object(room <= 1, run.ctx))
 
 
 def _save(run: Run, state: RunState, totals: EpochSums, best: bool = False) -> None:
