@@ -86,6 +86,8 @@ def test_eval_gives_the_run_s_own_errors_per_class_and_confusion(runs, capsys) -
     assert np.allclose(per_class, result["per_class_accuracy"], atol=1e-6)
     assert 1 - np.trace(confusion) / confusion.sum() == pytest.approx(result["top1_error"], abs=1e-6)
     assert (run / "eval-center.json").is_file() and (run / "confusion-center.png").stat().st_size > 0
+    assert main(["eval", str(run), "--weights", "averaged"]) == 2  # it has no average to evaluate
+    assert "holds no averaged weights" in capsys.readouterr().err
 
 
 def test_predict_ranks_as_the_evaluation_does(runs, tmp_path, capsys) -> None:

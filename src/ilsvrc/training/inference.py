@@ -92,6 +92,9 @@ def evaluate_run(
     checkpoints when given a checkpoint directory).
     """
     if is_classical_run(run):
+        if weights == "averaged":
+            raise IlsvrcError(f"{run} is a run of a classical pipeline: it holds no averaged weights; "
+                              "leave out --weights.")  # fmt: skip
         return _evaluate_classical_run(run, data, protocol, workers)
     model, config, classes, where = load_trained(run, which, weights)
     loader, qs = _val_loader(config, classes, data, protocol, scales, workers, batch_size)
