@@ -12,14 +12,15 @@ Entries (`--entries`, comma-separated; default all):
   the cpu recipe's one-cycle schedule (benchmarks/imagenette.py's `run_torchvision`);
 - `without-TRICK`: the fast recipe, seed 0, with one trick taken out (`TRICKS`), and `with-VARIANT`
   with a setting added that the recipe does not use (`VARIANTS`: a test size above the last training
-  size, label smoothing, zero-initialised residual branches); `without-TRICK:SEED` (`with-...:SEED`)
+  size, label smoothing, zero-initialised residual branches, an EMA of the weights, other peak lrs and
+  batches); `without-TRICK:SEED` (`with-...:SEED`)
   the same with another seed, compared with `fast:SEED` (the table gives the mean of the differences).
 
-After its budget, each `fast:SEED` run's last checkpoint is evaluated four ways (`paired`: its EMA and
-its own weights, with and without flips), so what those two evaluation-side tricks bought is measured on
-the same weights, without the spread between runs.
+After its budget, each `fast:SEED` run's last checkpoint is evaluated with and without flips (`paired`;
+and its EMA too when the run kept one, as the recipe did before), so what those evaluation-side tricks
+bought is measured on the same weights, without the spread between runs.
 
-A full run is hours (3 seeds, 2 references and 11 ablations of 20 scaled minutes each), so each entry
+A full run is hours (3 seeds, 2 references and 15 ablations of 20 scaled minutes each), so each entry
 is a folder in `--out` and a finished entry (its `rows.json`) is read back, not run again; run the same
 command again after an interruption. The budget is fixed the first time (`--out`/plan.json): a later
 `--minutes` or `--at-rate` that differs is refused rather than mixed in.
@@ -55,7 +56,6 @@ TRICKS: dict[str, tuple[str, list[str]]] = {
     "onecycle": ("one-cycle lr over the time budget (without: constant lr 0.01)",
                  ["--schedule", "constant", "--lr", "0.01"]),
     "no-bn-bias-wd": ("no weight decay on batch norms and biases", ["--wd-norm-bias"]),
-    "ema": ("EMA of the weights (decay 0.995), evaluated", ["--polyak-decay", "0"]),
     "flip": ("test-time flips", ["--no-tta-flip"]),
     "channels-last": ("channels-last memory layout", ["--no-channels-last"]),
     "cache": ("decoded-image cache (without: a JPEG decode per image per epoch)", ["--no-cache"]),
@@ -64,12 +64,17 @@ TRICKS: dict[str, tuple[str, list[str]]] = {
     "eval-from": ("validation only from half of the run on (without: after every epoch)",
                   ["--eval-from", "0"]),
 }  # fmt: skip
-# settings the recipe does not use, measured by adding them (label smoothing and zero-init were in it
-# until their ablations showed that each cost accuracy at this budget)
+# settings the recipe does not use, measured by adding them (label smoothing, zero-init and the EMA were
+# in it until their ablations showed that each cost accuracy at this budget), and other peak lrs and batches
 VARIANTS: dict[str, tuple[str, list[str]]] = {
     "fixres": ("evaluation at 1.125 x the last training size (144 px; FixRes)", ["--test-scale", "1.125"]),
     "smoothing": ("label smoothing 0.1", ["--label-smoothing", "0.1"]),
     "zero-init": ("zero-initialised residual branches", ["--zero-init-residual"]),
+    "ema": ("an EMA of the weights (decay 0.995), evaluated", ["--polyak-decay", "0.995"]),
+    "lr0.05": ("peak lr 0.05 (half the recipe's)", ["--lr", "0.05"]),
+    "lr0.2": ("peak lr 0.2 (twice the recipe's)", ["--lr", "0.2"]),
+    "batch32": ("batch 32 at peak lr 0.05 (the same lr per image, twice the steps)",
+                ["--batch-size", "32", "--lr", "0.05"]),
 }
 ALL = [f"fast:{s}" for s in SEEDS] + ["cpu", "tv-onecycle"]
 ALL += [f"without-{t}" for t in TRICKS] + [f"with-{v}" for v in VARIANTS]
@@ -154,23 +159,32 @@ def run_entry(entry: str, data: Path, minutes: float, out: Path, model: str) -> 
     return rows
 
 
-# the four ways `paired` evaluates a seed's last checkpoint: (name, --weights, flips)
-VIEWS = (("EMA of the weights, with flips (the recipe)", "averaged", True),
+# the ways `paired` evaluates a seed's last checkpoint: (name, --weights, flips); the last two only for a
+# run that kept an EMA of its weights. The first that applies is what the recipe's run ends with.
+VIEWS = (("EMA of the weights, with flips", "averaged", True),
          ("EMA of the weights, without flips", "averaged", False),
          ("the optimizer's own weights, with flips", "trained", True),
          ("the optimizer's own weights, without flips", "trained", False))  # fmt: skip
 
 
+def averages(run: Path) -> bool:
+    """Whether the run in `run` kept an EMA of its weights (its recipe's polyak_decay, as saved)."""
+    return bool(json.loads((run / "config.json").read_text())["recipe"].get("polyak_decay"))
+
+
 def paired(entry: str, data: Path, out: Path) -> dict[str, float]:
-    """The last checkpoint of a `fast:SEED` run evaluated four ways (`VIEWS`), after its budget: what
-    the EMA and the flips bought on the very same weights, free of the seed-to-seed spread that one-run
-    ablations carry. Read back from out/ENTRY/paired.json once done."""
+    """The last checkpoint of a `fast:SEED` run evaluated each way of `VIEWS` that applies, after its
+    budget: what the flips (and the EMA, when the run kept one) bought on the very same weights, free of
+    the seed-to-seed spread that one-run ablations carry. Read back from out/ENTRY/paired.json once done."""
     folder = out / entry.replace(":", "-s")
     done = folder / "paired.json"
-    if done.exists():
-        return json.loads(done.read_text())
+    if done.exists():  # (runs before the recipe dropped its EMA named the first view "... (the recipe)")
+        return {k.removesuffix(" (the recipe)"): v for k, v in json.loads(done.read_text()).items()}
     found = {}
+    ema = averages(folder / "run")
     for name, weights, flips in VIEWS:
+        if weights == "averaged" and not ema:
+            continue
         flip = "--tta-flip" if flips else "--no-tta-flip"
         cmd = [sys.executable, "-m", "ilsvrc", "eval", str(folder / "run"), "--data", str(data),
                "--weights", weights, flip, "--format", "json"]  # fmt: skip
@@ -284,27 +298,32 @@ def sections(curves: dict[str, list[dict]], budget: dict, model: str, png: Path 
 
 
 def paired_section(curves: dict[str, list[dict]], pairs: dict[str, dict[str, float]]) -> Section | None:
-    """The seeds' last checkpoints evaluated four ways: each view's mean over the seeds, and the
-    paired differences that say what the EMA and the flips bought."""
+    """The seeds' last checkpoints evaluated each way all of them were (`paired`): each view's mean over
+    the seeds, and the paired differences that say what the flips, and the EMA when the runs kept one,
+    bought. The recipe's view is the first of `VIEWS` they all have."""
     if not pairs:
         return None
     seeds = sorted(pairs)
-    names = [v[0] for v in VIEWS]
-    same = Section("What the EMA and the test-time flips bought, on the same weights",
-                   ["evaluated", "val top-1", "against the recipe's"])  # fmt: skip
+    names = [v[0] for v in VIEWS if all(v[0] in pairs[e] for e in seeds)]
+    ema = names[0] == VIEWS[0][0]
+    title = "What the EMA and the test-time flips bought" if ema else "What the test-time flips bought"
+    same = Section(f"{title}, on the same weights", ["evaluated", "val top-1", "against the recipe's"])
     recipe = [pairs[e][names[0]] for e in seeds]
     for name in names:
         values = [pairs[e][name] for e in seeds]
         gap = [v - r for v, r in zip(values, recipe)]
-        same.rows.append([name, _pct(values), "" if name == names[0] else _points(gap)])
+        first = name == names[0]
+        same.rows.append([name + (" (the recipe)" if first else ""), _pct(values), "" if first else _points(gap)])
     flips = [pairs[e][names[0]] - pairs[e][names[1]] for e in seeds]
-    ema = [pairs[e][names[0]] - pairs[e][names[2]] for e in seeds]
+    bought = f"the flips bought {_points(flips)}"
+    if ema:
+        bought += f" and the EMA {_points([pairs[e][names[0]] - pairs[e][names[2]] for e in seeds])}"
     own = [curves[e][-1]["top1"] - pairs[e][names[0]] for e in seeds if e in curves]
+    weights = "--weights averaged|trained " if ema else ""
     same.notes.append(
         f"The last checkpoint of each of the {len(seeds)} `--recipe fast` runs above ({', '.join(seeds)}), "
-        "evaluated after its budget by `ilsvrc eval RUN --weights averaged|trained "
-        "--tta-flip|--no-tta-flip`. "
-        f"On the same weights, the flips bought {_points(flips)} and the EMA {_points(ema)} "
+        f"evaluated after its budget by `ilsvrc eval RUN {weights}--tta-flip|--no-tta-flip`. "
+        f"On the same weights, {bought} "
         "(paired differences: mean, and sd and range over the seeds when more than one), free of the spread "
         "between runs that the one-seed ablations above carry. A check: the recipe's view as `ilsvrc eval` "
         f"measures it (from the JPEG files) against the run's own last evaluation (from the decoded-image "
@@ -385,7 +404,7 @@ def quick_case(data: Path, rate: float | None = None) -> list[Section]:
                 (subset / split / folder.name).mkdir(parents=True)
                 for image in sorted(folder.iterdir())[:n]:
                     (subset / split / folder.name / image.name).symlink_to(image.resolve())
-        found = run(subset, ["fast:0", "without-ema"], root / "runs", "resnet18", rate=rate, fixed=0.75)
+        found = run(subset, ["fast:0", "without-flip"], root / "runs", "resnet18", rate=rate, fixed=0.75)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     for s in found:

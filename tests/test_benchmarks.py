@@ -83,9 +83,15 @@ def test_the_paired_table_differences_each_seeds_own_views() -> None:
     assert "the flips bought +0.5 points (sd 0.0, +0.5 to +0.5)" in note
     assert "the EMA +0.6 points (sd 0.6, +0.2 to +1.0)" in note
     assert note.endswith("+0.0 points (sd 0.0, +0.0 to +0.0).")  # `ilsvrc eval` agreed with the runs
-    assert [row[0] for row in section.rows] == names
+    assert [row[0] for row in section.rows] == [names[0] + " (the recipe)"] + names[1:]
     assert section.rows[3][1] == "77.4% (sd 0.3, 77.2-77.6)"
     assert fast.paired_section(curves, {}) is None
+    # runs without an EMA: the own weights' two views, and what the flips bought on them
+    own = {e: {n: pairs[e][n] for n in names[2:]} for e in pairs}
+    section = fast.paired_section(curves, own)
+    assert [row[0] for row in section.rows] == [names[2] + " (the recipe)", names[3]]
+    assert "the flips bought +0.5 points (sd 0.1, +0.4 to +0.6)" in section.notes[0]
+    assert "EMA" not in section.notes[0] and "--weights" not in section.notes[0]
 
 
 def test_conv_layouts_times_the_passes_autograd_runs() -> None:

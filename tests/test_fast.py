@@ -97,7 +97,7 @@ def test_the_paper_recipes_leave_every_trick_off_and_fast_turns_them_on() -> Non
         tricks = (r.size_schedule, r.test_scale, r.wd_norm_bias, r.tta_flip, r.eval_from)
         assert tricks == ("", 1.0, True, False, 0.0), name
     r = get_recipe("fast")
-    assert r.size_schedule and r.polyak_decay
+    assert r.size_schedule and not r.polyak_decay  # measured: the EMA cost accuracy at 20 minutes
     assert r.label_smoothing == 0 and not r.zero_init_residual  # measured: each cost accuracy at 20 minutes
     assert r.tta_flip and not r.wd_norm_bias and r.schedule == "onecycle"
 
@@ -205,7 +205,7 @@ def test_eval_weights_chooses_the_average_or_the_optimizers_own_weights(
 ) -> None:
     """`ilsvrc eval --weights trained` evaluates the weights the optimizer reached, not their average
     (what the EMA bought, on the same run); a run without an average refuses `--weights averaged`."""
-    run = train(fast(tmp_path / "r", pooled, epochs=1, size_schedule="none", tta_flip=False),
+    run = train(fast(tmp_path / "r", pooled, epochs=1, size_schedule="none", tta_flip=False, polyak_decay=0.995),
                 stop_after_steps=4, progress=False, log=_quiet)  # fmt: skip
     weights, _, where = checkpoint.load(run)
     assert (where / checkpoint.AVERAGED).is_file()
@@ -369,8 +369,9 @@ def test_a_killed_fast_run_resumes_exactly_in_an_epoch_of_its_second_size(
 ) -> None:
     """Stopped at step 15 (in epoch 3, the first at 32 px) and resumed, with loader workers this time:
     the same sizes, the same trained and averaged weights and the same errors as a run never stopped."""
-    straight = train(fast(tmp_path / "a", pooled), progress=False, log=_quiet)
-    stopped = train(fast(tmp_path / "b", pooled), stop_after_steps=15, progress=False, log=_quiet)
+    straight = train(fast(tmp_path / "a", pooled, polyak_decay=0.995), progress=False, log=_quiet)
+    stopped = train(fast(tmp_path / "b", pooled, polyak_decay=0.995), stop_after_steps=15, progress=False,
+                    log=_quiet)  # fmt: skip
     state = torch.load(checkpoint.resolve(stopped) / checkpoint.STATE, weights_only=True)
     assert (state["step"], state["epoch"], state["offset"], state["image_size"]) == (15, 2, 3, 32)
     seen = _record_sizes(monkeypatch)

@@ -36,21 +36,23 @@ another `--batch-size` and no `--lr`, `ilsvrc.training.loop.scale_lr` scales it 
   Kaiming initialisation of every layer (with the papers' N(0, 0.01), AlexNet without batch norm
   barely moves in the few hundred steps a CPU affords).
 - `fast`: the best time to accuracy found on a 2-core CPU (issue 16), for a network that takes any
-  input size (ResNet-18 by default in benchmarks/fast.py): the `cpu` recipe's one-cycle SGD with
-  Nesterov momentum, planned over the time limit, and the tricks of the fast-training literature, each
-  a field of its own that the paper recipes leave off and one command-line switch takes out again:
-  progressive resizing (`size_schedule`: small images early, when the network learns coarse features
-  and a step at half the size costs a quarter; Howard's fast.ai DAWNBench ImageNet runs, Touvron et
-  al.'s FixRes for the test size), no weight decay on batch norms and biases (`wd_norm_bias`; Goyal
-  et al. 2017, Jia et al. 2018), an exponential moving average of the weights (`polyak_decay`),
-  test-time flips (`tta_flip`, on the evaluation the run ends with; those on the way, which draw its
-  curve, go without), the timed memory layout (a run setting) and the decoded-image cache; and it
-  validates only from half of the run on (`eval_from`: an evaluation of Imagenette's 2,925 val images
-  at 128 px with flips took about half as long as a training epoch at 64 px). What each bought is
-  measured by taking it out under the same budget (benchmarks/fast.py, RESULTS.md). Label smoothing
-  0.1 (Szegedy et al. 2016) and zero-initialised residual branches (Goyal et al.) were in it until
-  those measurements: in ten epochs the network underfits, and each cost accuracy (the zero-initialised
-  branches most; without them the training error was lower from the first epoch on).
+  input size (ResNet-18 by default in benchmarks/fast.py): one-cycle SGD with Nesterov momentum,
+  planned over the time limit, peaking at 0.1 for batch 64, and the tricks of the fast-training
+  literature, each a field of its own that the paper recipes leave off and one command-line switch
+  takes out again: progressive resizing (`size_schedule`: small images early, when the network learns
+  coarse features and a step at half the size costs a quarter; Howard's fast.ai DAWNBench ImageNet
+  runs, Touvron et al.'s FixRes for the test size), no weight decay on batch norms and biases
+  (`wd_norm_bias`; Goyal et al. 2017, Jia et al. 2018), test-time flips (`tta_flip`, on the evaluation
+  the run ends with; those on the way, which draw its curve, go without), the timed memory layout (a
+  run setting) and the decoded-image cache; and it validates only from half of the run on
+  (`eval_from`: an evaluation of Imagenette's 2,925 val images at 128 px with flips took about half as
+  long as a training epoch at 64 px). What each bought is measured by taking it out under the same
+  budget (benchmarks/fast.py, RESULTS.md). Label smoothing 0.1 (Szegedy et al. 2016), zero-initialised
+  residual branches (Goyal et al.) and an EMA of the weights (0.995) were in it until those
+  measurements: in ten epochs the network underfits, and each cost accuracy (the zero-initialised
+  branches most; without them the training error was lower from the first epoch on; the EMA, on the
+  same weights, 0.6 points); the peak lr was 0.05 until twice that did better (0.1 is also what the
+  ResNet paper starts batch 256 at: a short run takes a larger step per image).
 """
 
 from __future__ import annotations
@@ -176,11 +178,11 @@ RECIPES: dict[str, Recipe] = {
     "fast": Recipe(
         "fast",
         "Fastest to accuracy on a CPU, for networks that take any input size (ResNet-18): one-cycle SGD "
-        "Nesterov to 0.05 at batch 64 over the time limit, progressive resizing 64 -> 96 -> 128 px, "
-        "no weight decay on batch norms and biases, an EMA of the weights (0.995), test-time flips, light "
-        "random-resized crops, validation from half of the run on; no label smoothing and no "
-        "zero-initialised residual branches (both cost accuracy in a 20-minute run: benchmarks/fast.py)",
-        lr=0.05,
+        "Nesterov to 0.1 at batch 64 over the time limit, progressive resizing 64 -> 96 -> 128 px, "
+        "no weight decay on batch norms and biases, test-time flips, light random-resized crops, "
+        "validation from half of the run on; no label smoothing, no zero-initialised residual branches "
+        "and no EMA of the weights (each cost accuracy in a 20-minute run: benchmarks/fast.py)",
+        lr=0.1,
         nesterov=True,
         weight_decay=5e-4,
         batch_size=64,
@@ -188,7 +190,6 @@ RECIPES: dict[str, Recipe] = {
         schedule="onecycle",
         augmentation="light",
         image_size=128,
-        polyak_decay=0.995,
         eval_from=0.5,
         size_schedule="0.5@0,0.75@0.4,1@0.75",
         wd_norm_bias=False,
