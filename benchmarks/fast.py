@@ -70,6 +70,9 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "fixres": ("evaluation at 1.125 x the last training size (144 px; FixRes)", ["--test-scale", "1.125"]),
     "smoothing": ("label smoothing 0.1", ["--label-smoothing", "0.1"]),
     "zero-init": ("zero-initialised residual branches", ["--zero-init-residual"]),
+    "batch32": ("batch 32 at peak lr 0.025 (the same lr per image, twice the steps)",
+                ["--batch-size", "32", "--lr", "0.025"]),
+    "lr0.1": ("peak lr 0.1 (twice the recipe's)", ["--lr", "0.1"]),
 }
 ALL = [f"fast:{s}" for s in SEEDS] + ["cpu", "tv-onecycle"]
 ALL += [f"without-{t}" for t in TRICKS] + [f"with-{v}" for v in VARIANTS]
