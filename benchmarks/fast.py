@@ -75,7 +75,7 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "lr0.2": ("peak lr 0.2 (twice the recipe's)", ["--lr", "0.2"]),
     "batch32": ("batch 32 at peak lr 0.05 (the same lr per image, twice the steps)",
                 ["--batch-size", "32", "--lr", "0.05"]),
-}
+}  # fmt: skip
 ALL = [f"fast:{s}" for s in SEEDS] + ["cpu", "tv-onecycle"]
 ALL += [f"without-{t}" for t in TRICKS] + [f"with-{v}" for v in VARIANTS]
 
@@ -313,7 +313,8 @@ def paired_section(curves: dict[str, list[dict]], pairs: dict[str, dict[str, flo
         values = [pairs[e][name] for e in seeds]
         gap = [v - r for v, r in zip(values, recipe)]
         first = name == names[0]
-        same.rows.append([name + (" (the recipe)" if first else ""), _pct(values), "" if first else _points(gap)])
+        shown = name + (" (the recipe)" if first else "")
+        same.rows.append([shown, _pct(values), "" if first else _points(gap)])
     flips = [pairs[e][names[0]] - pairs[e][names[1]] for e in seeds]
     bought = f"the flips bought {_points(flips)}"
     if ema:

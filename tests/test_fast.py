@@ -205,8 +205,8 @@ def test_eval_weights_chooses_the_average_or_the_optimizers_own_weights(
 ) -> None:
     """`ilsvrc eval --weights trained` evaluates the weights the optimizer reached, not their average
     (what the EMA bought, on the same run); a run without an average refuses `--weights averaged`."""
-    run = train(fast(tmp_path / "r", pooled, epochs=1, size_schedule="none", tta_flip=False, polyak_decay=0.995),
-                stop_after_steps=4, progress=False, log=_quiet)  # fmt: skip
+    config = fast(tmp_path / "r", pooled, epochs=1, size_schedule="none", tta_flip=False, polyak_decay=0.995)
+    run = train(config, stop_after_steps=4, progress=False, log=_quiet)
     weights, _, where = checkpoint.load(run)
     assert (where / checkpoint.AVERAGED).is_file()
     model, config, classes, _ = load_trained(run, weights="trained")
