@@ -334,12 +334,18 @@ def paired_section(curves: dict[str, list[dict]], pairs: dict[str, dict[str, flo
 
 
 def _points(values: list[float]) -> str:
-    """'+0.4 points' for one difference; '+0.4 points (sd 0.2, +0.1 to +0.6)' for several."""
-    mean = 100 * statistics.mean(values)
+    """'+0.4 points' for one difference; '+0.4 points (sd 0.2, +0.1 to +0.6)' for several. A difference
+    that rounds to zero reads +0.0, whichever its sign."""
+    mean = _tenths(statistics.mean(values))
     if len(values) == 1:
         return f"{mean:+.1f} points"
-    sd, lo, hi = (100 * f(values) for f in (statistics.stdev, min, max))
+    sd, lo, hi = (_tenths(f(values)) for f in (statistics.stdev, min, max))
     return f"{mean:+.1f} points (sd {sd:.1f}, {lo:+.1f} to {hi:+.1f})"
+
+
+def _tenths(fraction: float) -> float:
+    """A fraction in percentage points to one decimal, -0.0 made +0.0."""
+    return round(100 * fraction, 1) + 0.0
 
 
 def plot(curves: dict[str, list[dict]], path: Path, budget: dict, model: str) -> None:

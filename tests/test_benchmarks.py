@@ -92,6 +92,7 @@ def test_the_paired_table_differences_each_seeds_own_views() -> None:
     assert [row[0] for row in section.rows] == [names[2] + " (the recipe)", names[3]]
     assert "the flips bought +0.5 points (sd 0.1, +0.4 to +0.6)" in section.notes[0]
     assert "EMA" not in section.notes[0] and "--weights" not in section.notes[0]
+    assert fast._points([-0.0003, 0.0002]) == "+0.0 points (sd 0.0, +0.0 to +0.0)"  # never "-0.0"
 
 
 def test_conv_layouts_times_the_passes_autograd_runs() -> None:
