@@ -95,6 +95,15 @@ def test_the_paired_table_differences_each_seeds_own_views() -> None:
     assert fast._points([-0.0003, 0.0002]) == "+0.0 points (sd 0.0, +0.0 to +0.0)"  # never "-0.0"
 
 
+def test_fast_draws_the_projects_curves_only_from_the_three_seeds(tmp_path) -> None:
+    """A run of a few extra entries leaves docs/fast-imagenette.png alone unless --png names a file."""
+    fast = script("fast")
+    project = fast.HERE.parent / "docs" / "fast-imagenette.png"
+    assert fast.curves_png(None, ["fast:0", "fast:1", "fast:2", "cpu"]) == project
+    assert fast.curves_png(None, ["fast:0", "with-lr0.2"]) is None
+    assert fast.curves_png(tmp_path / "c.png", ["fast:0"]) == tmp_path / "c.png"
+
+
 def test_conv_layouts_times_the_passes_autograd_runs() -> None:
     """Each timed pass computes what autograd computes for the convolution, in both layouts, and the
     stem's input gradient (which no training step needs) is left out."""
