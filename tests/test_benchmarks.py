@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 import time
 from pathlib import Path
@@ -93,6 +94,14 @@ def test_the_paired_table_differences_each_seeds_own_views() -> None:
     assert "the flips bought +0.5 points (sd 0.1, +0.4 to +0.6)" in section.notes[0]
     assert "EMA" not in section.notes[0] and "--weights" not in section.notes[0]
     assert fast._points([-0.0003, 0.0002]) == "+0.0 points (sd 0.0, +0.0 to +0.0)"  # never "-0.0"
+
+
+def test_paired_skips_the_average_of_a_run_that_kept_none(tmp_path) -> None:
+    """`paired` asks for the EMA's views only when the run's saved recipe kept one."""
+    fast = script("fast")
+    for decay, expected in ((0.995, True), (None, False), (0.0, False)):
+        (tmp_path / "config.json").write_text(json.dumps({"recipe": {"polyak_decay": decay}}))
+        assert fast.averages(tmp_path) is expected
 
 
 def test_fast_draws_the_projects_curves_only_from_the_three_seeds(tmp_path) -> None:
