@@ -75,6 +75,10 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "lr0.2": ("peak lr 0.2 (twice the recipe's)", ["--lr", "0.2"]),
     "batch32": ("batch 32 at peak lr 0.05 (the same lr per image, twice the steps)",
                 ["--batch-size", "32", "--lr", "0.05"]),
+    "wd1e-4": ("weight decay 1e-4 instead of 5e-4", ["--weight-decay", "1e-4"]),
+    "late-resize": ("the size steps later: 64 px to 50%, 96 px to 85% of the run, then 128 px",
+                    ["--size-schedule", "0.5@0,0.75@0.5,1@0.85"]),
+    "eval-end": ("validation only at the end (without mid-run points on the curve)", ["--eval-from", "0.99"]),
 }  # fmt: skip
 ALL = [f"fast:{s}" for s in SEEDS] + ["cpu", "tv-onecycle"]
 ALL += [f"without-{t}" for t in TRICKS] + [f"with-{v}" for v in VARIANTS]
@@ -271,8 +275,10 @@ def sections(curves: dict[str, list[dict]], budget: dict, model: str, png: Path 
         + (f" Curves: [{png.name}]({os.path.relpath(png, HERE)})." if png is not None else "")
     )
     tricks = Section("What each trick of `--recipe fast` bought: the recipe with it taken out, same budget",
-                     ["trick", "seeds", "val top-1 with it", "without it", "what it bought"])  # fmt: skip
+                     ["trick", "seeds", "val top-1 with it", "without it", "what it bought",
+                      "epochs with it, without"])  # fmt: skip
     compared: dict[tuple[str, str], list[tuple[float, float]]] = {}  # (kind, name) -> (with, without)
+    epochs: dict[tuple[str, str], list[str]] = {}  # (kind, name) -> "with, without" of each seed
     for entry in curves:
         found = ablation(entry)
         if found is None or f"fast:{found[2]}" not in curves:
@@ -281,17 +287,23 @@ def sections(curves: dict[str, list[dict]], budget: dict, model: str, png: Path 
         other, recipe = curves[entry][-1]["top1"], curves[f"fast:{seed}"][-1]["top1"]
         pair = (recipe, other) if kind == "without" else (other, recipe)
         compared.setdefault((kind, name), []).append(pair)
+        fitted = [curves[e][-1]["epoch"] for e in (entry, f"fast:{seed}")]
+        fitted = fitted[::-1] if kind == "without" else fitted
+        epochs.setdefault((kind, name), []).append(", ".join(f"{x:.1f}" for x in fitted))
     for (kind, name), seen in compared.items():
         what = (TRICKS if kind == "without" else VARIANTS)[name][0]
         flag = "" if kind == "without" else " (not in the recipe: added)"
         on, off = [p[0] for p in seen], [p[1] for p in seen]
         tricks.rows.append([what + flag, str(len(seen)), _pct(on), _pct(off),
-                            _points([a - b for a, b in seen])])  # fmt: skip
+                            _points([a - b for a, b in seen]), "; ".join(epochs[kind, name])])  # fmt: skip
     tricks.notes.append(
         'Last val top-1 of each run; "with it" is `fast:SEED`, the recipe\'s run of the same seed, for the '
         "tricks the recipe has, and what it bought is the mean of each seed's own difference. One seed: a "
-        "difference smaller than the seeds' spread in the table above is not a measured effect. A batch-size "
-        "schedule is not in the recipe (not implemented: nothing measured)."
+        "difference smaller than the seeds' spread in the table above is not a measured effect. The epochs "
+        "each run fitted in the budget (with it, without it) show a second confound: the same recipe's speed "
+        "varies from one run to the next on one machine, so a run that met a slower machine trained fewer "
+        "epochs for a reason that is not its setting. A batch-size schedule is not in the recipe (not "
+        "implemented: nothing measured)."
     )
     same = paired_section(curves, pairs or {})
     return [main] + ([tricks] if tricks.rows else []) + ([same] if same is not None else [])

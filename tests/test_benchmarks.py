@@ -144,13 +144,15 @@ def test_an_ablation_is_compared_with_the_recipes_run_of_its_own_seed() -> None:
     assert fast.ablation("with-smoothing") == ("with", "smoothing", 0)
     assert fast.ablation("without-nothing") is None and fast.ablation("with-fixres:x") is None
 
-    def curve(top1: float) -> list[dict]:
-        return [{"top1": top1, "epoch": 10, "wall": 21.0, "minutes": 21.0}]
+    def curve(top1: float, epoch: float = 10) -> list[dict]:
+        return [{"top1": top1, "epoch": epoch, "wall": 21.0, "minutes": 21.0}]
 
-    curves = {"fast:0": curve(0.78), "fast:1": curve(0.79), "without-flip": curve(0.775),
+    curves = {"fast:0": curve(0.78), "fast:1": curve(0.79, 11), "without-flip": curve(0.775, 8.8),
               "without-flip:1": curve(0.785), "without-resize:2": curve(0.70)}  # fmt: skip
     budget = {"budget": 21.2, "minutes": 20, "at_rate": 192, "rate": 181, "when": "now", "machine": "here"}
     tricks = fast.sections(curves, budget, "resnet18", None)[1]
     (row,) = tricks.rows
     assert row[0] == fast.TRICKS["flip"][0] and row[1] == "2"
-    assert row[-1] == "+0.5 points (sd 0.0, +0.5 to +0.5)"
+    assert row[4] == "+0.5 points (sd 0.0, +0.5 to +0.5)"
+    assert row[5] == "10.0, 8.8; 11.0, 10.0"  # the epochs each seed's pair fitted: with the trick first
+
