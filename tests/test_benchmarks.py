@@ -156,3 +156,22 @@ def test_an_ablation_is_compared_with_the_recipes_run_of_its_own_seed() -> None:
     assert row[4] == "+0.5 points (sd 0.0, +0.5 to +0.5)"
     assert row[5] == "10.0, 8.8; 11.0, 10.0"  # the epochs each seed's pair fitted: with the trick first
 
+
+def test_fast_views_compares_each_view_with_the_recipes_on_the_same_weights() -> None:
+    """The recipe's view leads whatever the order asked; each other view reads as the mean of each seed's
+    own difference with it, so two seeds a point apart that each lose 0.4 points read -0.4 with no spread."""
+    views = script("fast_views")
+    assert views.parse_views("144@0.875, 128@1") == [(128, 0.875), (144, 0.875), (128, 1.0)]
+    assert views.parse_views("128@0.875,112") == [(128, 0.875), (112, 0.875)]
+    for bad in ("128@1.5", "x@0.875", "0@0.5"):
+        with pytest.raises(SystemExit):
+            views.parse_views(bad)
+    found = {"fast:0": {(128, 0.875): 0.820, (144, 0.875): 0.816},
+             "fast:1": {(128, 0.875): 0.830, (144, 0.875): 0.826}}  # fmt: skip
+    table = views.section(found)
+    assert [row[0] for row in table.rows] == [
+        "128 px from 146 px (crop fraction 0.875) (the recipe)",
+        "144 px from 165 px (crop fraction 0.875)",
+    ]
+    assert table.rows[0][2] == "" and table.rows[1][1] == "82.1% (sd 0.7, 81.6-82.6)"
+    assert table.rows[1][2] == "-0.4 points (sd 0.0, -0.4 to -0.4)"
