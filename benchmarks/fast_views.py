@@ -52,6 +52,10 @@ def evaluate_views(run: Path, data: Path, views: list[tuple[int, float]]) -> dic
     from ilsvrc.training.loop import collate_skipping, load_trained
 
     model, config, classes, _ = load_trained(run)
+    own = (config.eval_size, config.recipe.crop_fraction)
+    if own != RECIPE_VIEW:  # the table's first row is labelled the recipe's view
+        sys.exit(f"{run} ended on {own[0]} px @ {own[1]:g}, not the view this script compares with "
+                 f"({RECIPE_VIEW[0]} px @ {RECIPE_VIEW[1]:g}): set RECIPE_VIEW to the recipe's")  # fmt: skip
     info = config.network().info
     base = open_dataset(data, "val", skip_unreadable=True)
     base.use_cache()
