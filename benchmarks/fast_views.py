@@ -29,16 +29,17 @@ RECIPE_VIEW = (128, 0.875)
 
 
 def parse_views(text: str) -> list[tuple[int, float]]:
-    """`128@0.875,144@1` -> [(128, 0.875), (144, 1.0)]; the recipe's view first, added when missing."""
+    """`128@0.875,144@1` -> [(128, 0.875), (144, 1.0)]; the recipe's view first, added when missing.
+    A malformed view is a ValueError naming it."""
     views = []
     for part in text.split(","):
         size, _, fraction = part.strip().partition("@")
         try:
             view = (int(size), float(fraction or 0.875))
         except ValueError:
-            sys.exit(f"a view is SIZE@FRACTION, e.g. 144@0.875; got {part!r}")
+            raise ValueError(f"a view is SIZE@FRACTION, e.g. 144@0.875; got {part!r}") from None
         if not (view[0] > 0 and 0 < view[1] <= 1):
-            sys.exit(f"a view needs a positive size and a crop fraction in (0, 1]; got {part!r}")
+            raise ValueError(f"a view needs a positive size and a crop fraction in (0, 1]; got {part!r}")
         views.append(view)
     return [RECIPE_VIEW] + [v for v in views if v != RECIPE_VIEW]
 
@@ -99,10 +100,15 @@ def main() -> None:
     parser.add_argument("--views", default="128@1,128@0.8,128@0.75,112@0.875,144@0.875")
     parser.add_argument("--write", type=Path, help="append the table to this file (benchmarks/RESULTS.md)")
     args = parser.parse_args()
-    views = parse_views(args.views)
+    try:
+        views = parse_views(args.views)
+    except ValueError as error:
+        parser.error(f"--views: {error}")  # exit code 2
     runs = sorted(p for p in args.out.glob("fast-s*") if (p / "rows.json").exists())
     if not runs:
-        sys.exit(f"no finished `fast:SEED` runs in {args.out}: run benchmarks/fast.py --out {args.out} first")
+        parser.error(
+            f"no finished `fast:SEED` runs in {args.out}: run benchmarks/fast.py --out {args.out} first"
+        )
     found = {p.name.replace("-s", ":"): evaluate_views(p / "run", args.data, views) for p in runs}
     command = f"python benchmarks/fast_views.py --out {args.out} --views {args.views}"
     text = f"Command: `{command}`; {utc_stamp()}.\n\n" + section(found).markdown()

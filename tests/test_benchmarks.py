@@ -164,7 +164,7 @@ def test_fast_views_compares_each_view_with_the_recipes_on_the_same_weights() ->
     assert views.parse_views("144@0.875, 128@1") == [(128, 0.875), (144, 0.875), (128, 1.0)]
     assert views.parse_views("128@0.875,112") == [(128, 0.875), (112, 0.875)]
     for bad in ("128@1.5", "x@0.875", "0@0.5"):
-        with pytest.raises(SystemExit):
+        with pytest.raises(ValueError, match="view"):
             views.parse_views(bad)
     found = {"fast:0": {(128, 0.875): 0.820, (144, 0.875): 0.816},
              "fast:1": {(128, 0.875): 0.830, (144, 0.875): 0.826}}  # fmt: skip
