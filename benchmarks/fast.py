@@ -296,6 +296,13 @@ def sections(curves: dict[str, list[dict]], budget: dict, model: str, png: Path 
         on, off = [p[0] for p in seen], [p[1] for p in seen]
         tricks.rows.append([what + flag, str(len(seen)), _pct(on), _pct(off),
                             _points([a - b for a, b in seen]), "; ".join(epochs[kind, name])])  # fmt: skip
+    kinds = {kind for kind, _ in compared}
+    if kinds == {"with"}:
+        tricks.title = "Variants of `--recipe fast`, added to it: same budget"
+    elif kinds == {"with", "without"}:
+        tricks.title = (
+            "What each trick of `--recipe fast` bought, taken out of it or added to it: same budget"
+        )
     tricks.notes.append(
         'Last val top-1 of each run; "with it" is `fast:SEED`, the recipe\'s run of the same seed, for the '
         "tricks the recipe has, and what it bought is the mean of each seed's own difference. One seed: a "

@@ -157,6 +157,19 @@ def test_an_ablation_is_compared_with_the_recipes_run_of_its_own_seed() -> None:
     assert row[5] == "10.0, 8.8; 11.0, 10.0"  # the epochs each seed's pair fitted: with the trick first
 
 
+def test_the_ablation_tables_heading_says_whether_its_runs_took_a_trick_out_or_added_one() -> None:
+    fast = script("fast")
+    curve = [{"top1": 0.8, "epoch": 10, "wall": 21.0, "minutes": 21.0}]
+    budget = {"budget": 21.2, "minutes": 20, "at_rate": 192, "rate": 181, "when": "now", "machine": "here"}
+
+    def title(*entries: str) -> str:
+        return fast.sections({e: curve for e in ("fast:0", *entries)}, budget, "resnet18", None)[1].title
+
+    assert "taken out" in title("without-flip") and "added" not in title("without-flip")
+    assert "added" in title("with-lr0.2") and "taken out" not in title("with-lr0.2")
+    assert "taken out of it or added to it" in title("without-flip", "with-lr0.2")
+
+
 def test_fast_views_compares_each_view_with_the_recipes_on_the_same_weights() -> None:
     """The recipe's view leads whatever the order asked; each other view reads as the mean of each seed's
     own difference with it, so two seeds a point apart that each lose 0.4 points read -0.4 with no spread."""
