@@ -23,7 +23,7 @@ from ilsvrc.networks.spec import AdaptiveAvgPool, BatchNorm, Conv, Flatten, Line
 from ilsvrc.networks.zoo import get_spec
 from ilsvrc.training import checkpoint
 from ilsvrc.training import loop as training_loop
-from ilsvrc.training.evaluate import evaluate, flipped_logits, predict_probs
+from ilsvrc.training.evaluate import eval_input_transform, evaluate, flipped_logits, predict_probs
 from ilsvrc.training.loop import (
     build_model,
     load_trained,
@@ -198,6 +198,46 @@ def test_a_run_with_tta_flip_is_evaluated_with_flips_in_training_and_by_eval(
     with torch.no_grad():
         plain = model(images).argmax(1)
     assert without["top1_error"] == pytest.approx(float((plain != targets).float().mean()))
+
+
+def test_eval_in_another_view_crops_the_same_weights_at_that_size_and_fraction(
+    pooled: str, spec: str, tmp_path: Path, capsys
+) -> None:
+    """`ilsvrc eval --image-size N --crop-fraction F`: the centre N px of each image resized to N / F,
+    the run's own weights, its files beside the run's own view's; a size where the network's
+    parameters would change, or another protocol, is refused with exit code 2."""
+    run = train(fast(tmp_path / "r", pooled, epochs=1, size_schedule="none", tta_flip=False),
+                stop_after_steps=3, progress=False, log=_quiet)  # fmt: skip
+    model, config, *_ = load_trained(run)
+    _, val_set, _ = training_loop.datasets(config)
+    info = config.network().info
+    targets = torch.tensor([val_set[i][1] for i in range(len(val_set))])
+    for size, fraction in ((40, 1.0), (24, 0.6)):
+        args = ["eval", str(run), "--format", "json", "--workers", "0", "--image-size", str(size)]
+        assert main([*args, "--crop-fraction", str(fraction)]) == 0
+        found = json.loads(capsys.readouterr().out)
+        assert (found["image_size"], found["crop_fraction"]) == (size, fraction)
+        view = eval_input_transform("center", size, info.mean, info.std, fraction)
+        images = torch.stack([view(val_set.base[i][0]) for i in range(len(val_set))])  # the same pictures
+        assert images.shape[-1] == size
+        with torch.no_grad():
+            guesses = model(images).argmax(1)
+        assert found["top1_error"] == pytest.approx(float((guesses != targets).float().mean()))
+        assert (run / f"eval-center-{size}px-{fraction:g}.json").is_file()
+    assert not (run / "eval-center.json").exists()  # the run's own view's file is not overwritten
+    assert main(["eval", str(run), "--format", "json", "--workers", "0"]) == 0
+    own = json.loads(capsys.readouterr().out)
+    assert (own["image_size"], own["crop_fraction"]) == (config.eval_size, config.recipe.crop_fraction)
+    assert main(["eval", str(run), "--protocol", "10crop", "--image-size", "40"]) == 2
+    assert "set the view of the center protocol" in capsys.readouterr().err
+    assert main(["eval", str(run), "--crop-fraction", "1.5"]) == 2
+    assert "in (0, 1]" in capsys.readouterr().err
+    fixed = train(make_config(spec, "cpu", out=str(tmp_path / "f"), epochs=1, batch_size=8, workers=0,
+                              synthetic_train=16, synthetic_val=8, synthetic_classes=10),
+                  stop_after_steps=1, progress=False, log=_quiet)  # fmt: skip
+    assert main(["eval", str(fixed), "--image-size", "40", "--workers", "0"]) == 2
+    assert "parameters depend on its input size" in capsys.readouterr().err
+    assert main(["eval", str(fixed), "--crop-fraction", "1", "--workers", "0"]) == 0  # the same size: fine
 
 
 def test_eval_weights_chooses_the_average_or_the_optimizers_own_weights(

@@ -382,7 +382,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         return _eval_ensemble(args)
     done = evaluate_run(args.run, data=args.data, protocol=args.protocol, which=args.which,
                         scales=args.scales, workers=args.workers, flips=args.tta_flip,
-                        weights=args.weights)  # fmt: skip
+                        weights=args.weights, image_size=args.image_size,
+                        crop_fraction=args.crop_fraction)  # fmt: skip
     if args.format == "json":
         _emit(render.dump_json(done.to_dict()))
         return 0
@@ -390,6 +391,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     other = {"last": "best", "best": "last"}.get(done.which or "")
     which = f" (the {done.which} one; --which {other} for the {other})" if other else ""
     how = f"{done.weights} weights" + (", each image and its mirror" if done.flips else "")
+    if done.view is not None:
+        v = done.view
+        how += f", {v.size} px from {round(v.size / v.fraction)} px"
+        how += "" if v.own else ", not the run's own view"
     _emit(
         f"{args.protocol} protocol on {result.images} images ({how}): top-1 error {result.top1_error:.4f}, "
         f"top-5 error {result.top5_error:.4f}\ncheckpoint: {done.checkpoint}{which}\n"
@@ -403,7 +408,8 @@ def _eval_ensemble(args: argparse.Namespace) -> int:
 
     done = evaluate_ensemble([args.run, *args.more], data=args.data, protocol=args.protocol, which=args.which,
                              scales=args.scales, workers=args.workers, flips=args.tta_flip,
-                             weights=args.weights)  # fmt: skip
+                             weights=args.weights, image_size=args.image_size,
+                             crop_fraction=args.crop_fraction)  # fmt: skip
     if args.format == "json":
         _emit(render.dump_json(done.to_dict()))
         return 0
@@ -1194,6 +1200,12 @@ def parser() -> argparse.ArgumentParser:
     sp.add_argument("--weights", choices=["averaged", "trained"], default=None,
                     help="a run that averaged its weights (recipe polyak_decay): its average (the "
                     "default) or the optimizer's own weights, to see what the average bought")  # fmt: skip
+    sp.add_argument("--image-size", type=int, metavar="PIXELS",
+                    help="center: the crop's side (default: the run's evaluation size); a network ending "
+                    "in global pooling takes others, e.g. above its training size (FixRes)")  # fmt: skip
+    sp.add_argument("--crop-fraction", type=float, metavar="F",
+                    help="center: the crop over the resized shorter side (default: the run's recipe's, "
+                    "0.875: 224 from 256); 1 shows the whole centre square")  # fmt: skip
     _format_option(sp, ("text", "json"), "text")
     sp.set_defaults(func=cmd_eval, check=check_run_command)
 
