@@ -3,11 +3,12 @@
 The recipe ends on a centre crop of 128 px from the image resized to 146 px (crop fraction 0.875), with
 its mirror. A different view of the same weights costs no training: this script evaluates each finished
 `fast:SEED` run of a `benchmarks/fast.py` folder (`--out`) in every view of `--views` (SIZE@FRACTION: a
-centre crop of SIZE px from the image resized to SIZE / FRACTION), with flips, on the decoded-image
-cache of the val split, and tables each view's accuracy beside the recipe's view on the same weights
-(paired differences, free of the seeds' spread). A larger crop fraction shows more of the image (the
-objects smaller); a larger size, more pixels of the same crop (FixRes, Touvron et al. 2019: a test size
-above the training size makes up for random-resized crops showing objects larger than a centre crop does).
+centre crop of SIZE px from the image resized to SIZE / FRACTION), with flips, on the val split, as
+`ilsvrc eval RUN --image-size SIZE --crop-fraction FRACTION` does, and tables each view's accuracy
+beside the recipe's view on the same weights (paired differences, free of the seeds' spread). A larger
+crop fraction shows more of the image (the objects smaller); a larger size, more pixels of the same crop
+(FixRes, Touvron et al. 2019: a test size above the training size makes up for random-resized crops
+showing objects larger than a centre crop does).
 
     python benchmarks/fast_views.py --out runs/bench-fast-v3 --views 128@1,128@0.8,112@0.875,144@0.875
 """
@@ -45,29 +46,18 @@ def parse_views(text: str) -> list[tuple[int, float]]:
 
 
 def evaluate_views(run: Path, data: Path, views: list[tuple[int, float]]) -> dict[tuple[int, float], float]:
-    """Top-1 accuracy of the run's last weights in each view, with flips, on the cached val split."""
-    import torch
+    """Top-1 accuracy of the run's last weights in each view, with flips, on the val split: what
+    `ilsvrc eval RUN --image-size SIZE --crop-fraction FRACTION` gives."""
+    from ilsvrc.training.inference import evaluate_run
 
-    from ilsvrc.training.data import Augmented, open_dataset
-    from ilsvrc.training.evaluate import eval_input_transform, evaluate
-    from ilsvrc.training.loop import collate_skipping, load_trained
-
-    model, config, classes, _ = load_trained(run)
-    own = (config.eval_size, config.recipe.crop_fraction)
-    if own != RECIPE_VIEW:  # the table's first row is labelled the recipe's view
-        sys.exit(f"{run} ended on {own[0]} px @ {own[1]:g}, not the view this script compares with "
-                 f"({RECIPE_VIEW[0]} px @ {RECIPE_VIEW[1]:g}): set RECIPE_VIEW to the recipe's")  # fmt: skip
-    info = config.network().info
-    base = open_dataset(data, "val", skip_unreadable=True)
-    base.use_cache()
     found = {}
     for size, fraction in views:
-        val = Augmented(base, eval_input_transform("center", size, info.mean, info.std, fraction), seed=0)
-        batches = torch.utils.data.DataLoader(val, batch_size=64, num_workers=2, collate_fn=collate_skipping)
-        images = ((x, y) for x, y, _ in batches if x is not None)
-        result = evaluate(model, images, "center", crop=size, channels_last=config.channels_last,
-                          num_classes=len(classes), flips=True)  # fmt: skip
-        found[size, fraction] = 1 - result.top1_error
+        done = evaluate_run(run, data=str(data), image_size=size, crop_fraction=fraction, flips=True)
+        assert done.view is not None
+        if (size, fraction) == RECIPE_VIEW and not done.view.own:  # the table's first row is the recipe's
+            sys.exit(f"{run} was not evaluated at {size} px @ {fraction:g} in training, the view this script "
+                     "compares with: set RECIPE_VIEW to the recipe's")  # fmt: skip
+        found[size, fraction] = 1 - done.result.top1_error
         log(f"{run}: {size} px @ {fraction:g}: {100 * found[size, fraction]:.2f}%")
     return found
 
@@ -86,9 +76,9 @@ def section(found: dict[str, dict[tuple[int, float], float]]) -> Section:
             [name + (" (the recipe)" if recipe else ""), _pct(values), "" if recipe else _points(gaps)]
         )
     table.notes.append(
-        f"The last weights of {', '.join(seeds)}, each evaluated in every view with flips on the "
-        "decoded-image cache of Imagenette's val split; the differences are paired (each seed against its "
-        "own recipe's view): mean, sd and range over the seeds."
+        f"The last weights of {', '.join(seeds)}, each evaluated in every view with flips on Imagenette's "
+        "val split (`ilsvrc eval RUN --image-size SIZE --crop-fraction FRACTION`); the differences are "
+        "paired (each seed against its own recipe's view): mean, sd and range over the seeds."
     )
     return table
 
