@@ -55,7 +55,6 @@ TRICKS: dict[str, tuple[str, list[str]]] = {
     "resize": ("progressive resizing 64 -> 96 -> 128 px", ["--size-schedule", "none"]),
     "onecycle": ("one-cycle lr over the time budget (without: constant lr 0.01)",
                  ["--schedule", "constant", "--lr", "0.01"]),
-    "no-bn-bias-wd": ("no weight decay on batch norms and biases", ["--wd-norm-bias"]),
     "flip": ("test-time flips", ["--no-tta-flip"]),
     "channels-last": ("channels-last memory layout", ["--no-channels-last"]),
     "cache": ("decoded-image cache (without: a JPEG decode per image per epoch)", ["--no-cache"]),
@@ -64,10 +63,14 @@ TRICKS: dict[str, tuple[str, list[str]]] = {
     "eval-from": ("validation only from half of the run on (without: after every epoch)",
                   ["--eval-from", "0"]),
 }  # fmt: skip
-# settings the recipe does not use, measured by adding them (label smoothing, zero-init and the EMA were
-# in it until their ablations showed that each cost accuracy at this budget), and other peak lrs and batches
+# settings the recipe does not use, measured by adding them (label smoothing, zero-init, the EMA and no weight
+# decay on batch norms and biases were in it until their ablations showed that each cost accuracy at this
+# budget), other peak lrs, batches and crops
 VARIANTS: dict[str, tuple[str, list[str]]] = {
     "fixres": ("evaluation at 1.125 x the last training size (144 px; FixRes)", ["--test-scale", "1.125"]),
+    "no-bn-bias-wd": ("no weight decay on batch norms and biases", ["--no-wd-norm-bias"]),
+    "crop0.6": ("milder crops: 60-100% of the image's area instead of 35-100%", ["--min-crop-area", "0.6"]),
+    "crop0.2": ("harder crops: 20-100% of the image's area instead of 35-100%", ["--min-crop-area", "0.2"]),
     "smoothing": ("label smoothing 0.1", ["--label-smoothing", "0.1"]),
     "zero-init": ("zero-initialised residual branches", ["--zero-init-residual"]),
     "ema": ("an EMA of the weights (decay 0.995), evaluated", ["--polyak-decay", "0.995"]),

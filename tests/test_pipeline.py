@@ -124,6 +124,52 @@ def test_when_no_crop_fits_the_fallback_is_torchvisions_centre_crop(shape: tuple
     assert out.shape == (3, 32, 32)
 
 
+@pytest.mark.parametrize("kind", ["light", "rrc", "googlenet"])
+def test_the_smallest_crop_area_bounds_every_crop_and_follows_a_size_change(kind: str) -> None:
+    """`min_area` is the lower end of the area fraction each crop draws: with 0.6 no crop of 3,000
+    covers less than 60% of the image (the kind's own lower end does), and the transform made at
+    another size for progressive resizing keeps it."""
+    height, width, n = 180, 240, 3000
+
+    def areas(pipeline: Pipeline) -> np.ndarray:
+        crop = pipeline.transforms[0]
+        torch.manual_seed(0)
+        return np.array([h * w / (height * width) for _, _, h, w, _ in (crop.params(height, width)
+                                                                          for _ in range(n))])  # fmt: skip
+
+    own, mild = areas(train_transform(kind, 32, MEAN, STD)), areas(train_transform(kind, 32, MEAN, STD, 0.6))
+    assert own.min() < 0.4 and (own < 0.6).mean() > 0.3
+    assert mild.min() >= 0.6 - 2 / min(height, width) and mild.max() <= 1
+    image = torch.zeros(3, height, width, dtype=torch.uint8)
+    theirs = [T.RandomResizedCrop.get_params(image, [0.6, 1.0], [3 / 4, 4 / 3]) for _ in range(n)]
+    assert stats.ks_2samp(mild, [h * w / (height * width) for _, _, h, w in theirs]).pvalue > 1e-3
+    resized = train_transform(kind, 32, MEAN, STD, 0.6).at_size(16)
+    assert resized.image_size == 16 and areas(resized).min() >= 0.6 - 2 / min(height, width)
+
+
+def test_a_whole_image_crop_area_keeps_a_square_image_whole() -> None:
+    """Area 1 leaves only the aspect ratio random: on a square image no other crop has the whole area, so
+    every crop is the image itself, resized and perhaps mirrored."""
+    square = channels_last(photo(64, 64))
+    pipeline = train_transform("light", 32, MEAN, STD, min_area=1.0)
+    whole = NormalisedFloat(MEAN, STD)(resize_uint8(square, 32, 32))
+    torch.manual_seed(3)
+    outs = [pipeline(square) for _ in range(12)]
+    assert all(torch.equal(o, whole) or torch.equal(o, whole.flip(-1)) for o in outs)
+    assert any(torch.equal(o, whole.flip(-1)) for o in outs) and any(torch.equal(o, whole) for o in outs)
+
+
+BAD_AREAS = [("alexnet", 0.5, "not of the 'alexnet'"), ("light", 0.0, r"\(0, 1\]"), ("rrc", 1.5, r"\(0, 1\]")]
+
+
+@pytest.mark.parametrize("kind, area, match", BAD_AREAS)
+def test_a_smallest_crop_area_that_cannot_apply_is_an_error_naming_it(
+    kind: str, area: float, match: str
+) -> None:
+    with pytest.raises(IlsvrcError, match=match):
+        train_transform(kind, 32, MEAN, STD, min_area=area)
+
+
 # --------------------------------------------------------------------------------------------------
 # Batches: normalised at once, the values of one image at a time
 

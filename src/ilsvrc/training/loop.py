@@ -400,7 +400,9 @@ def datasets(config: TrainConfig, progress: bool = False) -> tuple[Augmented, Au
             except DataError as error:  # the cache is a speed-up: without it the run goes on
                 logging.getLogger("ilsvrc.data").warning("%s Training without it.", error)
     mean, std = spec.info.mean, spec.info.std
-    train = Augmented(train_base, train_transform(r.augmentation, size, mean, std), seed=config.seed)
+    train = Augmented(
+        train_base, train_transform(r.augmentation, size, mean, std, r.min_crop_area), seed=config.seed
+    )
     val_tf = eval_input_transform("center", config.eval_size, mean, std, r.crop_fraction)
     val = Augmented(val_base, val_tf, seed=config.seed)
     return train, val, list(train_base.classes)
@@ -1156,7 +1158,10 @@ def set_train_size(train_set: Augmented, config: TrainConfig, size: int) -> None
         train_set.set_image_size(size)
         return
     spec = config.network()
-    train_set.transform = train_transform(config.recipe.augmentation, size, spec.info.mean, spec.info.std)
+    r = config.recipe
+    train_set.transform = train_transform(
+        r.augmentation, size, spec.info.mean, spec.info.std, r.min_crop_area
+    )
 
 
 def _step(run: Run, state: RunState, images: torch.Tensor | None, targets: torch.Tensor | None) -> None:

@@ -41,18 +41,19 @@ another `--batch-size` and no `--lr`, `ilsvrc.training.loop.scale_lr` scales it 
   literature, each a field of its own that the paper recipes leave off and one command-line switch
   takes out again: progressive resizing (`size_schedule`: small images early, when the network learns
   coarse features and a step at half the size costs a quarter; Howard's fast.ai DAWNBench ImageNet
-  runs, Touvron et al.'s FixRes for the test size), no weight decay on batch norms and biases
-  (`wd_norm_bias`; Goyal et al. 2017, Jia et al. 2018), test-time flips (`tta_flip`, on the evaluation
+  runs, Touvron et al.'s FixRes for the test size), test-time flips (`tta_flip`, on the evaluation
   the run ends with; those on the way, which draw its curve, go without), the timed memory layout (a
   run setting) and the decoded-image cache; and it validates only from half of the run on
   (`eval_from`: an evaluation of Imagenette's 2,925 val images at 128 px with flips took about half as
   long as a training epoch at 64 px). What each bought is measured by taking it out under the same
   budget (benchmarks/fast.py, RESULTS.md). Label smoothing 0.1 (Szegedy et al. 2016), zero-initialised
-  residual branches (Goyal et al.) and an EMA of the weights (0.995) were in it until those
+  residual branches (Goyal et al.), an EMA of the weights (0.995) and no weight decay on batch norms
+  and biases (`wd_norm_bias` off; Goyal et al. 2017, Jia et al. 2018) were in it until those
   measurements: in ten epochs the network underfits, and each cost accuracy (the zero-initialised
   branches most; without them the training error was lower from the first epoch on; the EMA, on the
-  same weights, 0.6 points); the peak lr was 0.05 until twice that did better (0.1 at batch 64 is four
-  times the ResNet paper's lr per image, 0.1 at batch 256; 0.2 showed no gain in one run).
+  same weights, 0.6 points; the weight-decay exemption 0.6 points with each of two seeds); the peak lr
+  was 0.05 until twice that did better (0.1 at batch 64 is four times the ResNet paper's lr per image,
+  0.1 at batch 256; 0.2 showed no gain in one run).
 """
 
 from __future__ import annotations
@@ -90,6 +91,7 @@ class Recipe:
     warmup_epochs: float = 0.0  # linear warm-up from lr/10 (fractions of an epoch allowed)
     label_smoothing: float = 0.0
     augmentation: str = "alexnet"  # see ilsvrc.transforms.TRAIN_AUGMENTATIONS
+    min_crop_area: float | None = None  # random resized crops' smallest share of the area (None: the kind's)
     image_size: int | None = None  # None: the model's default input
     crop_fraction: float = 0.875  # evaluation: centre crop of image_size from image_size/crop_fraction
     init: str = "torchvision"  # see INITS
@@ -179,9 +181,10 @@ RECIPES: dict[str, Recipe] = {
         "fast",
         "Fastest to accuracy on a CPU, for networks that take any input size (ResNet-18): one-cycle SGD "
         "Nesterov to 0.1 at batch 64 over the time limit, progressive resizing 64 -> 96 -> 128 px, "
-        "no weight decay on batch norms and biases, test-time flips, light random-resized crops, "
-        "validation from half of the run on; no label smoothing, no zero-initialised residual branches "
-        "and no EMA of the weights (each cost accuracy in a 20-minute run: benchmarks/fast.py)",
+        "test-time flips, light random-resized crops, validation from half of the run on; no label "
+        "smoothing, no zero-initialised residual branches, no EMA of the weights and weight decay on "
+        "batch norms and biases too (the other way round, each cost accuracy in a 20-minute run: "
+        "benchmarks/fast.py)",
         lr=0.1,
         nesterov=True,
         weight_decay=5e-4,
@@ -192,7 +195,6 @@ RECIPES: dict[str, Recipe] = {
         image_size=128,
         eval_from=0.5,
         size_schedule="0.5@0,0.75@0.4,1@0.75",
-        wd_norm_bias=False,
         tta_flip=True,
     ),
 }
@@ -252,6 +254,14 @@ def check(recipe: Recipe) -> None:
            optional=True)  # fmt: skip
     number("test_scale", lambda v: 0.5 <= v <= 2, "in [0.5, 2] (1: evaluate at the training size)")
     number("eval_from", lambda v: 0 <= v < 1, "in [0, 1) (0: validate after every epoch)")
+    number("min_crop_area", lambda v: 0 < v <= 1, "a share of the image's area in (0, 1]", optional=True)
+    from .transforms import RESIZED_CROP_AREA  # torch: imported when a recipe is checked, not with ilsvrc
+
+    if recipe.min_crop_area is not None and recipe.augmentation not in RESIZED_CROP_AREA:
+        kinds = ", ".join(RESIZED_CROP_AREA)
+        problems.append(f"min_crop_area is a setting of the random resized crops of {kinds}, not of the "
+                        f"{recipe.augmentation!r} augmentation (leave --min-crop-area out, or choose one "
+                        f"of those)")  # fmt: skip
     for name in ("zero_init_residual", "wd_norm_bias", "tta_flip"):
         if not isinstance(getattr(recipe, name), bool):
             problems.append(f"{name} must be true or false, got {getattr(recipe, name)!r}")

@@ -347,7 +347,13 @@ class Pipeline(v2.Compose):
         return self.factory(image_size)
 
 
-def train_transform(kind: str, image_size: int, mean: Sequence[float], std: Sequence[float]) -> Pipeline:
+# the augmentations that crop a random share of the image's area, and the smallest share each takes
+RESIZED_CROP_AREA: dict[str, float] = {"googlenet": 0.08, "rrc": 0.08, "light": 0.35}
+
+
+def train_transform(
+    kind: str, image_size: int, mean: Sequence[float], std: Sequence[float], min_area: float | None = None
+) -> Pipeline:
     """A training augmentation by name: uint8 3 x H x W in, normalised float32 3 x size x size out.
 
     - "alexnet" [AK]: resize to a square of round(size * 256/224), random size x size crop, horizontal
@@ -366,8 +372,19 @@ def train_transform(kind: str, image_size: int, mean: Sequence[float], std: Sequ
       torchvision references train with), flip, normalise.
     - "light": RandomResizedCrop(size, scale=(0.35, 1)), flip, normalise: milder crops for small data
       and short CPU runs.
+
+    `min_area` replaces the smallest share of the image's area a random resized crop takes (0.08 or
+    0.35 above; 1 leaves only the aspect ratio random) in the augmentations that make one.
     """
     _check(image_size, mean, std)
+    if min_area is not None:
+        if kind not in RESIZED_CROP_AREA:
+            raise IlsvrcError(f"A smallest crop area is a setting of the random resized crops of "
+                              f"{', '.join(RESIZED_CROP_AREA)}, not of the {kind!r} augmentation; "
+                              f"leave it out or choose one of those.")  # fmt: skip
+        if not 0 < min_area <= 1:
+            raise IlsvrcError(f"The smallest crop area is a share of the image in (0, 1], got {min_area}.")
+    area = (RESIZED_CROP_AREA.get(kind, 1.0) if min_area is None else min_area, 1.0)
     base = round(image_size * 256 / 224)
     crop_flip = RandomCropFlip(image_size)
     if kind == "alexnet":
@@ -380,13 +397,13 @@ def train_transform(kind: str, image_size: int, mean: Sequence[float], std: Sequ
         steps = [RandomShorterSide(base, round(image_size * 480 / 224)), crop_flip]
         lighting = PCALighting(0.1)
     elif kind == "googlenet":
-        steps = [RandomResizedCropFlip(image_size, (0.08, 1.0)), v2.ColorJitter(**HOWARD_JITTER)]
+        steps = [RandomResizedCropFlip(image_size, area), v2.ColorJitter(**HOWARD_JITTER)]
         lighting = PCALighting(0.1)
     elif kind in ("rrc", "light"):
-        steps = [RandomResizedCropFlip(image_size, (0.08, 1.0) if kind == "rrc" else (0.35, 1.0))]
+        steps = [RandomResizedCropFlip(image_size, area)]
         lighting = None
     else:
         raise IlsvrcError(f"Unknown augmentation {kind!r}; the choices are {', '.join(TRAIN_AUGMENTATIONS)}.")
     # crops and flips on uint8 (4x less memory to move than float), then one fused pass to float
-    factory = functools.partial(train_transform, kind, mean=tuple(mean), std=tuple(std))
+    factory = functools.partial(train_transform, kind, mean=tuple(mean), std=tuple(std), min_area=min_area)
     return Pipeline([*steps, NormalisedFloat(mean, std, lighting)], factory, image_size)
