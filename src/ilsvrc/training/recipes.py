@@ -68,6 +68,9 @@ from ..analysis.analyzer import analyze, smallest_input
 from ..errors import IlsvrcError, ShapeError
 from ..networks.spec import Network
 
+# the augmentations of ilsvrc.training.transforms that crop a random share of the image's area, and the
+# smallest share each takes unless `min_crop_area` says otherwise (here, not there: checked without torch)
+RESIZED_CROP_AREA: dict[str, float] = {"googlenet": 0.08, "rrc": 0.08, "light": 0.35}
 SCHEDULES = ("plateau", "step", "cosine", "onecycle", "constant")
 INITS = ("alexnet", "gaussian", "torchvision", "kaiming")
 
@@ -255,8 +258,6 @@ def check(recipe: Recipe) -> None:
     number("test_scale", lambda v: 0.5 <= v <= 2, "in [0.5, 2] (1: evaluate at the training size)")
     number("eval_from", lambda v: 0 <= v < 1, "in [0, 1) (0: validate after every epoch)")
     number("min_crop_area", lambda v: 0 < v <= 1, "a share of the image's area in (0, 1]", optional=True)
-    from .transforms import RESIZED_CROP_AREA  # torch: imported when a recipe is checked, not with ilsvrc
-
     if recipe.min_crop_area is not None and recipe.augmentation not in RESIZED_CROP_AREA:
         kinds = ", ".join(RESIZED_CROP_AREA)
         problems.append(f"min_crop_area is a setting of the random resized crops of {kinds}, not of the "

@@ -34,6 +34,7 @@ from torch import Tensor
 from torchvision.transforms import v2
 
 from ..errors import IlsvrcError
+from .recipes import RESIZED_CROP_AREA
 
 # The eigen-decomposition of ImageNet's RGB covariance (RGB in [0, 1]) that fb.resnet.torch and most
 # re-implementations use; the AlexNet paper gives none. Eigenvalues largest first; the eigenvectors are
@@ -345,10 +346,6 @@ class Pipeline(v2.Compose):
         if self.factory is None:
             raise IlsvrcError("This transform cannot change its output size (it was made without a factory).")
         return self.factory(image_size)
-
-
-# the augmentations that crop a random share of the image's area, and the smallest share each takes
-RESIZED_CROP_AREA: dict[str, float] = {"googlenet": 0.08, "rrc": 0.08, "light": 0.35}
 
 
 def train_transform(
