@@ -12,8 +12,8 @@ Entries (`--entries`, comma-separated; default all):
   the cpu recipe's one-cycle schedule (benchmarks/imagenette.py's `run_torchvision`);
 - `without-TRICK`: the fast recipe, seed 0, with one trick taken out (`TRICKS`), and `with-VARIANT`
   with a setting added that the recipe does not use (`VARIANTS`: a test size above the last training
-  size, label smoothing, zero-initialised residual branches, an EMA of the weights, other peak lrs and
-  batches); `without-TRICK:SEED` (`with-...:SEED`)
+  size, label smoothing, zero-initialised residual branches, an EMA of the weights, no weight decay on
+  batch norms and biases, other peak lrs, batches and crops); `without-TRICK:SEED` (`with-...:SEED`)
   the same with another seed, compared with `fast:SEED` (the table gives the mean of the differences).
 
 After its budget, each `fast:SEED` run's last checkpoint is evaluated with and without flips (`paired`;

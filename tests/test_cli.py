@@ -208,6 +208,8 @@ print(json.dumps(results))
         (["train", "--resume", "TMP/empty"], "TMP/empty has no config.json"),
         (["train", "alexnet", "--recipe", "cpux"], "There is no recipe called 'cpux'"),
         (["train", "alexnet", "--momentum", "3"], "momentum must be in [0, 1)"),
+        (["train", "alexnet", "--min-crop-area", "0.5"], "augmentation (leave --min-crop-area out"),
+        (["train", "resnet18", "--recipe", "fast", "--min-crop-area", "0"], "min_crop_area must be a share"),
         (["train", "TMP/nonet.yaml"], "Spec file TMP/nonet.yaml does not exist"),
         (["eval", "TMP/norun"], "The run TMP/norun does not exist"),
         (["eval", "TMP/run", "--data", "TMP/nodata"], "The data folder TMP/nodata does not exist"),
