@@ -148,6 +148,28 @@ def test_a_run_without_wd_norm_bias_checkpoints_two_optimizer_groups(pooled: str
 
 
 # ---------------------------------------------------------------------------------------------------
+# The smallest crop area (--min-crop-area)
+
+
+def test_a_runs_crops_take_the_recipes_smallest_area_at_every_size_of_its_schedule(pooled: str) -> None:
+    """`min_crop_area` reaches the crops a run trains on, and stays when progressive resizing changes
+    their size: every crop drawn for a 180 x 240 image covers at least that share of it."""
+
+    def smallest(train) -> float:
+        crop = train.current_transform().transforms[0]
+        torch.manual_seed(0)
+        return min(h * w / (180 * 240) for _, _, h, w, _ in (crop.params(180, 240) for _ in range(500)))
+
+    plain, _, _ = training_loop.datasets(fast("unused", pooled))
+    assert smallest(plain) < 0.5  # the light crops' own 35%
+    config = fast("unused", pooled, min_crop_area=0.8)
+    train, _, _ = training_loop.datasets(config)
+    assert smallest(train) >= 0.8 - 2 / 180
+    training_loop.set_train_size(train, config, 16)
+    assert train.current_transform().image_size == 16 and smallest(train) >= 0.8 - 2 / 180
+
+
+# ---------------------------------------------------------------------------------------------------
 # Test-time flips
 
 
